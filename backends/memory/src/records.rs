@@ -1,0 +1,135 @@
+//! Task records, sharded by id, with expiry and waiters.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use conveyor_core::{Error, Result, StateUpdate, TaskId, TaskMessage, TaskRecord};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+const SHARDS: usize = 16;
+
+pub(crate) struct Records {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+}
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<TaskId, Slot>,
+    expiry: BinaryHeap<Reverse<(Instant, TaskId)>>,
+}
+
+struct Slot {
+    record: TaskRecord,
+    expires: Option<Instant>,
+    waiters: Option<Arc<Notify>>,
+}
+
+impl Default for Records {
+    fn default() -> Self {
+        Records { shards: (0..SHARDS).map(|_| Mutex::default()).collect(), hasher: RandomState::new() }
+    }
+}
+
+impl Shard {
+    fn purge(&mut self, now: Instant) {
+        while let Some(Reverse((at, _))) = self.expiry.peek() {
+            if *at > now {
+                break;
+            }
+            let Reverse((at, id)) = self.expiry.pop().expect("peeked");
+            if self.map.get(&id).is_some_and(|s| s.expires == Some(at)) {
+                self.map.remove(&id);
+            }
+        }
+    }
+}
+
+impl Records {
+    fn shard(&self, id: &TaskId) -> std::sync::MutexGuard<'_, Shard> {
+        let i = (self.hasher.hash_one(id) as usize) % SHARDS;
+        let mut g = self.shards[i].lock().unwrap_or_else(|e| e.into_inner());
+        g.purge(Instant::now());
+        g
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).map.len()).sum()
+    }
+
+    pub(crate) fn create(&self, record: &TaskRecord) -> Result<()> {
+        let mut shard = self.shard(&record.id);
+        if shard.map.contains_key(&record.id) {
+            return Err(Error::DuplicateTask { id: record.id.to_string() });
+        }
+        shard.map.insert(record.id.clone(), Slot { record: record.clone(), expires: None, waiters: None });
+        Ok(())
+    }
+
+    pub(crate) fn update(&self, task: &TaskMessage, update: StateUpdate) {
+        let mut shard = self.shard(&task.id);
+        let terminal = update.state.is_terminal();
+        let retain = update.retain;
+        let slot = shard
+            .map
+            .entry(task.id.clone())
+            .or_insert_with(|| Slot { record: TaskRecord::enqueued(task), expires: None, waiters: None });
+        slot.record.apply(update);
+        if !terminal {
+            slot.expires = None;
+            return;
+        }
+        if let Some(w) = slot.waiters.take() {
+            w.notify_waiters();
+        }
+        match retain {
+            Some(d) if d.is_zero() => {
+                shard.map.remove(&task.id);
+            }
+            Some(d) => {
+                let at = Instant::now() + d;
+                slot.expires = Some(at);
+                shard.expiry.push(Reverse((at, task.id.clone())));
+            }
+            None => slot.expires = None,
+        }
+    }
+
+    pub(crate) fn get(&self, id: &TaskId) -> Option<TaskRecord> {
+        self.shard(id).map.get(id).map(|s| s.record.clone())
+    }
+
+    pub(crate) fn delete(&self, id: &TaskId) -> bool {
+        self.shard(id).map.remove(id).is_some()
+    }
+
+    pub(crate) async fn wait(&self, id: &TaskId, timeout: Duration) -> Result<TaskRecord> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notify = {
+                let mut shard = self.shard(id);
+                let Some(slot) = shard.map.get_mut(id) else {
+                    return Err(Error::NotFound { id: id.to_string() });
+                };
+                if slot.record.state.is_terminal() {
+                    return Ok(slot.record.clone());
+                }
+                slot.waiters.get_or_insert_with(Default::default).clone()
+            };
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            // Registered before re-checking, so a completion in between is not missed.
+            notified.as_mut().enable();
+            if self.get(id).is_some_and(|r| r.state.is_terminal()) {
+                continue;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(Error::Timeout(timeout));
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! One queue of the memory broker: ready tasks by priority, scheduled tasks, leases, archive.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use conveyor_core::{ArchivedTask, Payload, QueueStats, TaskMessage, MAX_PRIORITY};
+use tokio::time::Instant;
+
+/// A stored message.
+pub(crate) struct Entry {
+    pub(crate) payload: Payload,
+    pub(crate) redelivered: bool,
+}
+
+impl Entry {
+    pub(crate) fn new(payload: Payload) -> Self {
+        Entry { payload, redelivered: false }
+    }
+
+    fn priority(&self) -> usize {
+        match &self.payload {
+            Payload::Task(t) => usize::from(t.priority.min(MAX_PRIORITY)),
+            Payload::Undecodable { .. } => 0,
+        }
+    }
+}
+
+struct Leased {
+    entry: Entry,
+    until: Instant,
+}
+
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    entry: Entry,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        // Reversed: BinaryHeap is a max-heap, we want the earliest first.
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+pub(crate) struct Queue {
+    pub(crate) name: Arc<str>,
+    pub(crate) paused: bool,
+    /// Ready tasks, one deque per priority (index = priority).
+    ready: Vec<VecDeque<Entry>>,
+    ready_len: usize,
+    scheduled: BinaryHeap<Scheduled>,
+    sched_seq: u64,
+    active: HashMap<u64, Leased>,
+    /// Lease deadlines, possibly stale (checked against `active`).
+    leases: BinaryHeap<Reverse<(Instant, u64)>>,
+    archive: VecDeque<ArchivedTask>,
+}
+
+impl Queue {
+    pub(crate) fn new(name: Arc<str>) -> Self {
+        Queue {
+            name,
+            paused: false,
+            ready: (0..=MAX_PRIORITY).map(|_| VecDeque::new()).collect(),
+            ready_len: 0,
+            scheduled: BinaryHeap::new(),
+            sched_seq: 0,
+            active: HashMap::new(),
+            leases: BinaryHeap::new(),
+            archive: VecDeque::new(),
+        }
+    }
+
+    /// Appends a ready entry (or puts it first, for hand-backs).
+    pub(crate) fn push_ready(&mut self, mut entry: Entry, front: bool) {
+        let p = entry.priority();
+        self.ready_len += 1;
+        if front {
+            entry.redelivered = true;
+            self.ready[p].push_front(entry);
+        } else {
+            self.ready[p].push_back(entry);
+        }
+    }
+
+    pub(crate) fn pop_ready(&mut self) -> Option<Entry> {
+        if self.ready_len == 0 {
+            return None;
+        }
+        let e = self.ready.iter_mut().rev().find_map(VecDeque::pop_front)?;
+        self.ready_len -= 1;
+        Some(e)
+    }
+
+    pub(crate) fn schedule(&mut self, at: Instant, entry: Entry) {
+        self.sched_seq += 1;
+        self.scheduled.push(Scheduled { at, seq: self.sched_seq, entry });
+    }
+
+    pub(crate) fn activate(&mut self, seq: u64, entry: Entry, until: Instant) {
+        self.active.insert(seq, Leased { entry, until });
+        self.leases.push(Reverse((until, seq)));
+    }
+
+    pub(crate) fn take_active(&mut self, seq: u64) -> Option<Entry> {
+        self.active.remove(&seq).map(|l| l.entry)
+    }
+
+    pub(crate) fn extend(&mut self, seq: u64, until: Instant) {
+        if let Some(l) = self.active.get_mut(&seq) {
+            l.until = until;
+            self.leases.push(Reverse((until, seq)));
+        }
+    }
+
+    /// Moves due scheduled tasks to ready, and tasks whose lease expired back to ready (one
+    /// attempt used, as the worker that held them is presumed dead).
+    pub(crate) fn maintain(&mut self, now: Instant) {
+        while self.scheduled.peek().is_some_and(|s| s.at <= now) {
+            let s = self.scheduled.pop().expect("peeked");
+            self.push_ready(s.entry, false);
+        }
+        while let Some(&Reverse((until, seq))) = self.leases.peek() {
+            if until > now {
+                break;
+            }
+            self.leases.pop();
+            let expired = self.active.get(&seq).is_some_and(|l| l.until <= now);
+            if expired {
+                let l = self.active.remove(&seq).expect("checked");
+                let mut entry = l.entry;
+                if let Payload::Task(t) = &entry.payload {
+                    let mut t = TaskMessage::clone(t);
+                    t.retried += 1;
+                    t.last_error = Some("lease expired: the worker running the task stopped responding".into());
+                    entry.payload = Payload::Task(Arc::new(t));
+                }
+                entry.redelivered = true;
+                self.push_ready(entry, false);
+            }
+        }
+        // Stale lease records (of acked or extended deliveries) must not pile up.
+        if self.leases.len() > 64 && self.leases.len() > 4 * self.active.len() {
+            self.leases = self.active.iter().map(|(s, l)| Reverse((l.until, *s))).collect();
+        }
+    }
+
+    /// The earliest time something changes by itself (a scheduled task due, a lease expiring).
+    pub(crate) fn next_wake(&self) -> Option<Instant> {
+        let s = self.scheduled.peek().map(|s| s.at);
+        let l = self.leases.peek().map(|r| r.0 .0);
+        match (s, l) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub(crate) fn archive(&mut self, payload: Payload, reason: String, limit: usize) {
+        self.archive.push_front(ArchivedTask::new(payload, reason, SystemTime::now()));
+        self.archive.truncate(limit);
+    }
+
+    pub(crate) fn archived(&self, offset: usize, limit: usize) -> Vec<ArchivedTask> {
+        self.archive.iter().skip(offset).take(limit).cloned().collect()
+    }
+
+    pub(crate) fn stats(&self) -> QueueStats {
+        let mut s = QueueStats::default();
+        s.queue = self.name.to_string();
+        s.pending = self.ready_len as u64;
+        s.scheduled = self.scheduled.len() as u64;
+        s.active = self.active.len() as u64;
+        s.archived = self.archive.len() as u64;
+        s.paused = self.paused;
+        s
+    }
+}

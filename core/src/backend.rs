@@ -1,0 +1,212 @@
+//! The [`ResultBackend`] trait: task states, results and errors, locks and counters.
+//!
+//! The broker moves tasks; the backend remembers what happened to them. The client writes the
+//! first record (`pending` or `scheduled`) when it enqueues, the worker moves it through the
+//! [state machine](crate::TaskState), and the result or last error of a finished task is kept
+//! for its retention period (default [`DEFAULT_RETENTION`]), then forgotten.
+//!
+//! Locks (with a TTL, released only by their holder) serve unique tasks and the scheduler;
+//! atomic counters serve groups and chords.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::{Error, Result};
+use crate::task::{TaskId, TaskMessage, TaskState};
+
+/// How long a finished task's record (result or error) is kept when the task does not say.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// What the backend knows about one task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TaskRecord {
+    /// Task id.
+    pub id: TaskId,
+    /// Task name.
+    pub name: String,
+    /// Queue.
+    pub queue: String,
+    /// Current state.
+    pub state: TaskState,
+    /// Failed attempts so far.
+    pub retried: u32,
+    /// Retries allowed.
+    pub max_retry: u32,
+    /// The result (JSON) once completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Box<RawValue>>,
+    /// The last error, once an attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the task was enqueued.
+    #[serde(with = "crate::time::millis")]
+    pub created_at: SystemTime,
+    /// When the record last changed.
+    #[serde(with = "crate::time::millis")]
+    pub updated_at: SystemTime,
+}
+
+impl TaskRecord {
+    /// The record of a task just enqueued: `scheduled` if it has a future `eta`, else `pending`.
+    pub fn enqueued(task: &TaskMessage) -> Self {
+        let now = SystemTime::now();
+        let state = match task.eta {
+            Some(eta) if eta > now => TaskState::Scheduled,
+            _ => TaskState::Pending,
+        };
+        TaskRecord {
+            id: task.id.clone(),
+            name: task.name.clone(),
+            queue: task.queue.clone(),
+            state,
+            retried: task.retried,
+            max_retry: task.max_retry,
+            result: None,
+            error: None,
+            created_at: task.created_at,
+            updated_at: now,
+        }
+    }
+
+    /// Applies `update` to this record.
+    pub fn apply(&mut self, update: StateUpdate) {
+        self.state = update.state;
+        self.retried = update.retried;
+        if update.error.is_some() {
+            self.error = update.error;
+        }
+        if update.result.is_some() {
+            self.result = update.result;
+        }
+        self.updated_at = SystemTime::now();
+    }
+
+    /// Decodes the result into `T`; an archived task gives [`Error::TaskFailed`].
+    pub fn result_as<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>> {
+        match (self.state, &self.result) {
+            (TaskState::Archived, _) => Err(Error::TaskFailed {
+                id: self.id.to_string(),
+                error: self.error.clone().unwrap_or_default(),
+            }),
+            (TaskState::Completed, Some(raw)) => serde_json::from_str(raw.get())
+                .map(Some)
+                .map_err(|source| Error::Decode { what: "task result", source }),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// A state transition the worker records.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct StateUpdate {
+    /// The new state.
+    pub state: TaskState,
+    /// Failed attempts so far.
+    pub retried: u32,
+    /// The error of the failed attempt, if any.
+    pub error: Option<String>,
+    /// The result, when completed.
+    pub result: Option<Box<RawValue>>,
+    /// For terminal states: how long to keep the record (zero: delete it now).
+    pub retain: Option<Duration>,
+}
+
+impl StateUpdate {
+    /// A non-terminal transition.
+    pub fn to(state: TaskState, retried: u32) -> Self {
+        StateUpdate { state, retried, error: None, result: None, retain: None }
+    }
+
+    /// Retrying after `error`.
+    pub fn retry(retried: u32, error: String) -> Self {
+        StateUpdate { error: Some(error), ..Self::to(TaskState::Retry, retried) }
+    }
+
+    /// Completed with `result`, kept for `retain`.
+    pub fn completed(retried: u32, result: Box<RawValue>, retain: Duration) -> Self {
+        StateUpdate { result: Some(result), retain: Some(retain), ..Self::to(TaskState::Completed, retried) }
+    }
+
+    /// Archived after `error`, kept for `retain`.
+    pub fn archived(retried: u32, error: String, retain: Duration) -> Self {
+        StateUpdate { error: Some(error), retain: Some(retain), ..Self::to(TaskState::Archived, retried) }
+    }
+}
+
+/// The outcome of [`ResultBackend::try_lock`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockResult {
+    /// The caller holds the lock now.
+    Acquired,
+    /// Someone else holds it.
+    Held {
+        /// The holder's token (for unique tasks: the holding task's id).
+        holder: String,
+    },
+}
+
+/// Stores task states and results, locks and counters.
+///
+/// Implementations are used as `Arc<dyn ResultBackend>`.
+#[async_trait]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a Conveyor result backend",
+    note = "implement `conveyor::ResultBackend` for it (see the memory backend for a complete example)"
+)]
+pub trait ResultBackend: Send + Sync + 'static {
+    /// A short name for logs: `"memory"`, `"redis"`.
+    fn kind(&self) -> &'static str;
+
+    /// Records a newly enqueued task. Fails with [`Error::DuplicateTask`] if a record with this
+    /// id exists (and has not expired).
+    async fn create(&self, record: &TaskRecord) -> Result<()>;
+
+    /// Records a state transition of `task`, creating the record if it is missing (a task
+    /// published by other means). A terminal update with `retain` of zero deletes the record.
+    async fn update(&self, task: &TaskMessage, update: StateUpdate) -> Result<()>;
+
+    /// The record of `id`, if there is one.
+    async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>>;
+
+    /// Deletes the record of `id`; true if there was one.
+    async fn delete(&self, id: &TaskId) -> Result<bool>;
+
+    /// Waits until `id` is completed or archived and returns its record; [`Error::Timeout`]
+    /// after `timeout`, [`Error::NotFound`] if there is no record.
+    ///
+    /// The default polls [`ResultBackend::get`] with a growing interval (5 ms to 250 ms);
+    /// backends with notifications override it.
+    async fn wait(&self, id: &TaskId, timeout: Duration) -> Result<TaskRecord> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut interval = Duration::from_millis(5);
+        loop {
+            match self.get(id).await? {
+                None => return Err(Error::NotFound { id: id.to_string() }),
+                Some(r) if r.state.is_terminal() => return Ok(r),
+                Some(_) => {}
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(Error::Timeout(timeout));
+            }
+            tokio::time::sleep(interval.min(deadline - now)).await;
+            interval = (interval * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    /// Takes the lock `key` for `holder` for `ttl`, unless someone else holds it.
+    /// Taking a lock one already holds renews it.
+    async fn try_lock(&self, key: &str, holder: &str, ttl: Duration) -> Result<LockResult>;
+
+    /// Releases `key` if `holder` holds it; true if it did.
+    async fn unlock(&self, key: &str, holder: &str) -> Result<bool>;
+
+    /// Adds `delta` to the counter `key` (created at 0) and returns the new value. A `ttl`
+    /// (re)sets the counter's expiry.
+    async fn incr(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64>;
+}

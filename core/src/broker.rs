@@ -1,0 +1,252 @@
+//! The [`Broker`] trait: where tasks wait until a worker runs them.
+//!
+//! A broker moves tasks; it does not record results (that is the
+//! [`ResultBackend`](crate::ResultBackend)'s job). The required trait is small; what not every
+//! broker can do lives in capability traits ([`QueueAdmin`], [`RawPublish`]) reached through
+//! accessor methods that return `None` by default.
+//!
+//! Every method's doc says what the Redis, RabbitMQ and SQS brokers do for it.
+//!
+//! ## Guarantees every broker gives
+//! - `publish` returns only once the broker holds the task durably (Redis reply, AMQP publisher
+//!   confirm, SQS 200).
+//! - Delivery is at least once: a received task stays owned by the receiver under a lease until
+//!   it is acked, retried, archived or released. If the lease expires (the worker died), the
+//!   broker delivers it again with `retried` increased by one and `last_error` saying so.
+//! - Delayed tasks (`eta`, retry delays) wait inside the broker, never in a worker's memory, and
+//!   are never delivered before they are due.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::task::TaskMessage;
+
+/// An opaque handle a broker attaches to a delivery to recognise it later (a Redis lease token,
+/// an AMQP delivery tag, an SQS receipt handle). Cheap to clone.
+#[derive(Clone)]
+pub struct Receipt(Arc<dyn Any + Send + Sync>);
+
+impl Receipt {
+    /// Wraps a broker's own handle type.
+    pub fn new<T: Any + Send + Sync>(handle: T) -> Self {
+        Receipt(Arc::new(handle))
+    }
+
+    /// The broker's handle, if it is of type `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Receipt(..)")
+    }
+}
+
+/// The body of a delivery: a decoded task, or the raw bytes that did not decode.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// A task that decoded.
+    Task(Arc<TaskMessage>),
+    /// Bytes that are not a task; the worker archives them with `error` as the reason.
+    Undecodable {
+        /// The raw bytes (possibly truncated by the broker for very large bodies).
+        raw: Vec<u8>,
+        /// Why decoding failed.
+        error: String,
+    },
+}
+
+/// A task handed to a receiver, owned by it under a lease until acked, retried, archived or
+/// released.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The broker's handle for this delivery.
+    pub receipt: Receipt,
+    /// The queue it came from.
+    pub queue: Arc<str>,
+    /// The task (or the bytes that are not one).
+    pub payload: Payload,
+    /// True if the broker delivered this task before (after a lost lease or a hand-back).
+    pub redelivered: bool,
+}
+
+impl Delivery {
+    /// The task, if the payload decoded.
+    pub fn task(&self) -> Option<&Arc<TaskMessage>> {
+        match &self.payload {
+            Payload::Task(t) => Some(t),
+            Payload::Undecodable { .. } => None,
+        }
+    }
+}
+
+/// What [`Broker::receive`] is asked for.
+#[derive(Debug, Clone)]
+pub struct ReceiveRequest<'a> {
+    /// Queues to take from, in order of preference: the broker takes from the first queue that
+    /// has a ready task, then the next. The worker reorders them per call to implement weighted
+    /// or strict priorities.
+    pub queues: &'a [&'a str],
+    /// Most tasks to return.
+    pub max: usize,
+    /// How long to wait for a first task before returning an empty batch.
+    pub wait: Duration,
+    /// How long the receiver owns each task before the broker may deliver it again.
+    pub lease: Duration,
+}
+
+/// Counts for one queue. Brokers that cannot count something exactly report an estimate and
+/// say so in their docs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// Queue name.
+    pub queue: String,
+    /// Tasks ready to run.
+    pub pending: u64,
+    /// Tasks waiting for their `eta` or retry delay.
+    pub scheduled: u64,
+    /// Tasks received and not yet acked, retried, archived or released.
+    pub active: u64,
+    /// Tasks in the archive (dead letters).
+    pub archived: u64,
+    /// Whether the queue is paused.
+    pub paused: bool,
+}
+
+/// An archived (dead-lettered) task, with why it was archived.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ArchivedTask {
+    /// The task, or the raw bytes that did not decode.
+    pub payload: Payload,
+    /// The reason given when it was archived.
+    pub reason: String,
+    /// When it was archived.
+    pub archived_at: SystemTime,
+}
+
+impl ArchivedTask {
+    /// An archive entry.
+    pub fn new(payload: Payload, reason: String, archived_at: SystemTime) -> Self {
+        ArchivedTask { payload, reason, archived_at }
+    }
+}
+
+/// A message broker: holds tasks until workers run them.
+///
+/// Implementations are used as `Arc<dyn Broker>`. See the [module docs](self) for the
+/// guarantees every implementation gives.
+#[async_trait]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a Conveyor broker",
+    note = "implement `conveyor::Broker` for it (see the memory broker for a complete example)"
+)]
+pub trait Broker: Send + Sync + 'static {
+    /// A short name for logs and metrics: `"memory"`, `"redis"`, `"amqp"`, `"sqs"`.
+    fn kind(&self) -> &'static str;
+
+    /// Stores `task` in its queue (or, when `task.eta` is in the future, until it is due) and
+    /// returns once the broker holds it.
+    ///
+    /// - Redis: one Lua script (`LPUSH` to the queue list or `ZADD` to the scheduled set).
+    /// - RabbitMQ: persistent publish; awaits the publisher confirm (a nack is an error). A
+    ///   delay goes to a TTL bucket queue that dead-letters into the target queue.
+    /// - SQS: `SendMessage` with `DelaySeconds` (≤ 15 min); longer delays hop.
+    async fn publish(&self, task: &TaskMessage) -> Result<()>;
+
+    /// Publishes several tasks. The default publishes them one by one.
+    ///
+    /// - Redis: one pipeline. RabbitMQ: confirms awaited together. SQS: `SendMessageBatch` (10).
+    async fn publish_many(&self, tasks: &[TaskMessage]) -> Result<()> {
+        for t in tasks {
+            self.publish(t).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes up to `req.max` ready tasks, trying `req.queues` in order, waiting up to
+    /// `req.wait` for the first one. Each task is leased to the caller for `req.lease`.
+    /// Paused queues are skipped.
+    ///
+    /// - Redis: a Lua script moves tasks from the queue list to the active set with a lease
+    ///   deadline; blocking wake-up via a notification list.
+    /// - RabbitMQ: consumers with prefetch; the lease is the unacked state (no deadline).
+    /// - SQS: `ReceiveMessage` (long poll, up to 10) with `VisibilityTimeout = lease`.
+    async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>>;
+
+    /// The task ran to completion: forget it.
+    ///
+    /// - Redis: script removes it from the active set. RabbitMQ: `basic.ack`. SQS: `DeleteMessage`.
+    async fn ack(&self, delivery: &Delivery) -> Result<()>;
+
+    /// The attempt failed: store `task` (the updated envelope: `retried`, `last_error`) to run
+    /// again after `delay`, and drop `delivery`, as one step where the broker allows.
+    ///
+    /// - Redis: script removes from active and `ZADD`s to the retry set.
+    /// - RabbitMQ: publish to a delay bucket (confirmed), then ack the original.
+    /// - SQS: send the new envelope with a delay, then delete the original.
+    async fn retry(&self, delivery: &Delivery, task: &TaskMessage, delay: Duration) -> Result<()>;
+
+    /// Moves the delivery to the queue's archive (dead letters) with `reason`.
+    ///
+    /// - Redis: script moves it to the archive sorted set with the reason.
+    /// - RabbitMQ: publish to the queue's archive queue with an `x-conveyor-reason` header, ack.
+    /// - SQS: send to the archive queue with a `reason` attribute, delete the original.
+    async fn archive(&self, delivery: &Delivery, reason: &str) -> Result<()>;
+
+    /// Hands an unfinished delivery back, ready again at once, without using an attempt
+    /// (graceful shutdown).
+    ///
+    /// - Redis: script moves it from active back to the head of its queue.
+    /// - RabbitMQ: `basic.nack` with requeue. SQS: `ChangeMessageVisibility` to 0.
+    async fn release(&self, delivery: &Delivery) -> Result<()>;
+
+    /// Extends the leases of running deliveries to `lease` from now (the worker's heartbeat).
+    ///
+    /// - Redis: `ZADD XX` of new deadlines. RabbitMQ: nothing to do (unacked messages stay
+    ///   owned while the channel lives). SQS: `ChangeMessageVisibilityBatch`.
+    async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<()>;
+
+    /// Counts for one queue.
+    ///
+    /// - Redis: `LLEN`/`ZCARD`. RabbitMQ: passive declare (pending only, others estimated).
+    /// - SQS: `GetQueueAttributes` (approximate).
+    async fn stats(&self, queue: &str) -> Result<QueueStats>;
+
+    /// Pause/resume and archive inspection, if this broker offers them.
+    fn admin(&self) -> Option<&dyn QueueAdmin> {
+        None
+    }
+
+    /// Publishing raw bytes (operations tools and tests), if this broker offers it.
+    fn raw(&self) -> Option<&dyn RawPublish> {
+        None
+    }
+}
+
+/// Queue administration: pause and resume, inspect the archive.
+#[async_trait]
+pub trait QueueAdmin: Send + Sync {
+    /// Stops `receive` from taking tasks of `queue`; publishing still works.
+    async fn pause(&self, queue: &str) -> Result<()>;
+    /// Undoes [`QueueAdmin::pause`].
+    async fn resume(&self, queue: &str) -> Result<()>;
+    /// Up to `limit` archived tasks of `queue`, newest first, skipping `offset`.
+    async fn archived(&self, queue: &str, offset: usize, limit: usize) -> Result<Vec<ArchivedTask>>;
+}
+
+/// Publishing raw bytes as if they were a task: used by tools and by the conformance suite to
+/// check that undecodable payloads are archived, never retried forever.
+#[async_trait]
+pub trait RawPublish: Send + Sync {
+    /// Stores `bytes` in `queue` as one message.
+    async fn publish_raw(&self, queue: &str, bytes: Vec<u8>) -> Result<()>;
+}

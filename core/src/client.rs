@@ -1,0 +1,307 @@
+//! The [`Client`]: enqueues tasks and reads their state and results.
+
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::backend::{ResultBackend, TaskRecord};
+use crate::broker::Broker;
+use crate::error::{Error, Result};
+use crate::handler::{BoxFuture, Task};
+use crate::task::{TaskId, TaskMessage, TaskState, MAX_PRIORITY};
+
+/// The default payload limit: 256 KiB, SQS's limit, so a task that fits one broker fits all.
+pub const DEFAULT_MAX_PAYLOAD: usize = 256 * 1024;
+
+/// Enqueues tasks and reads their state and results. Cheap to clone.
+///
+/// ```
+/// # use conveyor_core::{Client, TaskState};
+/// # async fn demo(client: Client) -> conveyor_core::Result<()> {
+/// # let (send_email, args) = ((), ());
+/// // With a task defined by #[conveyor::task] (see the `conveyor` crate docs):
+/// // let handle = client.enqueue(send_email, args).await?;
+/// // let handle = client.task(send_email, args).queue("critical").process_in(Duration::from_secs(60)).await?;
+/// // let result = handle.get(Duration::from_secs(5)).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    broker: Arc<dyn Broker>,
+    backend: Arc<dyn ResultBackend>,
+    max_payload: usize,
+}
+
+impl Client {
+    /// A client publishing to `broker` and recording states in `backend`.
+    pub fn new(broker: Arc<dyn Broker>, backend: Arc<dyn ResultBackend>) -> Self {
+        Client { broker, backend, max_payload: DEFAULT_MAX_PAYLOAD }
+    }
+
+    /// Sets the payload limit in bytes (default [`DEFAULT_MAX_PAYLOAD`]). A larger task is
+    /// refused with [`Error::PayloadTooLarge`] before anything is published.
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// The broker.
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.broker
+    }
+
+    /// The result backend.
+    pub fn backend(&self) -> &Arc<dyn ResultBackend> {
+        &self.backend
+    }
+
+    /// Enqueues `task` with `args` and the task's default options.
+    pub async fn enqueue<T: Task>(&self, task: T, args: T::Args) -> Result<TaskHandle<T>> {
+        self.task(task, args).send().await
+    }
+
+    /// Starts building a task with options; `.await` it (or call `.send()`) to enqueue.
+    pub fn task<T: Task>(&self, _task: T, args: T::Args) -> TaskBuilder<'_, T> {
+        let defaults = T::defaults();
+        let opts = Options {
+            queue: defaults.queue.to_owned(),
+            max_retry: defaults.max_retry,
+            timeout: defaults.timeout,
+            ..Options::default()
+        };
+        TaskBuilder { client: self, args, opts, _t: PhantomData }
+    }
+
+    /// Enqueues a prepared envelope (untyped: for tools, bridges and other languages' tasks).
+    pub async fn enqueue_message(&self, task: TaskMessage) -> Result<TaskRecord> {
+        self.check(&task)?;
+        let record = TaskRecord::enqueued(&task);
+        self.backend.create(&record).await?;
+        if let Err(e) = self.broker.publish(&task).await {
+            // Nothing was published: the record must not claim otherwise.
+            let _ = self.backend.delete(&task.id).await;
+            return Err(e);
+        }
+        Ok(record)
+    }
+
+    /// Enqueues many prepared envelopes with the broker's batch publish.
+    pub async fn enqueue_messages(&self, tasks: &[TaskMessage]) -> Result<()> {
+        for t in tasks {
+            self.check(t)?;
+        }
+        let mut created = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            if let Err(e) = self.backend.create(&TaskRecord::enqueued(t)).await {
+                self.forget(&created).await;
+                return Err(e);
+            }
+            created.push(t.id.clone());
+        }
+        if let Err(e) = self.broker.publish_many(tasks).await {
+            self.forget(&created).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn forget(&self, ids: &[TaskId]) {
+        for id in ids {
+            let _ = self.backend.delete(id).await;
+        }
+    }
+
+    /// The current record of a task.
+    pub async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>> {
+        self.backend.get(id).await
+    }
+
+    /// Waits until the task is completed or archived (see [`ResultBackend::wait`]).
+    pub async fn wait(&self, id: &TaskId, timeout: Duration) -> Result<TaskRecord> {
+        self.backend.wait(id, timeout).await
+    }
+
+    fn check(&self, task: &TaskMessage) -> Result<()> {
+        if task.queue.is_empty() {
+            return Err(Error::Config("queue name must not be empty".into()));
+        }
+        if task.id.as_str().is_empty() {
+            return Err(Error::Config("task id must not be empty".into()));
+        }
+        if task.priority > MAX_PRIORITY {
+            return Err(Error::Config(format!("priority {} is over the maximum {MAX_PRIORITY}", task.priority)));
+        }
+        let size = task.encoded_len();
+        if size > self.max_payload {
+            return Err(Error::PayloadTooLarge { size, limit: self.max_payload });
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Options {
+    queue: String,
+    max_retry: u32,
+    timeout: Option<Duration>,
+    deadline: Option<SystemTime>,
+    eta: Option<SystemTime>,
+    id: Option<TaskId>,
+    retention: Option<Duration>,
+    priority: u8,
+    headers: Vec<(String, String)>,
+}
+
+/// A task being built with options. Enqueue it with `.await` or [`TaskBuilder::send`].
+#[must_use = "a task is enqueued only when the builder is awaited"]
+pub struct TaskBuilder<'a, T: Task> {
+    client: &'a Client,
+    args: T::Args,
+    opts: Options,
+    _t: PhantomData<T>,
+}
+
+impl<'a, T: Task> TaskBuilder<'a, T> {
+    /// The queue (default: the task's, else `"default"`).
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.opts.queue = queue.into();
+        self
+    }
+    /// Retries allowed after the first attempt (default: the task's, else 25).
+    pub fn max_retry(mut self, n: u32) -> Self {
+        self.opts.max_retry = n;
+        self
+    }
+    /// Per-attempt timeout: the handler is cancelled and the attempt fails.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.opts.timeout = Some(d);
+        self
+    }
+    /// The task must not start after `t`; a running attempt is cancelled at `t`. A task past
+    /// its deadline is archived, never retried.
+    pub fn deadline(mut self, t: SystemTime) -> Self {
+        self.opts.deadline = Some(t);
+        self
+    }
+    /// Run no earlier than `d` from now.
+    pub fn process_in(mut self, d: Duration) -> Self {
+        self.opts.eta = Some(SystemTime::now() + d);
+        self
+    }
+    /// Run no earlier than `t`.
+    pub fn process_at(mut self, t: SystemTime) -> Self {
+        self.opts.eta = Some(t);
+        self
+    }
+    /// Use this id instead of a random one: a second enqueue with the same id, while the first
+    /// is known to the backend, is an [`Error::DuplicateTask`].
+    pub fn task_id(mut self, id: impl Into<TaskId>) -> Self {
+        self.opts.id = Some(id.into());
+        self
+    }
+    /// Keep the result (or error) this long after the task finishes (default 24 h; zero keeps
+    /// nothing).
+    pub fn retention(mut self, d: Duration) -> Self {
+        self.opts.retention = Some(d);
+        self
+    }
+    /// Priority within the queue, 0 (default) to 9, higher first, where the broker supports it.
+    pub fn priority(mut self, p: u8) -> Self {
+        self.opts.priority = p;
+        self
+    }
+    /// Adds a string header (metadata carried with the task).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.opts.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Builds the envelope without enqueueing it.
+    pub fn build(self) -> Result<TaskMessage> {
+        let mut m = TaskMessage::with_args(T::NAME, &self.args)?;
+        let o = self.opts;
+        if let Some(id) = o.id {
+            m.id = id;
+        }
+        m.queue = o.queue;
+        m.max_retry = o.max_retry;
+        m.timeout = o.timeout;
+        m.deadline = o.deadline;
+        m.eta = o.eta;
+        m.retention = o.retention;
+        m.priority = o.priority;
+        m.headers.extend(o.headers);
+        Ok(m)
+    }
+
+    /// Enqueues the task.
+    pub async fn send(self) -> Result<TaskHandle<T>> {
+        let client = self.client.clone();
+        let msg = self.build()?;
+        let record = client.enqueue_message(msg).await?;
+        Ok(TaskHandle { id: record.id, state: record.state, queue: record.queue, client, _t: PhantomData })
+    }
+}
+
+impl<'a, T: Task> IntoFuture for TaskBuilder<'a, T> {
+    type Output = Result<TaskHandle<T>>;
+    type IntoFuture = BoxFuture<Result<TaskHandle<T>>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let client = self.client.clone();
+        let built = self.build();
+        Box::pin(async move {
+            let record = client.enqueue_message(built?).await?;
+            Ok(TaskHandle { id: record.id, state: record.state, queue: record.queue, client, _t: PhantomData })
+        })
+    }
+}
+
+/// A handle on an enqueued task: its id, and its state and typed result.
+pub struct TaskHandle<T> {
+    id: TaskId,
+    state: TaskState,
+    queue: String,
+    client: Client,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Task> TaskHandle<T> {
+    /// The task id.
+    pub fn id(&self) -> &TaskId {
+        &self.id
+    }
+
+    /// The state right after enqueueing (`pending` or `scheduled`).
+    pub fn enqueued_state(&self) -> TaskState {
+        self.state
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// The task's current record.
+    pub async fn status(&self) -> Result<TaskRecord> {
+        self.client.get(&self.id).await?.ok_or_else(|| Error::NotFound { id: self.id.to_string() })
+    }
+
+    /// Waits up to `timeout` for the task to finish and returns its result.
+    /// An archived task gives [`Error::TaskFailed`] with its last error.
+    pub fn get(&self, timeout: Duration) -> impl Future<Output = Result<T::Output>> + Send + '_ {
+        async move {
+            let record = self.client.wait(&self.id, timeout).await?;
+            record
+                .result_as::<T::Output>()?
+                .ok_or_else(|| Error::TaskFailed { id: self.id.to_string(), error: "completed without a result".into() })
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for TaskHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskHandle").field("id", &self.id).field("state", &self.state).field("queue", &self.queue).finish()
+    }
+}

@@ -1,0 +1,157 @@
+//! The error type of every Conveyor operation.
+
+use std::time::Duration;
+
+/// A boxed error from a driver (Redis, lapin, the AWS SDK, ...), kept opaque so that
+/// driver types never appear in Conveyor's public API.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong when enqueuing, running or inspecting tasks.
+///
+/// The enum is `#[non_exhaustive]`: match the variants you act on and keep a `_` arm.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A broker or backend URL could not be parsed or has a bad parameter.
+    #[error("invalid URL `{url}`: {reason}")]
+    InvalidUrl {
+        /// The URL as given (credentials are not redacted by Conveyor: avoid logging it).
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The URL's scheme names no broker or backend Conveyor knows.
+    #[error("unknown {kind} scheme `{scheme}://` (known: {known})")]
+    UnknownScheme {
+        /// `"broker"` or `"backend"`.
+        kind: &'static str,
+        /// The scheme found in the URL.
+        scheme: String,
+        /// The schemes this build knows, for the message.
+        known: &'static str,
+    },
+
+    /// The URL names a broker or backend whose Cargo feature was not compiled in.
+    #[error("the `{scheme}://` {kind} needs the `{feature}` feature of the `conveyor` crate")]
+    FeatureNotEnabled {
+        /// `"broker"` or `"backend"`.
+        kind: &'static str,
+        /// The scheme found in the URL.
+        scheme: String,
+        /// The Cargo feature to enable.
+        feature: &'static str,
+    },
+
+    /// Any other configuration problem (a bad option value, a conflicting setting).
+    #[error("configuration error: {0}")]
+    Config(String),
+
+    /// The encoded task is larger than the client's or broker's payload limit.
+    /// Nothing was published.
+    #[error("task payload is {size} bytes, over the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// Encoded size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+
+    /// A task with this id already exists (pending, running or retained). Nothing was published.
+    #[error("a task with id `{id}` already exists")]
+    DuplicateTask {
+        /// The conflicting id.
+        id: String,
+    },
+
+    /// A unique task's lock is held by another task. Nothing was published.
+    #[error("duplicate of unique task `{holder}` (unique key `{key}`)")]
+    DuplicateUnique {
+        /// The unique key.
+        key: String,
+        /// The id of the task that holds the lock.
+        holder: String,
+    },
+
+    /// Encoding arguments or a result to JSON failed.
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// Decoding a payload, arguments or a result from JSON failed.
+    #[error("cannot decode {what}: {source}")]
+    Decode {
+        /// What was being decoded.
+        what: &'static str,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// The task's wire format version is newer than this build understands.
+    #[error("unsupported task wire format version {0} (this build reads up to {max})", max = crate::task::WIRE_VERSION)]
+    UnsupportedVersion(u32),
+
+    /// The broker failed (connection lost, protocol error, rejected publish, ...).
+    #[error("broker error: {0}")]
+    Broker(#[source] BoxError),
+
+    /// The result backend failed.
+    #[error("result backend error: {0}")]
+    Backend(#[source] BoxError),
+
+    /// No task with this id is known to the result backend (never enqueued, or its record expired).
+    #[error("no task with id `{id}`")]
+    NotFound {
+        /// The id looked up.
+        id: String,
+    },
+
+    /// Waiting for a task's result took longer than the given timeout.
+    #[error("timed out after {0:?} waiting for the task")]
+    Timeout(Duration),
+
+    /// The task ended archived (failed for good); its last error is attached.
+    #[error("task `{id}` failed: {error}")]
+    TaskFailed {
+        /// The task id.
+        id: String,
+        /// The task's last error.
+        error: String,
+    },
+}
+
+impl Error {
+    /// Wraps a driver error as a broker error.
+    pub fn broker(e: impl Into<BoxError>) -> Self {
+        Error::Broker(e.into())
+    }
+
+    /// Wraps a driver error as a backend error.
+    pub fn backend(e: impl Into<BoxError>) -> Self {
+        Error::Backend(e.into())
+    }
+
+    /// True for [`Error::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout(_))
+    }
+
+    /// True for the two duplicate errors ([`Error::DuplicateTask`], [`Error::DuplicateUnique`]).
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, Error::DuplicateTask { .. } | Error::DuplicateUnique { .. })
+    }
+
+    /// True when the failure came from the broker or backend connection rather than from input.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Broker(_) | Error::Backend(_))
+    }
+}
+
+/// `Result<T, conveyor::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

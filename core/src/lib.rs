@@ -1,0 +1,44 @@
+//! Core of the [Conveyor](https://crates.io/crates/conveyor) task queue: the task model, the
+//! [`Broker`] and [`ResultBackend`] traits, the [`Client`], the [`Worker`], retries and
+//! middleware.
+//!
+//! Applications use the `conveyor` facade crate, which re-exports everything here together with
+//! the brokers and backends enabled by Cargo features. Broker and backend crates depend on this
+//! crate only.
+
+pub mod backend;
+pub mod broker;
+pub mod client;
+mod error;
+pub mod handler;
+pub mod middleware;
+pub mod retry;
+pub mod task;
+pub mod time;
+pub mod worker;
+
+pub use backend::{LockResult, ResultBackend, StateUpdate, TaskRecord, DEFAULT_RETENTION};
+pub use broker::{ArchivedTask, Broker, Delivery, Payload, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest};
+pub use client::{Client, TaskBuilder, TaskHandle, DEFAULT_MAX_PAYLOAD};
+pub use error::{BoxError, Error, Result};
+pub use handler::{BoxFuture, ErrorKind, Handler, Request, Task, TaskContext, TaskDefaults, TaskError, TaskHandler, TaskResult};
+pub use retry::{ExponentialBackoff, RetryPolicy};
+pub use task::{TaskId, TaskMessage, TaskState, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, MAX_PRIORITY, WIRE_VERSION};
+pub use worker::{QueuePriority, UnknownTask, Worker, WorkerBuilder, WorkerConfig};
+
+/// Re-exported for handlers and the macro.
+pub use async_trait::async_trait;
+pub use tokio_util::sync::CancellationToken;
+
+/// Parses a broker or backend URL, mapping errors to [`Error::InvalidUrl`].
+pub fn parse_url(url: &str) -> Result<url::Url> {
+    url::Url::parse(url).map_err(|e| Error::InvalidUrl { url: url.to_owned(), reason: e.to_string() })
+}
+
+/// Items the `#[task]` macro expands to. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+    pub use std::boxed::Box;
+    pub use std::time::Duration;
+}

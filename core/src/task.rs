@@ -1,0 +1,342 @@
+//! The task envelope: what travels through every broker, and its versioned JSON wire form.
+//!
+//! # Wire form (version 1)
+//!
+//! A task is one JSON object. Unknown fields are ignored, so newer producers can add fields
+//! without breaking older workers; a `v` greater than [`WIRE_VERSION`] is rejected with
+//! [`Error::UnsupportedVersion`]. Times are Unix-epoch milliseconds, durations milliseconds.
+//! Optional fields are omitted when unset.
+//!
+//! | field | type | meaning |
+//! |---|---|---|
+//! | `v` | int | wire version, `1` |
+//! | `id` | string | task id (a UUID v4 unless the producer chose one) |
+//! | `name` | string | the task name handlers are registered under |
+//! | `args` | any JSON | the handler's arguments |
+//! | `queue` | string | queue name |
+//! | `retried` | int | failed attempts so far (0 on the first run) |
+//! | `max_retry` | int | retries allowed after the first attempt |
+//! | `timeout_ms` | int? | per-attempt timeout |
+//! | `deadline` | int? | absolute time after which the task must not run |
+//! | `eta` | int? | earliest time to run (delayed tasks) |
+//! | `unique_key` | string? | the unique-task key, if any |
+//! | `priority` | int? | 0 (default) to 9, higher first, where the broker supports it |
+//! | `retention_ms` | int? | how long the result is kept after completion |
+//! | `headers` | object? | string → string metadata (tracing ids, tenant, ...) |
+//! | `created_at` | int | when the task was first enqueued |
+//! | `last_error` | string? | the error of the last failed attempt |
+//! | `workflow` | any JSON? | reserved for chains, groups, chords and callbacks |
+//!
+//! ```
+//! use conveyor_core::TaskMessage;
+//! let json = br#"{"v":1,"id":"t1","name":"email:welcome","args":{"user":7},"queue":"default",
+//!                "max_retry":3,"created_at":1700000000000,"some_future_field":true}"#;
+//! let task = TaskMessage::decode(json).unwrap();
+//! assert_eq!(task.name, "email:welcome");
+//! assert_eq!(task.args.get(), r#"{"user":7}"#);
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::{Error, Result};
+
+/// The wire format version this build writes and the highest it reads.
+pub const WIRE_VERSION: u32 = 1;
+
+/// Retries allowed after the first attempt when neither the task nor the caller says.
+pub const DEFAULT_MAX_RETRY: u32 = 25;
+
+/// The queue a task goes to when neither the task nor the caller names one.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// The highest task priority (the lowest, and the default, is 0).
+pub const MAX_PRIORITY: u8 = 9;
+
+/// A task's id: a UUID v4 by default, or any non-empty string the producer chooses
+/// (a business key makes enqueueing idempotent: a second enqueue is a [`Error::DuplicateTask`]).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(String);
+
+impl TaskId {
+    /// A new random (UUID v4) id.
+    pub fn random() -> Self {
+        TaskId(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl From<String> for TaskId {
+    fn from(s: String) -> Self {
+        TaskId(s)
+    }
+}
+
+impl From<&str> for TaskId {
+    fn from(s: &str) -> Self {
+        TaskId(s.to_owned())
+    }
+}
+
+impl AsRef<str> for TaskId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The lifecycle state of a task, as recorded in the result backend.
+///
+/// ```text
+///            enqueue (no delay)            receive
+///  Pending <───────────────────── ... ──────────────> Active ──success──> Completed
+///     ^                                                 │  │
+///     │ due          enqueue (delay)                     │  └──failure, no retries left,──> Archived
+///  Scheduled <────────────────────                      │     skip-retry, bad input
+///                                                        └──failure, retries left──> Retry ──due──> Pending
+/// ```
+///
+/// `Completed` and `Archived` are terminal. A task handed back at shutdown goes from `Active`
+/// back to `Pending` without using an attempt. A worker that dies leaves the task `Active`
+/// until its lease expires and the broker redelivers it (which counts as a failed attempt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    /// Waiting in its queue to be picked up.
+    Pending,
+    /// Enqueued with a delay; becomes pending when due.
+    Scheduled,
+    /// A worker is running it.
+    Active,
+    /// Failed and waiting for its next attempt.
+    Retry,
+    /// Failed for good (retries used up, skip-retry, bad input); kept in the archive.
+    Archived,
+    /// Ran successfully; its result is kept for the retention period.
+    Completed,
+}
+
+impl TaskState {
+    /// True for `Completed` and `Archived`.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskState::Completed | TaskState::Archived)
+    }
+
+    /// The lowercase name (`"pending"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Scheduled => "scheduled",
+            TaskState::Active => "active",
+            TaskState::Retry => "retry",
+            TaskState::Archived => "archived",
+            TaskState::Completed => "completed",
+        }
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u8(n: &u8) -> bool {
+    *n == 0
+}
+
+fn wire_version() -> u32 {
+    WIRE_VERSION
+}
+
+fn default_max_retry() -> u32 {
+    DEFAULT_MAX_RETRY
+}
+
+fn empty_args() -> Box<RawValue> {
+    RawValue::from_string("null".to_owned()).expect("`null` is valid JSON")
+}
+
+/// The task envelope. See the [module docs](self) for its wire form.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TaskMessage {
+    /// Wire version.
+    #[serde(default = "wire_version")]
+    pub v: u32,
+    /// Task id.
+    pub id: TaskId,
+    /// Task name.
+    pub name: String,
+    /// Handler arguments, as raw JSON.
+    #[serde(default = "empty_args")]
+    pub args: Box<RawValue>,
+    /// Queue name.
+    pub queue: String,
+    /// Failed attempts so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retried: u32,
+    /// Retries allowed after the first attempt.
+    #[serde(default = "default_max_retry")]
+    pub max_retry: u32,
+    /// Per-attempt timeout.
+    #[serde(default, rename = "timeout_ms", with = "crate::time::opt_duration_ms", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// The task must not start after this time.
+    #[serde(default, with = "crate::time::opt_millis", skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<SystemTime>,
+    /// Earliest time the task may run.
+    #[serde(default, with = "crate::time::opt_millis", skip_serializing_if = "Option::is_none")]
+    pub eta: Option<SystemTime>,
+    /// Unique-task key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_key: Option<String>,
+    /// Priority, 0 (default) to [`MAX_PRIORITY`].
+    #[serde(default, skip_serializing_if = "is_zero_u8")]
+    pub priority: u8,
+    /// How long to keep the result after completion.
+    #[serde(default, rename = "retention_ms", with = "crate::time::opt_duration_ms", skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Duration>,
+    /// String metadata.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// When the task was first enqueued.
+    #[serde(with = "crate::time::millis")]
+    pub created_at: SystemTime,
+    /// Error of the last failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Reserved for workflows (chain, group, chord, callbacks); opaque to brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<Box<RawValue>>,
+}
+
+impl TaskMessage {
+    /// A new task with a random id, on the default queue, with default options.
+    pub fn new(name: impl Into<String>, args: Box<RawValue>) -> Self {
+        TaskMessage {
+            v: WIRE_VERSION,
+            id: TaskId::random(),
+            name: name.into(),
+            args,
+            queue: DEFAULT_QUEUE.to_owned(),
+            retried: 0,
+            max_retry: DEFAULT_MAX_RETRY,
+            timeout: None,
+            deadline: None,
+            eta: None,
+            unique_key: None,
+            priority: 0,
+            retention: None,
+            headers: BTreeMap::new(),
+            created_at: SystemTime::now(),
+            last_error: None,
+            workflow: None,
+        }
+    }
+
+    /// A new task whose arguments are serialized from `args`.
+    pub fn with_args<A: Serialize + ?Sized>(name: impl Into<String>, args: &A) -> Result<Self> {
+        let raw = serde_json::value::to_raw_value(args).map_err(|source| Error::Encode { what: "task arguments", source })?;
+        Ok(Self::new(name, raw))
+    }
+
+    /// Encodes the wire form.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|source| Error::Encode { what: "task", source })
+    }
+
+    /// The length of the wire form in bytes, without allocating it.
+    pub fn encoded_len(&self) -> usize {
+        struct Counter(usize);
+        impl std::io::Write for Counter {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut c = Counter(0);
+        // Serializing plain data into a counter cannot fail.
+        let _ = serde_json::to_writer(&mut c, self);
+        c.0
+    }
+
+    /// Decodes the wire form, rejecting unknown (newer) versions.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let msg: TaskMessage = serde_json::from_slice(bytes).map_err(|source| Error::Decode { what: "task payload", source })?;
+        if msg.v > WIRE_VERSION {
+            return Err(Error::UnsupportedVersion(msg.v));
+        }
+        if msg.name.is_empty() {
+            return Err(Error::Config("task payload has an empty task name".into()));
+        }
+        Ok(msg)
+    }
+
+    /// Decodes the arguments into `T`.
+    pub fn args_as<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_str(self.args.get()).map_err(|source| Error::Decode { what: "task arguments", source })
+    }
+
+    /// True when the task has used all its attempts.
+    pub fn retries_exhausted(&self) -> bool {
+        self.retried >= self.max_retry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_omits_unset_fields() {
+        let mut t = TaskMessage::with_args("add", &(1, 2)).unwrap();
+        t.timeout = Some(Duration::from_millis(1500));
+        let bytes = t.encode().unwrap();
+        assert_eq!(bytes.len(), t.encoded_len());
+        let s = String::from_utf8(bytes.clone()).unwrap();
+        assert!(s.contains(r#""timeout_ms":1500"#), "{s}");
+        assert!(!s.contains("deadline"), "{s}");
+        let back = TaskMessage::decode(&bytes).unwrap();
+        assert_eq!(back.id, t.id);
+        assert_eq!(back.args.get(), "[1,2]");
+        assert_eq!(back.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(back.max_retry, DEFAULT_MAX_RETRY);
+    }
+
+    #[test]
+    fn rejects_newer_versions_and_garbage() {
+        let err = TaskMessage::decode(br#"{"v":2,"id":"a","name":"x","queue":"q","created_at":0}"#).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedVersion(2)), "{err}");
+        let err = TaskMessage::decode(b"not json").unwrap_err();
+        assert!(matches!(err, Error::Decode { .. }), "{err}");
+        assert!(err.to_string().contains("task payload"));
+    }
+}

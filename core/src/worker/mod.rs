@@ -1,0 +1,274 @@
+//! The [`Worker`]: receives tasks from a broker and runs their handlers.
+//!
+//! ```no_run
+//! # use conveyor_core::{Worker, QueuePriority};
+//! # async fn demo(broker: std::sync::Arc<dyn conveyor_core::Broker>, backend: std::sync::Arc<dyn conveyor_core::ResultBackend>) -> conveyor_core::Result<()> {
+//! let worker = Worker::builder(broker, backend)
+//!     // .register(send_email)            // tasks defined with #[conveyor::task]
+//!     .concurrency(20)
+//!     .queue("critical", 6)
+//!     .queue("default", 3)
+//!     .queue("low", 1)
+//!     .build()?;
+//! worker.run().await // until SIGINT or SIGTERM, then a graceful shutdown
+//! # }
+//! ```
+
+mod exec;
+mod inflight;
+mod queues;
+mod run;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use queues::QueuePriority;
+
+use crate::backend::{ResultBackend, DEFAULT_RETENTION};
+use crate::broker::Broker;
+use crate::error::{Error, Result};
+use crate::handler::{Handler, Task, TaskHandler};
+use crate::middleware::{self, CatchPanic, Layer};
+use crate::retry::{ExponentialBackoff, RetryPolicy};
+
+/// What a worker does with a task whose name no handler is registered for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownTask {
+    /// Archive it with the reason (default): it shows in the archive, and can be retried from
+    /// there once a worker knows it.
+    #[default]
+    Archive,
+    /// Put it back to run again after this delay, without using an attempt (for rolling
+    /// deployments where some workers know the task and others not yet).
+    Requeue(Duration),
+}
+
+/// Worker settings. Build with [`Worker::builder`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WorkerConfig {
+    /// Most handlers running at once.
+    pub concurrency: usize,
+    /// Queues and their weights.
+    pub queues: Vec<(String, u32)>,
+    /// Weighted or strict queue priority.
+    pub priority: QueuePriority,
+    /// How long a received task is leased to this worker; renewed every third of it.
+    pub lease: Duration,
+    /// How long a graceful shutdown waits for running handlers before handing their tasks back.
+    pub shutdown_timeout: Duration,
+    /// How long each receive call waits for a task.
+    pub receive_wait: Duration,
+    /// Most tasks taken per receive call.
+    pub batch: usize,
+    /// Retention of finished tasks that do not set their own.
+    pub retention: Duration,
+    /// What to do with tasks no handler is registered for.
+    pub unknown_task: UnknownTask,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 10,
+            queues: Vec::new(),
+            priority: QueuePriority::Weighted,
+            lease: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(25),
+            receive_wait: Duration::from_secs(5),
+            batch: 64,
+            retention: DEFAULT_RETENTION,
+            unknown_task: UnknownTask::Archive,
+        }
+    }
+}
+
+/// Builds a [`Worker`].
+pub struct WorkerBuilder {
+    broker: Arc<dyn Broker>,
+    backend: Arc<dyn ResultBackend>,
+    handlers: HashMap<String, (Arc<dyn Handler>, &'static str)>,
+    layers: Vec<Arc<dyn Layer>>,
+    retry: Arc<dyn RetryPolicy>,
+    config: WorkerConfig,
+}
+
+impl WorkerBuilder {
+    /// Registers a typed task (defined with `#[conveyor::task]`).
+    pub fn register<T: Task>(mut self, _task: T) -> Self {
+        self.handlers.insert(T::NAME.to_owned(), (Arc::new(TaskHandler::<T>::new()), T::defaults().queue));
+        self
+    }
+
+    /// Registers an untyped handler under `name` (its tasks default to queue `"default"`).
+    pub fn register_handler(mut self, name: impl Into<String>, handler: impl Handler) -> Self {
+        self.handlers.insert(name.into(), (Arc::new(handler), crate::task::DEFAULT_QUEUE));
+        self
+    }
+
+    /// Adds a middleware layer; the first added is the outermost.
+    pub fn layer(mut self, layer: impl Layer) -> Self {
+        self.layers.push(Arc::new(layer));
+        self
+    }
+
+    /// Most handlers running at once (default 10).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.config.concurrency = n;
+        self
+    }
+
+    /// Takes tasks from `queue` with `weight` (see [`QueuePriority`]). Without any `queue` call,
+    /// the worker serves the default queues of its registered tasks, each with weight 1.
+    pub fn queue(mut self, queue: impl Into<String>, weight: u32) -> Self {
+        self.config.queues.push((queue.into(), weight));
+        self
+    }
+
+    /// Strict priority: always the highest-weight non-empty queue first.
+    pub fn strict_priority(mut self, strict: bool) -> Self {
+        self.config.priority = if strict { QueuePriority::Strict } else { QueuePriority::Weighted };
+        self
+    }
+
+    /// The retry policy (default [`ExponentialBackoff`]).
+    pub fn retry_policy(mut self, policy: impl RetryPolicy) -> Self {
+        self.retry = Arc::new(policy);
+        self
+    }
+
+    /// The lease on received tasks (default 30 s), renewed every third of it while the handler
+    /// runs. After a crash, a task waits about this long before it is delivered again.
+    pub fn lease(mut self, d: Duration) -> Self {
+        self.config.lease = d;
+        self
+    }
+
+    /// How long a graceful shutdown waits for running handlers (default 25 s).
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.config.shutdown_timeout = d;
+        self
+    }
+
+    /// Retention of finished tasks that do not set their own (default 24 h).
+    pub fn retention(mut self, d: Duration) -> Self {
+        self.config.retention = d;
+        self
+    }
+
+    /// What to do with tasks no handler is registered for (default: archive).
+    pub fn unknown_task(mut self, policy: UnknownTask) -> Self {
+        self.config.unknown_task = policy;
+        self
+    }
+
+    /// Most tasks taken per receive call (default 64).
+    pub fn batch(mut self, n: usize) -> Self {
+        self.config.batch = n;
+        self
+    }
+
+    /// Replaces all settings at once.
+    pub fn config(mut self, config: WorkerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Checks the settings and builds the worker.
+    pub fn build(mut self) -> Result<Worker> {
+        let c = &mut self.config;
+        if c.concurrency == 0 {
+            return Err(Error::Config("worker concurrency must be at least 1".into()));
+        }
+        if c.batch == 0 {
+            return Err(Error::Config("worker batch must be at least 1".into()));
+        }
+        if c.lease < Duration::from_millis(300) {
+            return Err(Error::Config(format!("worker lease {:?} is too short (minimum 300ms)", c.lease)));
+        }
+        if c.queues.is_empty() {
+            let mut qs: Vec<&str> = self.handlers.values().map(|h| h.1).collect();
+            qs.sort_unstable();
+            qs.dedup();
+            c.queues = qs.into_iter().map(|q| (q.to_owned(), 1)).collect();
+        }
+        if c.queues.is_empty() {
+            return Err(Error::Config("worker has no queues: register a task or add a queue".into()));
+        }
+        if let Some((q, _)) = c.queues.iter().find(|q| q.1 == 0 || q.0.is_empty()) {
+            return Err(Error::Config(format!("queue `{q}` needs a name and a weight of at least 1")));
+        }
+        let mut layers = self.layers.clone();
+        layers.push(Arc::new(CatchPanic));
+        let handlers = self
+            .handlers
+            .into_iter()
+            .map(|(name, (h, _))| (name, middleware::wrap(h, &layers)))
+            .collect();
+        let selector = queues::QueueSelector::new(
+            self.config.queues.iter().map(|(q, w)| (Arc::from(q.as_str()), *w)).collect(),
+            self.config.priority,
+        );
+        Ok(Worker {
+            shared: Arc::new(run::Shared {
+                broker: self.broker,
+                backend: self.backend,
+                handlers,
+                retry: self.retry,
+                config: self.config,
+                selector,
+                inflight: Default::default(),
+            }),
+        })
+    }
+}
+
+/// Receives tasks and runs their handlers, at most `concurrency` at a time, until shut down.
+pub struct Worker {
+    shared: Arc<run::Shared>,
+}
+
+impl Worker {
+    /// A builder for a worker on `broker` and `backend`.
+    pub fn builder(broker: Arc<dyn Broker>, backend: Arc<dyn ResultBackend>) -> WorkerBuilder {
+        WorkerBuilder {
+            broker,
+            backend,
+            handlers: HashMap::new(),
+            layers: Vec::new(),
+            retry: Arc::new(ExponentialBackoff::default()),
+            config: WorkerConfig::default(),
+        }
+    }
+
+    /// The worker's settings.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.shared.config
+    }
+
+    /// Runs until SIGINT or SIGTERM (Ctrl-C elsewhere), then shuts down gracefully: stops
+    /// receiving, waits up to the shutdown timeout for running handlers, and hands unfinished
+    /// tasks back to the broker without using an attempt. A second signal skips the wait.
+    pub async fn run(self) -> Result<()> {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let hard = tokio_util::sync::CancellationToken::new();
+        let (s, h) = (stop.clone(), hard.clone());
+        let signals = tokio::spawn(async move {
+            run::wait_for_signal().await;
+            tracing::info!("shutdown signal received: finishing running tasks (signal again to stop now)");
+            s.cancel();
+            run::wait_for_signal().await;
+            tracing::warn!("second signal: handing running tasks back now");
+            h.cancel();
+        });
+        let out = run::run(self.shared, stop, hard).await;
+        signals.abort();
+        out
+    }
+
+    /// Runs until `shutdown` is cancelled, then shuts down gracefully as [`Worker::run`] does.
+    pub async fn run_until(self, shutdown: tokio_util::sync::CancellationToken) -> Result<()> {
+        run::run(self.shared, shutdown, tokio_util::sync::CancellationToken::new()).await
+    }
+}

@@ -1,0 +1,149 @@
+//! The worker's main loop: receive under the concurrency bound, heartbeat, shutdown.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::inflight::InFlight;
+use super::queues::QueueSelector;
+use super::WorkerConfig;
+use crate::backend::ResultBackend;
+use crate::broker::{Broker, ReceiveRequest};
+use crate::error::Result;
+use crate::handler::Handler;
+use crate::retry::RetryPolicy;
+
+pub(crate) struct Shared {
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) backend: Arc<dyn ResultBackend>,
+    pub(crate) handlers: HashMap<String, Arc<dyn Handler>>,
+    pub(crate) retry: Arc<dyn RetryPolicy>,
+    pub(crate) config: WorkerConfig,
+    pub(crate) selector: QueueSelector,
+    pub(crate) inflight: InFlight,
+}
+
+/// Runs the worker until `stop`; `hard` (or the shutdown timeout) interrupts running handlers.
+pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, hard: CancellationToken) -> Result<()> {
+    let c = &shared.config;
+    tracing::info!(broker = shared.broker.kind(), backend = shared.backend.kind(), concurrency = c.concurrency,
+        queues = ?c.queues, "worker started");
+    let slots = Arc::new(Semaphore::new(c.concurrency));
+    let heartbeat = tokio::spawn(heartbeat(shared.clone(), stop.clone()));
+    fetch_loop(&shared, &slots, &stop, &hard).await;
+
+    // Graceful shutdown: wait for running handlers, then interrupt the rest.
+    let all = c.concurrency as u32;
+    let drained = tokio::select! {
+        r = tokio::time::timeout(c.shutdown_timeout, slots.acquire_many(all)) => r.is_ok(),
+        _ = hard.cancelled() => false,
+    };
+    if !drained {
+        tracing::warn!("shutdown timeout: handing unfinished tasks back to the broker");
+        hard.cancel();
+        // Handlers stop at their next await and release their task; give that a moment.
+        if tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(all)).await.is_err() {
+            tracing::error!("some handlers did not stop; their tasks return when their lease expires");
+        }
+    }
+    heartbeat.abort();
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+async fn fetch_loop(shared: &Arc<Shared>, slots: &Arc<Semaphore>, stop: &CancellationToken, hard: &CancellationToken) {
+    let c = &shared.config;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let mut permits = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.cancelled() => return,
+        };
+        let extra = slots.available_permits().min(c.batch - 1) as u32;
+        if extra > 0 {
+            if let Ok(p) = slots.clone().try_acquire_many_owned(extra) {
+                permits.merge(p);
+            }
+        }
+        let order = shared.selector.order();
+        let req = ReceiveRequest { queues: &order, max: permits.num_permits(), wait: c.receive_wait, lease: c.lease };
+        let got = tokio::select! {
+            r = shared.broker.receive(&req) => r,
+            _ = stop.cancelled() => return,
+        };
+        match got {
+            Ok(deliveries) => {
+                backoff = Duration::from_millis(50);
+                for d in deliveries {
+                    let Some(permit) = permits.split(1) else {
+                        // A broker returned more than asked: hand the extra back untouched.
+                        let _ = shared.broker.release(&d).await;
+                        continue;
+                    };
+                    let (s, stop, hard) = (shared.clone(), stop.clone(), hard.clone());
+                    tokio::spawn(async move {
+                        super::exec::process(&s, d, &stop, &hard).await;
+                        drop(permit);
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, retry_in = ?backoff, "receive failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
+    let lease = shared.config.lease;
+    let mut tick = tokio::time::interval(lease / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let receipts = shared.inflight.receipts();
+        if receipts.is_empty() {
+            if stop.is_cancelled() {
+                return;
+            }
+            continue;
+        }
+        if let Err(e) = shared.broker.extend_leases(&receipts, lease).await {
+            tracing::warn!(error = %e, tasks = receipts.len(), "lease extension failed");
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM (Ctrl-C where there are no Unix signals).
+pub(crate) async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            _ => {
+                tracing::error!("cannot install signal handlers; the worker stops only when cancelled");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
