@@ -1,1 +1,61 @@
-//! wip
+//! # Conveyor: a distributed task queue for Rust
+//!
+//! Move slow work (emails, reports, ETL, video) off the request path. Define typed tasks with
+//! `#[conveyor::task]`, enqueue them with options, and run workers — on the in-memory broker
+//! with nothing to install, or on Redis, RabbitMQ or SQS by changing one URL.
+//!
+//! ```
+//! use std::time::Duration;
+//! use conveyor::{Client, TaskError, Worker};
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Add { a: i64, b: i64 }
+//!
+//! #[conveyor::task(queue = "math", max_retry = 3, timeout = "10s")]
+//! async fn add(args: Add) -> Result<i64, TaskError> {
+//!     Ok(args.a + args.b)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> conveyor::Result<()> {
+//! let broker = conveyor::broker("memory://doc").await?;   // or redis://, amqp://, sqs://
+//! let backend = conveyor::backend("memory://doc").await?;
+//!
+//! let client = Client::new(broker.clone(), backend.clone());
+//! let handle = client.task(add, Add { a: 2, b: 3 }).process_in(Duration::from_millis(10)).await?;
+//!
+//! let stop = conveyor::CancellationToken::new();
+//! let worker = Worker::builder(broker, backend).register(add).concurrency(4).build()?;
+//! let running = tokio::spawn(worker.run_until(stop.clone()));
+//!
+//! assert_eq!(handle.get(Duration::from_secs(5)).await?, 5);
+//! stop.cancel();
+//! running.await.unwrap()?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Features
+//! - `macros` (default): the `#[task]` attribute.
+//! - `redis`, `amqp`, `sqs`: the network brokers (and the Redis result backend) — coming in
+//!   the next releases; their URLs give [`Error::FeatureNotEnabled`] until then.
+//!
+//! The in-memory broker and backend are always available (`memory://`).
+//!
+//! ## Choosing the broker at run time
+//! [`broker`] and [`backend`] build from a URL; [`broker_from_env`] and [`backend_from_env`]
+//! read `CONVEYOR_BROKER` and `CONVEYOR_BACKEND` (default `memory://`). An unknown scheme, or
+//! one whose feature is not compiled in, is an error naming the problem, never a panic.
+
+pub use conveyor_core::*;
+
+#[cfg(feature = "macros")]
+pub use conveyor_macros::task;
+
+/// The in-memory broker and result backend.
+pub mod memory {
+    pub use conveyor_backend_memory::MemoryBackend;
+    pub use conveyor_broker_memory::{MemoryBroker, DEFAULT_ARCHIVE_LIMIT};
+}
+
+mod connect;
+pub use connect::{backend, backend_from_env, broker, broker_from_env, BACKEND_ENV, BROKER_ENV};

@@ -1,0 +1,96 @@
+//! Expansion of `#[task]` into a unit struct implementing `Task`.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericArgument, ItemFn, PathArguments, ReturnType, Type};
+
+use crate::attr::Options;
+
+pub(crate) fn expand(o: Options, f: ItemFn) -> syn::Result<TokenStream> {
+    let sig = &f.sig;
+    if sig.asyncness.is_none() {
+        return Err(syn::Error::new(sig.fn_token.span(), "#[task] functions must be `async fn`"));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        return Err(syn::Error::new_spanned(&sig.generics, "#[task] functions cannot be generic"));
+    }
+    let mut args = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(r) => return Err(syn::Error::new_spanned(r, "#[task] functions cannot take `self`")),
+            FnArg::Typed(t) => args.push(t),
+        }
+    }
+    if args.is_empty() || args.len() > 2 {
+        return Err(syn::Error::new(
+            sig.paren_token.span.join(),
+            "#[task] functions take the arguments as one parameter, `args: T`, optionally followed by `ctx: TaskContext`",
+        ));
+    }
+    let args_ty = &args[0].ty;
+    let output = result_ok_type(&sig.output)?;
+
+    let vis = &f.vis;
+    let ident = &sig.ident;
+    let attrs = &f.attrs;
+    let inputs = &sig.inputs;
+    let ret = &sig.output;
+    let body = &f.block;
+    let krate = &o.krate;
+    let name = o.name.unwrap_or_else(|| ident.to_string());
+    let queue = o.queue.map(|q| quote!(.queue(#q)));
+    let max_retry = o.max_retry.map(|n| quote!(.max_retry(#n)));
+    let timeout = o.timeout_ms.map(|ms| quote!(.timeout(#krate::__private::Duration::from_millis(#ms))));
+    let call = if args.len() == 2 { quote!(Self::call(args, ctx)) } else { quote!({ let _ = ctx; Self::call(args) }) };
+
+    Ok(quote! {
+        #(#attrs)*
+        #[allow(non_camel_case_types)]
+        #[derive(Debug, Clone, Copy, Default)]
+        #vis struct #ident;
+
+        impl #ident {
+            /// Runs the task's body directly, without a queue.
+            #vis async fn call(#inputs) #ret #body
+        }
+
+        impl #krate::Task for #ident {
+            const NAME: &'static str = #name;
+            type Args = #args_ty;
+            type Output = #output;
+
+            fn defaults() -> #krate::TaskDefaults {
+                #krate::TaskDefaults::new() #queue #max_retry #timeout
+            }
+
+            fn run(args: Self::Args, ctx: #krate::TaskContext) -> #krate::BoxFuture<::core::result::Result<Self::Output, #krate::TaskError>> {
+                #krate::__private::Box::pin(async move {
+                    #call.await.map_err(::core::convert::Into::<#krate::TaskError>::into)
+                })
+            }
+        }
+    })
+}
+
+/// `T` of a `Result<T, E>` (or any `…::Result<T, …>` alias) return type.
+fn result_ok_type(ret: &ReturnType) -> syn::Result<&Type> {
+    const MSG: &str = "#[task] functions must return `Result<T, E>`, where `T` is serializable and `E` converts into `TaskError`";
+    let ReturnType::Type(_, ty) = ret else {
+        return Err(syn::Error::new(ret.span(), MSG));
+    };
+    let Type::Path(p) = &**ty else {
+        return Err(syn::Error::new_spanned(ty, MSG));
+    };
+    let last = p.path.segments.last().ok_or_else(|| syn::Error::new_spanned(ty, MSG))?;
+    if last.ident != "Result" {
+        return Err(syn::Error::new_spanned(ty, MSG));
+    }
+    match &last.arguments {
+        PathArguments::AngleBracketed(a) => match a.args.first() {
+            Some(GenericArgument::Type(t)) => Ok(t),
+            _ => Err(syn::Error::new_spanned(ty, MSG)),
+        },
+        _ => Err(syn::Error::new_spanned(ty, MSG)),
+    }
+}

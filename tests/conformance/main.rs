@@ -1,0 +1,10 @@
+//! The conformance suite: one set of behaviours every broker and result backend must pass.
+//!
+//! `suite/` holds the behaviours, written once against `Arc<dyn Broker>` and
+//! `Arc<dyn ResultBackend>`; [`conformance_suite!`] instantiates all of them as `#[tokio::test]`s
+//! for one factory. Each broker adds a module here that calls the macro (the memory broker runs
+//! under plain `cargo test`).
+
+#[macro_use]
+mod suite;
+mod memory;

@@ -1,0 +1,119 @@
+//! The behaviours, and the macro that instantiates them for one broker/backend factory.
+
+pub mod basic;
+pub mod failures;
+pub mod scheduling;
+pub mod tasks;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor::{Broker, CancellationToken, Client, ResultBackend, WorkerBuilder};
+
+/// What a test gets: a broker, a backend, and a namespace for its queue names so that tests
+/// can share a server without touching each other's queues.
+pub struct Env {
+    pub broker: Arc<dyn Broker>,
+    pub backend: Arc<dyn ResultBackend>,
+    pub ns: String,
+}
+
+impl Env {
+    pub fn new(broker: Arc<dyn Broker>, backend: Arc<dyn ResultBackend>) -> Self {
+        Env { broker, backend, ns: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]) }
+    }
+
+    /// A queue name unique to this test.
+    pub fn q(&self, name: &str) -> String {
+        format!("{}-{name}", self.ns)
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(self.broker.clone(), self.backend.clone())
+    }
+
+    /// A worker builder with the suite's tasks registered and test-friendly timings.
+    pub fn worker(&self) -> WorkerBuilder {
+        conveyor::Worker::builder(self.broker.clone(), self.backend.clone())
+            .register(tasks::probe)
+            .lease(Duration::from_secs(5))
+            .shutdown_timeout(Duration::from_secs(5))
+            .retry_policy(|_: u32, _: &conveyor::TaskError, _: &conveyor::TaskMessage| Duration::from_millis(100))
+    }
+}
+
+/// A worker running in the background.
+pub struct Running {
+    stop: CancellationToken,
+    handle: tokio::task::JoinHandle<conveyor::Result<()>>,
+}
+
+impl Running {
+    pub fn start(builder: WorkerBuilder) -> Self {
+        let worker = builder.build().expect("worker config");
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(worker.run_until(stop.clone()));
+        Running { stop, handle }
+    }
+
+    /// Shuts down gracefully and waits for it.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.handle.await.expect("worker task").expect("worker result");
+    }
+}
+
+/// Waits until `f` returns true, polling, or panics after `timeout`.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !f().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Instantiates every behaviour of the suite as a test, for the factory `$env`
+/// (an `async fn() -> Env`).
+macro_rules! conformance_suite {
+    ($env:path) => {
+        conformance_suite!(@tests $env;
+            basic::publish_receive_ack,
+            basic::results_and_states,
+            basic::duplicate_task_id_is_a_conflict,
+            basic::payload_over_limit_is_refused,
+            basic::bulk_enqueue,
+            scheduling::delay_is_never_early,
+            scheduling::retry_uses_backoff_then_succeeds,
+            scheduling::retry_after_from_handler,
+            failures::archive_after_retries_with_reason,
+            failures::skip_retry_archives_at_once,
+            failures::timeout_fails_the_attempt,
+            failures::deadline_passed_archives_without_running,
+            failures::unknown_task_is_archived,
+            failures::unknown_task_can_be_requeued,
+            failures::undecodable_payload_is_archived,
+            failures::bad_args_are_archived_not_retried,
+            failures::panic_is_a_failure_and_worker_goes_on,
+            worker::concurrency_is_bounded,
+            worker::strict_priority_drains_higher_first,
+            worker::weighted_priority_follows_weights,
+            worker::shutdown_hands_unfinished_tasks_back,
+            worker::shutdown_waits_for_running_tasks,
+            worker::abandoned_lease_is_redelivered,
+            worker::middleware_wraps_every_attempt,
+        );
+    };
+    (@tests $env:path; $($module:ident :: $test:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                $crate::suite::$module::$test($env().await).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,157 @@
+//! Worker behaviour: concurrency, priorities, shutdown, leases, middleware.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use conveyor::middleware::{from_fn, Logging, Metrics, MetricsHook, Next, Outcome};
+use conveyor::{ErrorKind, ReceiveRequest, Request, TaskMessage, TaskState};
+
+use super::tasks::{log, probe, Probe};
+use super::{eventually, Env, Running};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+pub async fn concurrency_is_bounded(env: Env) {
+    let q = env.q("conc");
+    let client = env.client();
+    let msgs: Vec<_> =
+        (0..12).map(|_| client.task(probe, Probe { sleep_ms: 150, ..Probe::new(&q) }).queue(&q).build().unwrap()).collect();
+    client.enqueue_messages(&msgs).await.unwrap();
+    let w = Running::start(env.worker().queue(&q, 1).concurrency(3));
+    for m in &msgs {
+        client.wait(&m.id, WAIT).await.unwrap();
+    }
+    let l = log(&q);
+    assert_eq!(l.finished, 12);
+    assert_eq!(l.max_running, 3, "never more than 3 at once, and 3 reached");
+    w.stop().await;
+}
+
+pub async fn strict_priority_drains_higher_first(env: Env) {
+    let (hi, lo) = (env.q("strict-hi"), env.q("strict-lo"));
+    let client = env.client();
+    let mut msgs = Vec::new();
+    for q in [&lo, &hi] {
+        for _ in 0..8 {
+            msgs.push(client.task(probe, Probe::new(q.as_str())).queue(q.as_str()).build().unwrap());
+        }
+    }
+    client.enqueue_messages(&msgs).await.unwrap();
+    let w = Running::start(env.worker().queue(&hi, 2).queue(&lo, 1).strict_priority(true).concurrency(1).batch(1));
+    for m in &msgs {
+        client.wait(&m.id, WAIT).await.unwrap();
+    }
+    let (h, l) = (log(&hi), log(&lo));
+    assert!(h.starts.iter().max().unwrap() < l.starts.iter().min().unwrap(), "every high task before any low one");
+    w.stop().await;
+}
+
+pub async fn weighted_priority_follows_weights(env: Env) {
+    let qs = [(env.q("w-critical"), 6u32), (env.q("w-default"), 3), (env.q("w-low"), 1)];
+    let client = env.client();
+    let mut msgs = Vec::new();
+    for (q, _) in &qs {
+        for _ in 0..250 {
+            msgs.push(client.task(probe, Probe::new(q.as_str())).queue(q.as_str()).build().unwrap());
+        }
+    }
+    client.enqueue_messages(&msgs).await.unwrap();
+    let mut b = env.worker().concurrency(1).batch(1);
+    for (q, w) in &qs {
+        b = b.queue(q, *w);
+    }
+    let w = Running::start(b);
+    let done = || qs.iter().map(|(q, _)| log(q).finished).sum::<usize>();
+    eventually(Duration::from_secs(60), "200 tasks processed", || async { done() >= 200 }).await;
+    w.stop().await;
+    // The first 200 starts in time order, while every queue was still backlogged.
+    let mut starts: Vec<(tokio::time::Instant, usize)> =
+        qs.iter().enumerate().flat_map(|(i, (q, _))| log(q).starts.into_iter().map(move |t| (t, i))).collect();
+    starts.sort();
+    let mut counts = [0usize; 3];
+    for (_, i) in starts.iter().take(200) {
+        counts[*i] += 1;
+    }
+    let share: Vec<f64> = counts.iter().map(|c| *c as f64 / 200.0).collect();
+    assert!((0.48..=0.72).contains(&share[0]), "critical share {share:?} of {counts:?}");
+    assert!((0.18..=0.42).contains(&share[1]), "default share {share:?} of {counts:?}");
+    assert!((0.03..=0.19).contains(&share[2]), "low share {share:?} of {counts:?}");
+}
+
+pub async fn shutdown_hands_unfinished_tasks_back(env: Env) {
+    let q = env.q("handback");
+    let client = env.client();
+    let w = Running::start(env.worker().queue(&q, 1).shutdown_timeout(Duration::from_millis(300)));
+    let h = client.task(probe, Probe { sleep_first_ms: 60_000, ..Probe::new(&q) }).queue(&q).await.unwrap();
+    eventually(WAIT, "the task running", || async { log(&q).running == 1 }).await;
+    w.stop().await;
+    let stats = env.broker.stats(&q).await.unwrap();
+    assert_eq!((stats.pending, stats.active), (1, 0), "handed back, ready at once");
+    assert_eq!(h.status().await.unwrap().state, TaskState::Pending);
+    // Another worker runs it, with no attempt used by the hand-back.
+    let w = Running::start(env.worker().queue(&q, 1));
+    assert_eq!(h.get(WAIT).await.unwrap(), 2);
+    assert_eq!(log(&q).retried_seen, [0, 0]);
+    w.stop().await;
+}
+
+pub async fn shutdown_waits_for_running_tasks(env: Env) {
+    let q = env.q("drain");
+    let client = env.client();
+    let w = Running::start(env.worker().queue(&q, 1));
+    let h = client.task(probe, Probe { sleep_ms: 500, ..Probe::new(&q) }).queue(&q).await.unwrap();
+    eventually(WAIT, "the task running", || async { log(&q).running == 1 }).await;
+    w.stop().await;
+    assert_eq!(h.status().await.unwrap().state, TaskState::Completed);
+    let stats = env.broker.stats(&q).await.unwrap();
+    assert_eq!((stats.pending, stats.active), (0, 0));
+}
+
+pub async fn abandoned_lease_is_redelivered(env: Env) {
+    let q = env.q("lease");
+    let client = env.client();
+    let h = client.task(probe, Probe::new(&q)).queue(&q).await.unwrap();
+    // A receiver takes the task with a short lease, then disappears without acking.
+    let req = ReceiveRequest { queues: &[q.as_str()], max: 1, wait: WAIT, lease: Duration::from_secs(1) };
+    let taken = env.broker.receive(&req).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    drop(taken);
+    let w = Running::start(env.worker().queue(&q, 1));
+    assert_eq!(h.get(WAIT).await.unwrap(), 1);
+    w.stop().await;
+}
+
+#[derive(Default, Clone)]
+struct Hook(Arc<Mutex<Vec<(String, Outcome)>>>);
+
+impl MetricsHook for Hook {
+    fn finished(&self, task: &TaskMessage, _elapsed: Duration, outcome: Outcome) {
+        self.0.lock().unwrap().push((task.name.clone(), outcome));
+    }
+}
+
+pub async fn middleware_wraps_every_attempt(env: Env) {
+    let q = env.q("mw");
+    let client = env.client();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let hook = Hook::default();
+    let c = calls.clone();
+    let counting = from_fn(move |req: Request, next: Next| {
+        c.fetch_add(1, Ordering::SeqCst);
+        next.run(req)
+    });
+    let w = Running::start(env.worker().queue(&q, 1).layer(Logging).layer(counting).layer(Metrics::new(hook.clone())));
+    let h = client.task(probe, Probe { fail_times: 1, ..Probe::new(&q) }).queue(&q).await.unwrap();
+    assert_eq!(h.get(WAIT).await.unwrap(), 2);
+    w.stop().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let seen = hook.0.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            ("conformance:probe".to_owned(), Outcome::Failed(ErrorKind::Failed)),
+            ("conformance:probe".to_owned(), Outcome::Succeeded)
+        ]
+    );
+}
