@@ -7,4 +7,6 @@
 
 #[macro_use]
 mod suite;
+mod connect;
 mod memory;
+mod signal;

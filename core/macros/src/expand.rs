@@ -29,7 +29,7 @@ pub(crate) fn expand(o: Options, f: ItemFn) -> syn::Result<TokenStream> {
         ));
     }
     let args_ty = &args[0].ty;
-    let output = result_ok_type(&sig.output)?;
+    let output = result_ok_type(&sig.output, sig.ident.span())?;
 
     let vis = &f.vis;
     let ident = &sig.ident;
@@ -74,10 +74,10 @@ pub(crate) fn expand(o: Options, f: ItemFn) -> syn::Result<TokenStream> {
 }
 
 /// `T` of a `Result<T, E>` (or any `…::Result<T, …>` alias) return type.
-fn result_ok_type(ret: &ReturnType) -> syn::Result<&Type> {
+fn result_ok_type(ret: &ReturnType, fn_span: proc_macro2::Span) -> syn::Result<&Type> {
     const MSG: &str = "#[task] functions must return `Result<T, E>`, where `T` is serializable and `E` converts into `TaskError`";
     let ReturnType::Type(_, ty) = ret else {
-        return Err(syn::Error::new(ret.span(), MSG));
+        return Err(syn::Error::new(fn_span, MSG));
     };
     let Type::Path(p) = &**ty else {
         return Err(syn::Error::new_spanned(ty, MSG));

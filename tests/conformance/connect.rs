@@ -1,0 +1,51 @@
+//! Choosing brokers and backends by URL.
+
+use conveyor::Error;
+
+#[tokio::test]
+async fn memory_urls_share_instances_by_name() {
+    use conveyor::{Client, TaskMessage};
+    let b1 = conveyor::broker("memory://connect-test").await.unwrap();
+    let b2 = conveyor::broker("memory://connect-test").await.unwrap();
+    let be = conveyor::backend("memory://connect-test").await.unwrap();
+    let mut m = TaskMessage::with_args("x", &1).unwrap();
+    m.queue = "connect-q".into();
+    Client::new(b1, be).enqueue_message(m).await.unwrap();
+    assert_eq!(b2.stats("connect-q").await.unwrap().pending, 1);
+}
+
+#[tokio::test]
+async fn unknown_and_uncompiled_schemes_are_typed_errors() {
+    let e = conveyor::broker("kafka://localhost:9092").await.err().unwrap();
+    assert!(matches!(&e, Error::UnknownScheme { scheme, kind: "broker", .. } if scheme == "kafka"), "{e}");
+    for (url, feature) in [("redis://127.0.0.1:6379", "redis"), ("amqp://127.0.0.1", "amqp"), ("sqs://?region=us-east-1", "sqs")] {
+        let e = conveyor::broker(url).await.err().unwrap();
+        assert!(matches!(&e, Error::FeatureNotEnabled { feature: f, .. } if *f == feature), "{url}: {e}");
+        assert!(e.to_string().contains(&format!("`{feature}` feature")), "{e}");
+    }
+    let e = conveyor::backend("redis://x").await.err().unwrap();
+    assert!(matches!(e, Error::FeatureNotEnabled { feature: "redis", kind: "backend", .. }), "{e}");
+    let e = conveyor::backend("amqp://x").await.err().unwrap();
+    assert!(matches!(e, Error::UnknownScheme { kind: "backend", .. }), "{e}");
+}
+
+#[tokio::test]
+async fn malformed_urls_are_typed_errors() {
+    for url in ["not a url", "", "memory://a/b", "memory://x?lease=1s"] {
+        let e = conveyor::broker(url).await.err().unwrap_or_else(|| panic!("{url:?} accepted"));
+        assert!(matches!(e, Error::InvalidUrl { .. }), "{url:?}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn env_var_selects_the_broker() {
+    // Only this test touches the variables.
+    std::env::set_var(conveyor::BROKER_ENV, "kafka://x");
+    let e = conveyor::broker_from_env().await.err().unwrap();
+    assert!(matches!(e, Error::UnknownScheme { .. }), "{e}");
+    std::env::set_var(conveyor::BROKER_ENV, "memory://env-test");
+    assert_eq!(conveyor::broker_from_env().await.unwrap().kind(), "memory");
+    std::env::remove_var(conveyor::BROKER_ENV);
+    assert_eq!(conveyor::broker_from_env().await.unwrap().kind(), "memory");
+    assert_eq!(conveyor::backend_from_env().await.unwrap().kind(), "memory");
+}
