@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use conveyor_core::{Broker, Error, ResultBackend, Result};
+use conveyor_core::{Broker, Error, Result, ResultBackend};
 
 /// The environment variable [`broker_from_env`] reads.
 pub const BROKER_ENV: &str = "CONVEYOR_BROKER";

@@ -59,3 +59,8 @@ pub mod memory {
 
 mod connect;
 pub use connect::{backend, backend_from_env, broker, broker_from_env, BACKEND_ENV, BROKER_ENV};
+
+/// The README's code blocks, compiled and run as doctests so that it never drifts.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

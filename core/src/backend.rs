@@ -88,10 +88,9 @@ impl TaskRecord {
     /// Decodes the result into `T`; an archived task gives [`Error::TaskFailed`].
     pub fn result_as<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>> {
         match (self.state, &self.result) {
-            (TaskState::Archived, _) => Err(Error::TaskFailed {
-                id: self.id.to_string(),
-                error: self.error.clone().unwrap_or_default(),
-            }),
+            (TaskState::Archived, _) => {
+                Err(Error::TaskFailed { id: self.id.to_string(), error: self.error.clone().unwrap_or_default() })
+            }
             (TaskState::Completed, Some(raw)) => serde_json::from_str(raw.get())
                 .map(Some)
                 .map_err(|source| Error::Decode { what: "task result", source }),

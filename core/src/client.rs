@@ -1,6 +1,6 @@
 //! The [`Client`]: enqueues tasks and reads their state and results.
 
-use std::future::{Future, IntoFuture};
+use std::future::IntoFuture;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -290,18 +290,20 @@ impl<T: Task> TaskHandle<T> {
 
     /// Waits up to `timeout` for the task to finish and returns its result.
     /// An archived task gives [`Error::TaskFailed`] with its last error.
-    pub fn get(&self, timeout: Duration) -> impl Future<Output = Result<T::Output>> + Send + '_ {
-        async move {
-            let record = self.client.wait(&self.id, timeout).await?;
-            record
-                .result_as::<T::Output>()?
-                .ok_or_else(|| Error::TaskFailed { id: self.id.to_string(), error: "completed without a result".into() })
-        }
+    pub async fn get(&self, timeout: Duration) -> Result<T::Output> {
+        let record = self.client.wait(&self.id, timeout).await?;
+        record
+            .result_as::<T::Output>()?
+            .ok_or_else(|| Error::TaskFailed { id: self.id.to_string(), error: "completed without a result".into() })
     }
 }
 
 impl<T> std::fmt::Debug for TaskHandle<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TaskHandle").field("id", &self.id).field("state", &self.state).field("queue", &self.queue).finish()
+        f.debug_struct("TaskHandle")
+            .field("id", &self.id)
+            .field("state", &self.state)
+            .field("queue", &self.queue)
+            .finish()
     }
 }

@@ -18,10 +18,14 @@ pub mod time;
 pub mod worker;
 
 pub use backend::{LockResult, ResultBackend, StateUpdate, TaskRecord, DEFAULT_RETENTION};
-pub use broker::{ArchivedTask, Broker, Delivery, Payload, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest};
+pub use broker::{
+    ArchivedTask, Broker, Delivery, Payload, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest,
+};
 pub use client::{Client, TaskBuilder, TaskHandle, DEFAULT_MAX_PAYLOAD};
 pub use error::{BoxError, Error, Result};
-pub use handler::{BoxFuture, ErrorKind, Handler, Request, Task, TaskContext, TaskDefaults, TaskError, TaskHandler, TaskResult};
+pub use handler::{
+    BoxFuture, ErrorKind, Handler, Request, Task, TaskContext, TaskDefaults, TaskError, TaskHandler, TaskResult,
+};
 pub use retry::{ExponentialBackoff, RetryPolicy};
 pub use task::{TaskId, TaskMessage, TaskState, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, MAX_PRIORITY, WIRE_VERSION};
 pub use worker::{QueuePriority, UnknownTask, Worker, WorkerBuilder, WorkerConfig};

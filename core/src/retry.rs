@@ -58,7 +58,10 @@ impl ExponentialBackoff {
     /// The nominal (un-jittered) delay of retry `n`.
     pub fn nominal(&self, n: u32) -> Duration {
         let exp = n.saturating_sub(1).min(40);
-        self.base.saturating_mul(1u32 << exp.min(31)).saturating_mul(if exp > 31 { 1 << (exp - 31) } else { 1 }).min(self.cap)
+        self.base
+            .saturating_mul(1u32 << exp.min(31))
+            .saturating_mul(if exp > 31 { 1 << (exp - 31) } else { 1 })
+            .min(self.cap)
     }
 }
 

@@ -204,7 +204,12 @@ pub struct TaskMessage {
     #[serde(default = "default_max_retry")]
     pub max_retry: u32,
     /// Per-attempt timeout.
-    #[serde(default, rename = "timeout_ms", with = "crate::time::opt_duration_ms", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "timeout_ms",
+        with = "crate::time::opt_duration_ms",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
     /// The task must not start after this time.
     #[serde(default, with = "crate::time::opt_millis", skip_serializing_if = "Option::is_none")]
@@ -219,7 +224,12 @@ pub struct TaskMessage {
     #[serde(default, skip_serializing_if = "is_zero_u8")]
     pub priority: u8,
     /// How long to keep the result after completion.
-    #[serde(default, rename = "retention_ms", with = "crate::time::opt_duration_ms", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "retention_ms",
+        with = "crate::time::opt_duration_ms",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub retention: Option<Duration>,
     /// String metadata.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -261,7 +271,8 @@ impl TaskMessage {
 
     /// A new task whose arguments are serialized from `args`.
     pub fn with_args<A: Serialize + ?Sized>(name: impl Into<String>, args: &A) -> Result<Self> {
-        let raw = serde_json::value::to_raw_value(args).map_err(|source| Error::Encode { what: "task arguments", source })?;
+        let raw =
+            serde_json::value::to_raw_value(args).map_err(|source| Error::Encode { what: "task arguments", source })?;
         Ok(Self::new(name, raw))
     }
 
@@ -290,7 +301,8 @@ impl TaskMessage {
 
     /// Decodes the wire form, rejecting unknown (newer) versions.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let msg: TaskMessage = serde_json::from_slice(bytes).map_err(|source| Error::Decode { what: "task payload", source })?;
+        let msg: TaskMessage =
+            serde_json::from_slice(bytes).map_err(|source| Error::Decode { what: "task payload", source })?;
         if msg.v > WIRE_VERSION {
             return Err(Error::UnsupportedVersion(msg.v));
         }

@@ -20,7 +20,9 @@ const CHILD_ENV: &str = "CONVEYOR_SIGNAL_CHILD";
 /// The child's entry point; does nothing unless run as the child of the tests below.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_entry() {
-    let Ok(mode) = std::env::var(CHILD_ENV) else { return };
+    let Ok(mode) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let (sleep_ms, shutdown) = match mode.as_str() {
         "handback" => (60_000, Duration::from_millis(300)),
         _ => (800, Duration::from_secs(20)),
@@ -37,7 +39,8 @@ async fn child_entry() {
         }
         println!("RUNNING");
     });
-    let worker = Worker::builder(broker.clone(), backend.clone()).register(probe).shutdown_timeout(shutdown).build().unwrap();
+    let worker =
+        Worker::builder(broker.clone(), backend.clone()).register(probe).shutdown_timeout(shutdown).build().unwrap();
     worker.run().await.unwrap();
     let stats = broker.stats("default").await.unwrap();
     let state = backend.get(h.id()).await.unwrap().unwrap().state;

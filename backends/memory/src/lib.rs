@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use conveyor_core::{Error, LockResult, ResultBackend, Result, StateUpdate, TaskId, TaskMessage, TaskRecord};
+use conveyor_core::{Error, LockResult, Result, ResultBackend, StateUpdate, TaskId, TaskMessage, TaskRecord};
 use tokio::time::Instant;
 
 use records::Records;

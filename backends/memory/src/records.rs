@@ -74,10 +74,11 @@ impl Records {
         let mut shard = self.shard(&task.id);
         let terminal = update.state.is_terminal();
         let retain = update.retain;
-        let slot = shard
-            .map
-            .entry(task.id.clone())
-            .or_insert_with(|| Slot { record: TaskRecord::enqueued(task), expires: None, waiters: None });
+        let slot = shard.map.entry(task.id.clone()).or_insert_with(|| Slot {
+            record: TaskRecord::enqueued(task),
+            expires: None,
+            waiters: None,
+        });
         slot.record.apply(update);
         if !terminal {
             slot.expires = None;

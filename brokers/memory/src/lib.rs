@@ -75,9 +75,7 @@ impl MemoryBroker {
 
     /// A new broker keeping at most `limit` archived tasks per queue.
     pub fn with_archive_limit(limit: usize) -> Self {
-        MemoryBroker {
-            inner: Arc::new(Inner { state: Mutex::default(), notify: Notify::new(), archive_limit: limit }),
-        }
+        MemoryBroker { inner: Arc::new(Inner { state: Mutex::default(), notify: Notify::new(), archive_limit: limit }) }
     }
 
     /// The process-wide broker called `name` (`""` is the default instance).
@@ -115,7 +113,7 @@ impl MemoryBroker {
 
     /// Runs `f` on the delivery's queue if the delivery still holds its lease there.
     fn settle(&self, d: &Delivery, f: impl FnOnce(&mut Queue, Entry, &Inner)) -> Result<()> {
-        let r = d.receipt.get::<MemReceipt>().ok_or_else(|| foreign_receipt())?;
+        let r = d.receipt.get::<MemReceipt>().ok_or_else(foreign_receipt)?;
         let mut st = self.lock();
         if let Some(q) = st.queues.get_mut(&r.queue) {
             if let Some(entry) = q.take_active(r.seq) {
@@ -193,7 +191,9 @@ impl Broker for MemoryBroker {
                 let now = Instant::now();
                 let mut out = Vec::new();
                 for name in req.queues {
-                    let Some(q) = queues.get_mut(*name) else { continue };
+                    let Some(q) = queues.get_mut(*name) else {
+                        continue;
+                    };
                     q.maintain(now);
                     if !q.paused {
                         while out.len() < req.max {

@@ -17,13 +17,8 @@ const KNOWN: &str = "`name`, `queue`, `max_retry`, `timeout`, `crate`";
 
 pub(crate) fn parse(attr: TokenStream) -> syn::Result<Options> {
     let pairs = Punctuated::<MetaNameValue, Token![,]>::parse_terminated.parse2(attr)?;
-    let mut o = Options {
-        name: None,
-        queue: None,
-        max_retry: None,
-        timeout_ms: None,
-        krate: syn::parse_quote!(::conveyor),
-    };
+    let mut o =
+        Options { name: None, queue: None, max_retry: None, timeout_ms: None, krate: syn::parse_quote!(::conveyor) };
     for pair in pairs {
         let key = pair.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
         let value = &pair.value;
@@ -34,12 +29,22 @@ pub(crate) fn parse(attr: TokenStream) -> syn::Result<Options> {
             "timeout" => {
                 let s = string(value, "timeout")?;
                 let ms = parse_duration_ms(&s).ok_or_else(|| {
-                    syn::Error::new_spanned(value, format!("invalid timeout `{s}`: use a number with `ms`, `s`, `m` or `h`, like \"30s\""))
+                    syn::Error::new_spanned(
+                        value,
+                        format!("invalid timeout `{s}`: use a number with `ms`, `s`, `m` or `h`, like \"30s\""),
+                    )
                 })?;
                 o.timeout_ms = Some(ms);
             }
-            "crate" => o.krate = syn::parse_str(&string(value, "crate")?).map_err(|e| syn::Error::new_spanned(value, e))?,
-            _ => return Err(syn::Error::new_spanned(&pair.path, format!("unknown task option; expected one of {KNOWN}"))),
+            "crate" => {
+                o.krate = syn::parse_str(&string(value, "crate")?).map_err(|e| syn::Error::new_spanned(value, e))?
+            }
+            _ => {
+                return Err(syn::Error::new_spanned(
+                    &pair.path,
+                    format!("unknown task option; expected one of {KNOWN}"),
+                ))
+            }
         }
     }
     Ok(o)
@@ -81,4 +86,3 @@ fn parse_duration_ms(s: &str) -> Option<u64> {
     };
     n.checked_mul(mult).filter(|ms| *ms > 0)
 }
-

@@ -42,7 +42,14 @@ pub(crate) fn expand(o: Options, f: ItemFn) -> syn::Result<TokenStream> {
     let queue = o.queue.map(|q| quote!(.queue(#q)));
     let max_retry = o.max_retry.map(|n| quote!(.max_retry(#n)));
     let timeout = o.timeout_ms.map(|ms| quote!(.timeout(#krate::__private::Duration::from_millis(#ms))));
-    let call = if args.len() == 2 { quote!(Self::call(args, ctx)) } else { quote!({ let _ = ctx; Self::call(args) }) };
+    let call = if args.len() == 2 {
+        quote!(Self::call(args, ctx))
+    } else {
+        quote!({
+            let _ = ctx;
+            Self::call(args)
+        })
+    };
 
     Ok(quote! {
         #(#attrs)*
@@ -75,7 +82,8 @@ pub(crate) fn expand(o: Options, f: ItemFn) -> syn::Result<TokenStream> {
 
 /// `T` of a `Result<T, E>` (or any `…::Result<T, …>` alias) return type.
 fn result_ok_type(ret: &ReturnType, fn_span: proc_macro2::Span) -> syn::Result<&Type> {
-    const MSG: &str = "#[task] functions must return `Result<T, E>`, where `T` is serializable and `E` converts into `TaskError`";
+    const MSG: &str =
+        "#[task] functions must return `Result<T, E>`, where `T` is serializable and `E` converts into `TaskError`";
     let ReturnType::Type(_, ty) = ret else {
         return Err(syn::Error::new(fn_span, MSG));
     };

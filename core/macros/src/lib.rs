@@ -1,7 +1,7 @@
 //! The `#[task]` attribute of [Conveyor](https://crates.io/crates/conveyor). Use it through
 //! the `conveyor` crate: `#[conveyor::task]`.
 //!
-//! ```ignore
+//! ```text
 //! #[conveyor::task(name = "email:welcome", queue = "emails", max_retry = 5, timeout = "30s")]
 //! async fn send_welcome(args: Welcome) -> Result<(), conveyor::TaskError> { ... }
 //! ```

@@ -28,8 +28,12 @@ impl Handler for LoggingHandler {
             let out = fut.await;
             let ms = start.elapsed().as_secs_f64() * 1e3;
             match &out {
-                Ok(_) => tracing::info!(task.id = %task.id, task.name = %task.name, queue = %task.queue, attempt = task.retried + 1, elapsed_ms = ms, "task succeeded"),
-                Err(e) => tracing::warn!(task.id = %task.id, task.name = %task.name, queue = %task.queue, attempt = task.retried + 1, elapsed_ms = ms, kind = ?e.kind(), error = %e, "task failed"),
+                Ok(_) => {
+                    tracing::info!(task.id = %task.id, task.name = %task.name, queue = %task.queue, attempt = task.retried + 1, elapsed_ms = %format_args!("{ms:.3}"), "task succeeded")
+                }
+                Err(e) => {
+                    tracing::warn!(task.id = %task.id, task.name = %task.name, queue = %task.queue, attempt = task.retried + 1, elapsed_ms = %format_args!("{ms:.3}"), kind = ?e.kind(), error = %e, "task failed")
+                }
             }
             out
         })

@@ -65,7 +65,10 @@ pub(crate) async fn process(s: &Shared, d: Delivery, stop: &CancellationToken, h
         }
         Some(Ok(result)) => {
             let retain = task.retention.unwrap_or(s.config.retention);
-            log_err(s.backend.update(&task, StateUpdate::completed(task.retried, result, retain)).await, "record result");
+            log_err(
+                s.backend.update(&task, StateUpdate::completed(task.retried, result, retain)).await,
+                "record result",
+            );
             log_err(s.broker.ack(&d).await, "ack");
         }
         Some(Err(e)) => fail(s, &d, &task, e).await,
@@ -95,9 +98,9 @@ async fn run_limited(fut: CatchUnwind, limit: Limit) -> TaskResult {
         Limit::Timeout(t) => tokio::time::timeout(t, fut)
             .await
             .unwrap_or_else(|_| Err(TaskError::with_kind(ErrorKind::TimedOut, format!("timed out after {t:?}")))),
-        Limit::Deadline(d) => tokio::time::timeout(d, fut)
-            .await
-            .unwrap_or_else(|_| Err(TaskError::with_kind(ErrorKind::DeadlineExceeded, "deadline exceeded while running"))),
+        Limit::Deadline(d) => tokio::time::timeout(d, fut).await.unwrap_or_else(|_| {
+            Err(TaskError::with_kind(ErrorKind::DeadlineExceeded, "deadline exceeded while running"))
+        }),
     }
 }
 
@@ -126,7 +129,10 @@ async fn fail(s: &Shared, d: &Delivery, task: &Arc<TaskMessage>, e: TaskError) {
 async fn archive(s: &Shared, d: &Delivery, task: &TaskMessage, reason: String) {
     tracing::warn!(task.id = %task.id, task.name = %task.name, queue = %task.queue, %reason, "archiving task");
     let retain = task.retention.unwrap_or(s.config.retention).max(s.config.retention);
-    log_err(s.backend.update(task, StateUpdate::archived(task.retried, reason.clone(), retain)).await, "record archive");
+    log_err(
+        s.backend.update(task, StateUpdate::archived(task.retried, reason.clone(), retain)).await,
+        "record archive",
+    );
     log_err(s.broker.archive(d, &reason).await, "archive");
 }
 

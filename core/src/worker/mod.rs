@@ -201,11 +201,7 @@ impl WorkerBuilder {
         }
         let mut layers = self.layers.clone();
         layers.push(Arc::new(CatchPanic));
-        let handlers = self
-            .handlers
-            .into_iter()
-            .map(|(name, (h, _))| (name, middleware::wrap(h, &layers)))
-            .collect();
+        let handlers = self.handlers.into_iter().map(|(name, (h, _))| (name, middleware::wrap(h, &layers))).collect();
         let selector = queues::QueueSelector::new(
             self.config.queues.iter().map(|(q, w)| (Arc::from(q.as_str()), *w)).collect(),
             self.config.priority,

@@ -71,9 +71,8 @@ pub async fn payload_over_limit_is_refused(env: Env) {
 pub async fn bulk_enqueue(env: Env) {
     let q = env.q("bulk");
     let client = env.client();
-    let msgs: Vec<_> = (0..25)
-        .map(|i| client.task(probe, Probe::new(format!("{q}-{i}"))).queue(&q).build().unwrap())
-        .collect();
+    let msgs: Vec<_> =
+        (0..25).map(|i| client.task(probe, Probe::new(format!("{q}-{i}"))).queue(&q).build().unwrap()).collect();
     client.enqueue_messages(&msgs).await.unwrap();
     assert_eq!(env.broker.stats(&q).await.unwrap().pending, 25);
     let w = Running::start(env.worker().queue(&q, 1));

@@ -12,7 +12,10 @@ const WAIT: Duration = Duration::from_secs(10);
 /// Waits for `n` archived entries in `queue` and returns their reasons and payloads.
 async fn archived(env: &Env, queue: &str, n: usize) -> Vec<(String, Payload)> {
     let admin = env.broker.admin().expect("the conformance suite needs QueueAdmin");
-    eventually(WAIT, "tasks in the archive", || async { env.broker.stats(queue).await.unwrap().archived as usize >= n }).await;
+    eventually(WAIT, "tasks in the archive", || async {
+        env.broker.stats(queue).await.unwrap().archived as usize >= n
+    })
+    .await;
     admin.archived(queue, 0, 100).await.unwrap().into_iter().map(|a| (a.reason, a.payload)).collect()
 }
 

@@ -15,8 +15,9 @@ const WAIT: Duration = Duration::from_secs(10);
 pub async fn concurrency_is_bounded(env: Env) {
     let q = env.q("conc");
     let client = env.client();
-    let msgs: Vec<_> =
-        (0..12).map(|_| client.task(probe, Probe { sleep_ms: 150, ..Probe::new(&q) }).queue(&q).build().unwrap()).collect();
+    let msgs: Vec<_> = (0..12)
+        .map(|_| client.task(probe, Probe { sleep_ms: 150, ..Probe::new(&q) }).queue(&q).build().unwrap())
+        .collect();
     client.enqueue_messages(&msgs).await.unwrap();
     let w = Running::start(env.worker().queue(&q, 1).concurrency(3));
     for m in &msgs {

@@ -1,0 +1,176 @@
+//! Throughput and latency benchmark for one broker.
+//!
+//! ```sh
+//! cargo run --release --example bench -- --broker memory:// --tasks 1000000 --concurrency 64
+//! ```
+//!
+//! 1. enqueues `--tasks` no-op tasks one by one (`--bulk`: in batches of 1000), timed;
+//! 2. starts a worker with `--concurrency` and times until all ran;
+//! 3. sends `--latency-tasks` tasks (default 300) at about `--rate` per second (default 100)
+//!    and measures pickup latency, enqueue to handler start.
+//!
+//! Prints one JSON line:
+//! `{"broker":…,"tasks":…,"concurrency":…,"enqueue_per_s":…,"process_per_s":…,"p50_ms":…,"p99_ms":…}`.
+//! `--retention SECS` sets how long results are kept (default: Conveyor's default, 24 h).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use conveyor::{Client, TaskError, Worker};
+
+static DONE: AtomicU64 = AtomicU64::new(0);
+static LATENCIES: Mutex<Vec<f64>> = Mutex::new(Vec::new());
+
+#[conveyor::task(name = "bench:noop")]
+async fn noop(_args: ()) -> Result<(), TaskError> {
+    DONE.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Records the time since `sent_us` (µs since the epoch).
+#[conveyor::task(name = "bench:ping")]
+async fn ping(sent_us: u64) -> Result<(), TaskError> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64;
+    LATENCIES.lock().unwrap().push(now.saturating_sub(sent_us) as f64 / 1000.0);
+    Ok(())
+}
+
+struct Args {
+    broker: String,
+    backend: String,
+    tasks: u64,
+    concurrency: usize,
+    bulk: bool,
+    latency_tasks: u64,
+    rate: f64,
+    retention: Option<Duration>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        broker: std::env::var(conveyor::BROKER_ENV).unwrap_or_else(|_| "memory://".into()),
+        backend: std::env::var(conveyor::BACKEND_ENV).unwrap_or_else(|_| "memory://".into()),
+        tasks: 100_000,
+        concurrency: 64,
+        bulk: false,
+        latency_tasks: 300,
+        rate: 100.0,
+        retention: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--broker" => a.broker = val()?,
+            "--backend" => a.backend = val()?,
+            "--tasks" => a.tasks = val()?.parse().map_err(|e| format!("--tasks: {e}"))?,
+            "--concurrency" => a.concurrency = val()?.parse().map_err(|e| format!("--concurrency: {e}"))?,
+            "--latency-tasks" => a.latency_tasks = val()?.parse().map_err(|e| format!("--latency-tasks: {e}"))?,
+            "--rate" => a.rate = val()?.parse().map_err(|e| format!("--rate: {e}"))?,
+            "--retention" => a.retention = Some(Duration::from_secs(val()?.parse().map_err(|e| format!("--retention: {e}"))?)),
+            "--bulk" => a.bulk = true,
+            "-h" | "--help" => return Err("usage: bench [--broker URL] [--backend URL] [--tasks N] [--concurrency C] [--bulk] [--latency-tasks M] [--rate R] [--retention SECS]".into()),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(a)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let broker = conveyor::broker(&args.broker).await?;
+    let backend = conveyor::backend(&args.backend).await?;
+    let client = Client::new(broker.clone(), backend.clone());
+    let queue = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let build = || {
+        let t = client.task(noop, ()).queue(queue.as_str());
+        match args.retention {
+            Some(r) => t.retention(r),
+            None => t,
+        }
+    };
+
+    // 1. Enqueue.
+    let start = Instant::now();
+    if args.bulk {
+        let mut i = 0;
+        while i < args.tasks {
+            let n = 1000.min(args.tasks - i);
+            let batch: Vec<_> = (i..i + n).map(|_| build().build()).collect::<Result<_, _>>()?;
+            client.enqueue_messages(&batch).await?;
+            i += n;
+        }
+    } else {
+        for _ in 0..args.tasks {
+            build().send().await?;
+        }
+    }
+    let enqueue_per_s = args.tasks as f64 / start.elapsed().as_secs_f64();
+
+    // 2. Process.
+    let mut worker = Worker::builder(broker.clone(), backend.clone())
+        .register(noop)
+        .register(ping)
+        .queue(queue.as_str(), 1)
+        .concurrency(args.concurrency)
+        .batch(args.concurrency.min(256));
+    if let Some(r) = args.retention {
+        worker = worker.retention(r);
+    }
+    let stop = conveyor::CancellationToken::new();
+    let start = Instant::now();
+    let running = tokio::spawn(worker.build()?.run_until(stop.clone()));
+    while DONE.load(Ordering::Relaxed) < args.tasks {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let process_per_s = args.tasks as f64 / start.elapsed().as_secs_f64();
+
+    // 3. Pickup latency at a steady rate.
+    let gap = Duration::from_secs_f64(1.0 / args.rate.max(0.001));
+    let mut tick = tokio::time::interval(gap);
+    for _ in 0..args.latency_tasks {
+        tick.tick().await;
+        let now_us = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as u64;
+        let mut t = client.task(ping, now_us).queue(queue.as_str());
+        if let Some(r) = args.retention {
+            t = t.retention(r);
+        }
+        t.send().await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (LATENCIES.lock().unwrap().len() as u64) < args.latency_tasks && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.cancel();
+    running.await??;
+
+    let mut lat = LATENCIES.lock().unwrap().clone();
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "{{\"broker\":\"{}\",\"tasks\":{},\"concurrency\":{},\"bulk\":{},\"enqueue_per_s\":{:.0},\"process_per_s\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
+        broker.kind(),
+        args.tasks,
+        args.concurrency,
+        args.bulk,
+        enqueue_per_s,
+        process_per_s,
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99)
+    );
+    Ok(())
+}
