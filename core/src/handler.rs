@@ -134,16 +134,37 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for TaskError {
     }
 }
 
+/// Tells running handlers that the worker is shutting down. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown(Arc<CancellationToken>);
+
+impl Shutdown {
+    /// A signal that fires when `token` is cancelled.
+    pub fn new(token: CancellationToken) -> Self {
+        Shutdown(Arc::new(token))
+    }
+
+    /// True once the worker has begun shutting down.
+    pub fn is_shutting_down(&self) -> bool {
+        self.0.is_cancelled()
+    }
+
+    /// Resolves when the worker begins shutting down.
+    pub async fn wait(&self) {
+        self.0.cancelled().await
+    }
+}
+
 /// What a handler knows about the task it runs.
 #[derive(Debug, Clone)]
 pub struct TaskContext {
     task: Arc<TaskMessage>,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
 }
 
 impl TaskContext {
-    /// The context of `task`; `shutdown` is cancelled when the worker starts shutting down.
-    pub fn new(task: Arc<TaskMessage>, shutdown: CancellationToken) -> Self {
+    /// The context of `task`; `shutdown` fires when the worker starts shutting down.
+    pub fn new(task: Arc<TaskMessage>, shutdown: Shutdown) -> Self {
         TaskContext { task, shutdown }
     }
 
@@ -179,9 +200,9 @@ impl TaskContext {
     pub fn message(&self) -> &TaskMessage {
         &self.task
     }
-    /// Cancelled when the worker begins a graceful shutdown: long handlers may checkpoint and
+    /// Fires when the worker begins a graceful shutdown: long handlers may checkpoint and
     /// return early (the task is handed back if it has not finished by the shutdown timeout).
-    pub fn shutdown(&self) -> &CancellationToken {
+    pub fn shutdown(&self) -> &Shutdown {
         &self.shutdown
     }
 }
@@ -191,8 +212,8 @@ impl TaskContext {
 pub struct Request {
     /// The task.
     pub task: Arc<TaskMessage>,
-    /// Cancelled when the worker begins shutting down.
-    pub shutdown: CancellationToken,
+    /// Fires when the worker begins shutting down.
+    pub shutdown: Shutdown,
 }
 
 /// A type-erased task handler: what middleware wraps (like a tower `Service`).

@@ -24,7 +24,8 @@ pub use broker::{
 pub use client::{Client, TaskBuilder, TaskHandle, DEFAULT_MAX_PAYLOAD};
 pub use error::{BoxError, Error, Result};
 pub use handler::{
-    BoxFuture, ErrorKind, Handler, Request, Task, TaskContext, TaskDefaults, TaskError, TaskHandler, TaskResult,
+    BoxFuture, ErrorKind, Handler, Request, Shutdown, Task, TaskContext, TaskDefaults, TaskError, TaskHandler,
+    TaskResult,
 };
 pub use retry::{ExponentialBackoff, RetryPolicy};
 pub use task::{TaskId, TaskMessage, TaskState, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, MAX_PRIORITY, WIRE_VERSION};

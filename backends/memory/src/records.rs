@@ -2,7 +2,9 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +21,7 @@ pub(crate) struct Records {
 
 #[derive(Default)]
 struct Shard {
-    map: HashMap<TaskId, Slot>,
+    map: HashMap<TaskId, Slot, RandomState>,
     expiry: BinaryHeap<Reverse<(Instant, TaskId)>>,
 }
 
@@ -31,7 +33,7 @@ struct Slot {
 
 impl Default for Records {
     fn default() -> Self {
-        Records { shards: (0..SHARDS).map(|_| Mutex::default()).collect(), hasher: RandomState::new() }
+        Records { shards: (0..SHARDS).map(|_| Mutex::default()).collect(), hasher: RandomState::default() }
     }
 }
 
@@ -74,11 +76,11 @@ impl Records {
         let mut shard = self.shard(&task.id);
         let terminal = update.state.is_terminal();
         let retain = update.retain;
-        let slot = shard.map.entry(task.id.clone()).or_insert_with(|| Slot {
-            record: TaskRecord::enqueued(task),
-            expires: None,
-            waiters: None,
-        });
+        if !shard.map.contains_key(&task.id) {
+            let slot = Slot { record: TaskRecord::enqueued(task), expires: None, waiters: None };
+            shard.map.insert(task.id.clone(), slot);
+        }
+        let slot = shard.map.get_mut(&task.id).expect("present");
         slot.record.apply(update);
         if !terminal {
             slot.expires = None;

@@ -51,7 +51,7 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    queues: HashMap<Arc<str>, Queue>,
+    queues: HashMap<Arc<str>, Queue, foldhash::fast::RandomState>,
     seq: u64,
 }
 
@@ -112,7 +112,8 @@ impl MemoryBroker {
     }
 
     /// Runs `f` on the delivery's queue if the delivery still holds its lease there.
-    fn settle(&self, d: &Delivery, f: impl FnOnce(&mut Queue, Entry, &Inner)) -> Result<()> {
+    /// `wake`: whether the change can make work available to waiting receivers.
+    fn settle(&self, d: &Delivery, wake: bool, f: impl FnOnce(&mut Queue, Entry, &Inner)) -> Result<()> {
         let r = d.receipt.get::<MemReceipt>().ok_or_else(foreign_receipt)?;
         let mut st = self.lock();
         if let Some(q) = st.queues.get_mut(&r.queue) {
@@ -121,8 +122,42 @@ impl MemoryBroker {
             }
         }
         drop(st);
-        self.inner.notify.notify_waiters();
+        if wake {
+            self.inner.notify.notify_waiters();
+        }
         Ok(())
+    }
+
+    /// Takes up to `req.max` ready deliveries; also returns when something next changes by itself.
+    fn take(&self, req: &ReceiveRequest<'_>, now: Instant) -> (Vec<Delivery>, Option<Instant>) {
+        let mut guard = self.lock();
+        let State { queues, seq } = &mut *guard;
+        let mut out = Vec::new();
+        let mut next_wake: Option<Instant> = None;
+        for name in req.queues {
+            let Some(q) = queues.get_mut(*name) else { continue };
+            q.maintain(now);
+            if !q.paused {
+                while out.len() < req.max {
+                    let Some(entry) = q.pop_ready() else { break };
+                    *seq += 1;
+                    out.push(Delivery {
+                        receipt: Receipt::new(MemReceipt { queue: q.name.clone(), seq: *seq }),
+                        queue: q.name.clone(),
+                        payload: entry.payload.clone(),
+                        redelivered: entry.redelivered,
+                    });
+                    q.activate(*seq, entry, now + req.lease);
+                }
+            }
+            if let Some(t) = q.next_wake() {
+                next_wake = Some(next_wake.map_or(t, |n| n.min(t)));
+            }
+            if out.len() >= req.max {
+                break;
+            }
+        }
+        (out, next_wake)
     }
 }
 
@@ -180,58 +215,35 @@ impl Broker for MemoryBroker {
 
     async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>> {
         let deadline = Instant::now() + req.wait;
+        // Fast path: tasks are ready, no waiter registration needed.
+        let (out, _) = self.take(req, Instant::now());
+        if !out.is_empty() {
+            return Ok(out);
+        }
         loop {
             let notified = self.inner.notify.notified();
             tokio::pin!(notified);
+            // Registered before looking, so a publish in between is not missed.
             notified.as_mut().enable();
-            let mut next_wake = deadline;
-            {
-                let mut guard = self.lock();
-                let State { queues, seq } = &mut *guard;
-                let now = Instant::now();
-                let mut out = Vec::new();
-                for name in req.queues {
-                    let Some(q) = queues.get_mut(*name) else {
-                        continue;
-                    };
-                    q.maintain(now);
-                    if !q.paused {
-                        while out.len() < req.max {
-                            let Some(entry) = q.pop_ready() else { break };
-                            *seq += 1;
-                            out.push(Delivery {
-                                receipt: Receipt::new(MemReceipt { queue: q.name.clone(), seq: *seq }),
-                                queue: q.name.clone(),
-                                payload: entry.payload.clone(),
-                                redelivered: entry.redelivered,
-                            });
-                            q.activate(*seq, entry, now + req.lease);
-                        }
-                    }
-                    if let Some(t) = q.next_wake() {
-                        next_wake = next_wake.min(t);
-                    }
-                    if out.len() >= req.max {
-                        break;
-                    }
-                }
-                if !out.is_empty() || now >= deadline {
-                    return Ok(out);
-                }
+            let now = Instant::now();
+            let (out, next_wake) = self.take(req, now);
+            if !out.is_empty() || now >= deadline {
+                return Ok(out);
             }
+            let wake_at = next_wake.map_or(deadline, |t| t.min(deadline));
             tokio::select! {
                 _ = notified => {}
-                _ = tokio::time::sleep_until(next_wake) => {}
+                _ = tokio::time::sleep_until(wake_at) => {}
             }
         }
     }
 
     async fn ack(&self, d: &Delivery) -> Result<()> {
-        self.settle(d, |_, _, _| {})
+        self.settle(d, false, |_, _, _| {})
     }
 
     async fn retry(&self, d: &Delivery, task: &TaskMessage, delay: Duration) -> Result<()> {
-        self.settle(d, |q, _, _| {
+        self.settle(d, true, |q, _, _| {
             let entry = Entry::new(Payload::Task(Arc::new(task.clone())));
             if delay.is_zero() {
                 q.push_ready(entry, false);
@@ -242,11 +254,11 @@ impl Broker for MemoryBroker {
     }
 
     async fn archive(&self, d: &Delivery, reason: &str) -> Result<()> {
-        self.settle(d, |q, entry, inner| q.archive(entry.payload, reason.to_owned(), inner.archive_limit))
+        self.settle(d, false, |q, entry, inner| q.archive(entry.payload, reason.to_owned(), inner.archive_limit))
     }
 
     async fn release(&self, d: &Delivery) -> Result<()> {
-        self.settle(d, |q, entry, _| q.push_ready(entry, true))
+        self.settle(d, true, |q, entry, _| q.push_ready(entry, true))
     }
 
     async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<()> {

@@ -64,7 +64,7 @@ pub(crate) struct Queue {
     ready_len: usize,
     scheduled: BinaryHeap<Scheduled>,
     sched_seq: u64,
-    active: HashMap<u64, Leased>,
+    active: HashMap<u64, Leased, foldhash::fast::RandomState>,
     /// Lease deadlines, possibly stale (checked against `active`).
     leases: BinaryHeap<Reverse<(Instant, u64)>>,
     archive: VecDeque<ArchivedTask>,
@@ -79,7 +79,7 @@ impl Queue {
             ready_len: 0,
             scheduled: BinaryHeap::new(),
             sched_seq: 0,
-            active: HashMap::new(),
+            active: HashMap::default(),
             leases: BinaryHeap::new(),
             archive: VecDeque::new(),
         }

@@ -3,9 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio_util::sync::CancellationToken;
-
-use super::run::Shared;
+use super::run::{Ctx, Shared};
 use super::UnknownTask;
 use crate::backend::StateUpdate;
 use crate::broker::{Delivery, Payload};
@@ -13,7 +11,8 @@ use crate::handler::{ErrorKind, Request, TaskError, TaskResult};
 use crate::middleware::panic::CatchUnwind;
 use crate::task::{TaskMessage, TaskState};
 
-pub(crate) async fn process(s: &Shared, d: Delivery, stop: &CancellationToken, hard: &CancellationToken) {
+pub(crate) async fn process(ctx: &Ctx, d: Delivery) {
+    let s = &*ctx.shared;
     let task = match &d.payload {
         Payload::Task(t) => t.clone(),
         Payload::Undecodable { error, .. } => {
@@ -49,11 +48,11 @@ pub(crate) async fn process(s: &Shared, d: Delivery, stop: &CancellationToken, h
     log_err(s.backend.update(&task, StateUpdate::to(TaskState::Active, task.retried)).await, "record active state");
     let limit = attempt_limit(&task, now);
     let key = s.inflight.insert(d.receipt.clone());
-    let fut = CatchUnwind(handler.call(Request { task: task.clone(), shutdown: stop.clone() }));
+    let fut = CatchUnwind(handler.call(Request { task: task.clone(), shutdown: ctx.shutdown.clone() }));
     let out: Option<TaskResult> = tokio::select! {
         biased;
         r = run_limited(fut, limit) => Some(r),
-        _ = hard.cancelled() => None,
+        _ = ctx.hard.cancelled() => None,
     };
     s.inflight.remove(key);
 

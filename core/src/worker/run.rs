@@ -13,7 +13,7 @@ use super::WorkerConfig;
 use crate::backend::ResultBackend;
 use crate::broker::{Broker, ReceiveRequest};
 use crate::error::Result;
-use crate::handler::Handler;
+use crate::handler::{Handler, Shutdown};
 use crate::retry::RetryPolicy;
 
 pub(crate) struct Shared {
@@ -26,6 +26,17 @@ pub(crate) struct Shared {
     pub(crate) inflight: InFlight,
 }
 
+/// What every task of one run shares (one `Arc` clone per task).
+pub(crate) struct Ctx {
+    pub(crate) shared: Arc<Shared>,
+    /// Graceful shutdown began: stop receiving.
+    pub(crate) stop: CancellationToken,
+    /// Interrupt running handlers and hand their tasks back.
+    pub(crate) hard: CancellationToken,
+    /// What handlers see of `stop`.
+    pub(crate) shutdown: Shutdown,
+}
+
 /// Runs the worker until `stop`; `hard` (or the shutdown timeout) interrupts running handlers.
 pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, hard: CancellationToken) -> Result<()> {
     let c = &shared.config;
@@ -33,17 +44,18 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, hard: Canc
         queues = ?c.queues, "worker started");
     let slots = Arc::new(Semaphore::new(c.concurrency));
     let heartbeat = tokio::spawn(heartbeat(shared.clone(), stop.clone()));
-    fetch_loop(&shared, &slots, &stop, &hard).await;
+    let ctx = Arc::new(Ctx { shared: shared.clone(), shutdown: Shutdown::new(stop.clone()), stop, hard });
+    fetch_loop(&ctx, &slots).await;
 
     // Graceful shutdown: wait for running handlers, then interrupt the rest.
     let all = c.concurrency as u32;
     let drained = tokio::select! {
         r = tokio::time::timeout(c.shutdown_timeout, slots.acquire_many(all)) => r.is_ok(),
-        _ = hard.cancelled() => false,
+        _ = ctx.hard.cancelled() => false,
     };
     if !drained {
         tracing::warn!("shutdown timeout: handing unfinished tasks back to the broker");
-        hard.cancel();
+        ctx.hard.cancel();
         // Handlers stop at their next await and release their task; give that a moment.
         if tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(all)).await.is_err() {
             tracing::error!("some handlers did not stop; their tasks return when their lease expires");
@@ -54,13 +66,14 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, hard: Canc
     Ok(())
 }
 
-async fn fetch_loop(shared: &Arc<Shared>, slots: &Arc<Semaphore>, stop: &CancellationToken, hard: &CancellationToken) {
+async fn fetch_loop(ctx: &Arc<Ctx>, slots: &Arc<Semaphore>) {
+    let shared = &ctx.shared;
     let c = &shared.config;
     let mut backoff = Duration::from_millis(50);
     loop {
         let mut permits = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = stop.cancelled() => return,
+            _ = ctx.stop.cancelled() => return,
         };
         let extra = slots.available_permits().min(c.batch - 1) as u32;
         if extra > 0 {
@@ -69,32 +82,39 @@ async fn fetch_loop(shared: &Arc<Shared>, slots: &Arc<Semaphore>, stop: &Cancell
             }
         }
         let order = shared.selector.order();
-        let req = ReceiveRequest { queues: &order, max: permits.num_permits(), wait: c.receive_wait, lease: c.lease };
+        let asked = permits.num_permits();
+        let req = ReceiveRequest { queues: &order, max: asked, wait: c.receive_wait, lease: c.lease };
         let got = tokio::select! {
             r = shared.broker.receive(&req) => r,
-            _ = stop.cancelled() => return,
+            _ = ctx.stop.cancelled() => return,
         };
         match got {
             Ok(deliveries) => {
                 backoff = Duration::from_millis(50);
+                let full = deliveries.len() == asked;
                 for d in deliveries {
                     let Some(permit) = permits.split(1) else {
                         // A broker returned more than asked: hand the extra back untouched.
                         let _ = shared.broker.release(&d).await;
                         continue;
                     };
-                    let (s, stop, hard) = (shared.clone(), stop.clone(), hard.clone());
+                    let ctx = ctx.clone();
                     tokio::spawn(async move {
-                        super::exec::process(&s, d, &stop, &hard).await;
+                        super::exec::process(&ctx, d).await;
                         drop(permit);
                     });
+                }
+                if full {
+                    // A backlog: let the handlers just spawned run first, so that the next
+                    // receive takes a larger batch instead of one task per call.
+                    tokio::task::yield_now().await;
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, retry_in = ?backoff, "receive failed");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.cancelled() => return,
+                    _ = ctx.stop.cancelled() => return,
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
