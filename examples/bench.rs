@@ -112,7 +112,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         while i < args.tasks {
             let n = 1000.min(args.tasks - i);
             let batch: Vec<_> = (i..i + n).map(|_| build().build()).collect::<Result<_, _>>()?;
-            client.enqueue_messages(&batch).await?;
+            for r in client.enqueue_messages(&batch).await {
+                r?;
+            }
             i += n;
         }
     } else {

@@ -12,7 +12,8 @@
 //!   confirm, SQS 200).
 //! - Delivery is at least once: a received task stays owned by the receiver under a lease until
 //!   it is acked, retried, archived or released. If the lease expires (the worker died), the
-//!   broker delivers it again with `retried` increased by one and `last_error` saying so.
+//!   broker delivers it again and counts the lost lease in [`Delivery::lost_leases`]; the
+//!   worker counts each as a failed attempt, so a task that kills its worker cannot loop forever.
 //! - Delayed tasks (`eta`, retry delays) wait inside the broker, never in a worker's memory, and
 //!   are never delivered before they are due.
 
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 use crate::task::TaskMessage;
@@ -75,6 +77,11 @@ pub struct Delivery {
     pub payload: Payload,
     /// True if the broker delivered this task before (after a lost lease or a hand-back).
     pub redelivered: bool,
+    /// How many times a receiver's lease on this task expired since it was last published
+    /// (its worker died). The worker counts each as a failed attempt, so brokers that cannot
+    /// rewrite a message on redelivery (RabbitMQ, SQS) report it here instead, from a delivery
+    /// count (`x-delivery-count`, `ApproximateReceiveCount`) where they have one.
+    pub lost_leases: u32,
 }
 
 impl Delivery {
@@ -100,6 +107,11 @@ pub struct ReceiveRequest<'a> {
     pub wait: Duration,
     /// How long the receiver owns each task before the broker may deliver it again.
     pub lease: Duration,
+    /// Cancelled when the receiver is shutting down: stop waiting and return promptly with
+    /// what has been claimed so far (possibly nothing). The worker never drops a `receive`
+    /// future mid-call, so a broker need not make its claim step cancel-safe; it hands back
+    /// whatever a receive returns after this fired.
+    pub stop: &'a CancellationToken,
 }
 
 /// Counts for one queue. Brokers that cannot count something exactly report an estimate and
@@ -162,14 +174,16 @@ pub trait Broker: Send + Sync + 'static {
     /// - SQS: `SendMessage` with `DelaySeconds` (≤ 15 min); longer delays hop.
     async fn publish(&self, task: &TaskMessage) -> Result<()>;
 
-    /// Publishes several tasks. The default publishes them one by one.
+    /// Publishes several tasks and says, task by task, which the broker now holds (a batch can
+    /// fail part-way). The default publishes them one by one.
     ///
     /// - Redis: one pipeline. RabbitMQ: confirms awaited together. SQS: `SendMessageBatch` (10).
-    async fn publish_many(&self, tasks: &[TaskMessage]) -> Result<()> {
+    async fn publish_many(&self, tasks: &[TaskMessage]) -> Vec<Result<()>> {
+        let mut out = Vec::with_capacity(tasks.len());
         for t in tasks {
-            self.publish(t).await?;
+            out.push(self.publish(t).await);
         }
-        Ok(())
+        out
     }
 
     /// Takes up to `req.max` ready tasks, trying `req.queues` in order, waiting up to
@@ -183,6 +197,9 @@ pub trait Broker: Send + Sync + 'static {
     async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>>;
 
     /// The task ran to completion: forget it.
+    ///
+    /// This and the other settling calls (`retry`, `archive`, `release`) return
+    /// [`Error::LeaseLost`](crate::Error::LeaseLost) when the broker no longer holds the delivery for the caller.
     ///
     /// - Redis: script removes it from the active set. RabbitMQ: `basic.ack`. SQS: `DeleteMessage`.
     async fn ack(&self, delivery: &Delivery) -> Result<()>;

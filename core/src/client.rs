@@ -86,30 +86,39 @@ impl Client {
         Ok(record)
     }
 
-    /// Enqueues many prepared envelopes with the broker's batch publish.
-    pub async fn enqueue_messages(&self, tasks: &[TaskMessage]) -> Result<()> {
-        for t in tasks {
-            self.check(t)?;
-        }
-        let mut created = Vec::with_capacity(tasks.len());
-        for t in tasks {
-            if let Err(e) = self.backend.create(&TaskRecord::enqueued(t)).await {
-                self.forget(&created).await;
-                return Err(e);
+    /// Enqueues many prepared envelopes with the broker's batch publish, and says task by task
+    /// whether each was enqueued (a batch can fail part-way: only the failed ones need sending
+    /// again, and their ids are free for it).
+    pub async fn enqueue_messages(&self, tasks: &[TaskMessage]) -> Vec<Result<()>> {
+        let mut out: Vec<Result<()>> = Vec::with_capacity(tasks.len());
+        let mut ready = Vec::with_capacity(tasks.len());
+        for (i, t) in tasks.iter().enumerate() {
+            let checked = match self.check(t) {
+                Ok(()) => self.backend.create(&TaskRecord::enqueued(t)).await,
+                Err(e) => Err(e),
+            };
+            if checked.is_ok() {
+                ready.push(i);
             }
-            created.push(t.id.clone());
+            out.push(checked);
         }
-        if let Err(e) = self.broker.publish_many(tasks).await {
-            self.forget(&created).await;
-            return Err(e);
+        let subset: Vec<TaskMessage>;
+        let batch = if ready.len() == tasks.len() {
+            tasks
+        } else {
+            subset = ready.iter().map(|i| tasks[*i].clone()).collect();
+            &subset
+        };
+        let mut published = self.broker.publish_many(batch).await.into_iter();
+        for i in ready {
+            let r =
+                published.next().unwrap_or_else(|| Err(Error::broker("the broker answered for fewer tasks than sent")));
+            if r.is_err() {
+                let _ = self.backend.delete(&tasks[i].id).await;
+            }
+            out[i] = r;
         }
-        Ok(())
-    }
-
-    async fn forget(&self, ids: &[TaskId]) {
-        for id in ids {
-            let _ = self.backend.delete(id).await;
-        }
+        out
     }
 
     /// The current record of a task.

@@ -116,6 +116,11 @@ pub enum Error {
     #[error("timed out after {0:?} waiting for the task")]
     Timeout(Duration),
 
+    /// The broker no longer holds this delivery for the caller: its lease expired and the task
+    /// was (or will be) delivered again. Settling it again is a no-op.
+    #[error("the delivery's lease was lost (the task is delivered again)")]
+    LeaseLost,
+
     /// The task ended archived (failed for good); its last error is attached.
     #[error("task `{id}` failed: {error}")]
     TaskFailed {
@@ -145,6 +150,11 @@ impl Error {
     /// True for the two duplicate errors ([`Error::DuplicateTask`], [`Error::DuplicateUnique`]).
     pub fn is_duplicate(&self) -> bool {
         matches!(self, Error::DuplicateTask { .. } | Error::DuplicateUnique { .. })
+    }
+
+    /// True for [`Error::LeaseLost`].
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(self, Error::LeaseLost)
     }
 
     /// True when the failure came from the broker or backend connection rather than from input.

@@ -42,6 +42,9 @@ pub enum ErrorKind {
     BadArgs,
     /// No handler is registered for the task's name.
     UnknownTask,
+    /// The handler stopped early because the worker is shutting down: the task is handed back
+    /// without using an attempt.
+    Interrupted,
 }
 
 /// The error of a failed task attempt.
@@ -85,6 +88,13 @@ impl TaskError {
     /// A failure to retry after `delay` (instead of the retry policy's delay).
     pub fn retry_after(delay: Duration, message: impl fmt::Display) -> Self {
         TaskError { kind: ErrorKind::RetryAfter(delay), ..Self::msg(message) }
+    }
+
+    /// The handler stopped early because the worker is shutting down (see
+    /// [`TaskContext::shutdown`]): the task is handed back, ready at once, without using an
+    /// attempt.
+    pub fn interrupted() -> Self {
+        TaskError { kind: ErrorKind::Interrupted, ..Self::msg("interrupted by worker shutdown") }
     }
 
     /// An error of the given kind.

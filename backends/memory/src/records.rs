@@ -127,8 +127,10 @@ impl Records {
             tokio::pin!(notified);
             // Registered before re-checking, so a completion in between is not missed.
             notified.as_mut().enable();
-            if self.get(id).is_some_and(|r| r.state.is_terminal()) {
-                continue;
+            match self.get(id) {
+                None => return Err(Error::NotFound { id: id.to_string() }),
+                Some(r) if r.state.is_terminal() => return Ok(r),
+                Some(_) => {}
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Err(Error::Timeout(timeout));

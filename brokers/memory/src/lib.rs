@@ -105,7 +105,7 @@ impl MemoryBroker {
         if delay.is_zero() {
             q.push_ready(entry, false);
         } else {
-            q.schedule(Instant::now() + delay, entry);
+            q.schedule(due(Instant::now(), delay), entry);
         }
         drop(st);
         self.inner.notify.notify_waiters();
@@ -116,11 +116,9 @@ impl MemoryBroker {
     fn settle(&self, d: &Delivery, wake: bool, f: impl FnOnce(&mut Queue, Entry, &Inner)) -> Result<()> {
         let r = d.receipt.get::<MemReceipt>().ok_or_else(foreign_receipt)?;
         let mut st = self.lock();
-        if let Some(q) = st.queues.get_mut(&r.queue) {
-            if let Some(entry) = q.take_active(r.seq) {
-                f(q, entry, &self.inner);
-            }
-        }
+        let q = st.queues.get_mut(&r.queue).ok_or(Error::LeaseLost)?;
+        let entry = q.take_active(r.seq).ok_or(Error::LeaseLost)?;
+        f(q, entry, &self.inner);
         drop(st);
         if wake {
             self.inner.notify.notify_waiters();
@@ -146,8 +144,9 @@ impl MemoryBroker {
                         queue: q.name.clone(),
                         payload: entry.payload.clone(),
                         redelivered: entry.redelivered,
+                        lost_leases: entry.lost_leases,
                     });
-                    q.activate(*seq, entry, now + req.lease);
+                    q.activate(*seq, entry, due(now, req.lease));
                 }
             }
             if let Some(t) = q.next_wake() {
@@ -159,6 +158,14 @@ impl MemoryBroker {
         }
         (out, next_wake)
     }
+}
+
+/// The longest delay the broker honours (about 100 years); longer ones are clamped to it.
+const MAX_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `now + delay`, clamped so that no delay can overflow the clock.
+fn due(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay.min(MAX_DELAY)).unwrap_or(now)
 }
 
 fn foreign_receipt() -> Error {
@@ -197,24 +204,24 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
-    async fn publish_many(&self, tasks: &[TaskMessage]) -> Result<()> {
+    async fn publish_many(&self, tasks: &[TaskMessage]) -> Vec<Result<()>> {
         let mut st = self.lock();
         let now = Instant::now();
         for t in tasks {
             let entry = Entry::new(Payload::Task(Arc::new(t.clone())));
             let q = st.queue(&t.queue);
             match t.eta.map(conveyor_core::time::until).filter(|d| !d.is_zero()) {
-                Some(d) => q.schedule(now + d, entry),
+                Some(d) => q.schedule(due(now, d), entry),
                 None => q.push_ready(entry, false),
             }
         }
         drop(st);
         self.inner.notify.notify_waiters();
-        Ok(())
+        tasks.iter().map(|_| Ok(())).collect()
     }
 
     async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>> {
-        let deadline = Instant::now() + req.wait;
+        let deadline = due(Instant::now(), req.wait);
         // Fast path: tasks are ready, no waiter registration needed.
         let (out, _) = self.take(req, Instant::now());
         if !out.is_empty() {
@@ -234,6 +241,7 @@ impl Broker for MemoryBroker {
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep_until(wake_at) => {}
+                _ = req.stop.cancelled() => return Ok(Vec::new()),
             }
         }
     }
@@ -248,7 +256,7 @@ impl Broker for MemoryBroker {
             if delay.is_zero() {
                 q.push_ready(entry, false);
             } else {
-                q.schedule(Instant::now() + delay, entry);
+                q.schedule(due(Instant::now(), delay), entry);
             }
         })
     }
@@ -262,7 +270,7 @@ impl Broker for MemoryBroker {
     }
 
     async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<()> {
-        let until = Instant::now() + lease;
+        let until = due(Instant::now(), lease);
         let mut st = self.lock();
         for r in receipts {
             let r = r.get::<MemReceipt>().ok_or_else(foreign_receipt)?;

@@ -5,18 +5,20 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use conveyor_core::{ArchivedTask, Payload, QueueStats, TaskMessage, MAX_PRIORITY};
+use conveyor_core::{ArchivedTask, Payload, QueueStats, MAX_PRIORITY};
 use tokio::time::Instant;
 
 /// A stored message.
 pub(crate) struct Entry {
     pub(crate) payload: Payload,
     pub(crate) redelivered: bool,
+    /// Leases on this entry that expired (its receiver died).
+    pub(crate) lost_leases: u32,
 }
 
 impl Entry {
     pub(crate) fn new(payload: Payload) -> Self {
-        Entry { payload, redelivered: false }
+        Entry { payload, redelivered: false, lost_leases: 0 }
     }
 
     fn priority(&self) -> usize {
@@ -125,6 +127,7 @@ impl Queue {
             l.until = until;
             self.leases.push(Reverse((until, seq)));
         }
+        self.compact_leases();
     }
 
     /// Moves due scheduled tasks to ready, and tasks whose lease expired back to ready (one
@@ -141,19 +144,17 @@ impl Queue {
             self.leases.pop();
             let expired = self.active.get(&seq).is_some_and(|l| l.until <= now);
             if expired {
-                let l = self.active.remove(&seq).expect("checked");
-                let mut entry = l.entry;
-                if let Payload::Task(t) = &entry.payload {
-                    let mut t = TaskMessage::clone(t);
-                    t.retried += 1;
-                    t.last_error = Some("lease expired: the worker running the task stopped responding".into());
-                    entry.payload = Payload::Task(Arc::new(t));
-                }
+                let mut entry = self.active.remove(&seq).expect("checked").entry;
+                entry.lost_leases += 1;
                 entry.redelivered = true;
                 self.push_ready(entry, false);
             }
         }
-        // Stale lease records (of acked or extended deliveries) must not pile up.
+        self.compact_leases();
+    }
+
+    /// Drops stale lease records (of settled or extended deliveries) so they cannot pile up.
+    fn compact_leases(&mut self) {
         if self.leases.len() > 64 && self.leases.len() > 4 * self.active.len() {
             self.leases = self.active.iter().map(|(s, l)| Reverse((l.until, *s))).collect();
         }

@@ -4,8 +4,10 @@ use conveyor_core::{Broker, ReceiveRequest, TaskMessage};
 
 use super::MemoryBroker;
 
+static STOP: std::sync::LazyLock<conveyor_core::CancellationToken> = std::sync::LazyLock::new(Default::default);
+
 fn req<'a>(queues: &'a [&'a str], wait: Duration) -> ReceiveRequest<'a> {
-    ReceiveRequest { queues, max: 10, wait, lease: Duration::from_secs(30) }
+    ReceiveRequest { queues, max: 10, wait, lease: Duration::from_secs(30), stop: &STOP }
 }
 
 fn task(queue: &str, priority: u8) -> TaskMessage {
@@ -49,8 +51,9 @@ async fn expired_lease_redelivers_with_an_attempt_used_and_stale_ack_is_ignored(
     tokio::time::advance(Duration::from_secs(3)).await;
     let again = b.receive(&r).await.unwrap().pop().unwrap();
     assert!(again.redelivered);
-    assert_eq!(again.task().unwrap().retried, 1);
-    b.ack(&first).await.unwrap(); // stale: must not remove the new delivery
+    assert_eq!(again.lost_leases, 1);
+    let err = b.ack(&first).await.unwrap_err(); // stale: must not remove the new delivery
+    assert!(err.is_lease_lost(), "{err}");
     assert_eq!(b.stats("q").await.unwrap().active, 1);
     b.ack(&again).await.unwrap();
     assert_eq!(b.stats("q").await.unwrap().active, 0);

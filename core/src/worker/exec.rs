@@ -1,31 +1,32 @@
 //! Running one delivery and recording its outcome.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::inflight::Leased;
 use super::run::{Ctx, Shared};
 use super::UnknownTask;
 use crate::backend::StateUpdate;
 use crate::broker::{Delivery, Payload};
+use crate::error::Result;
 use crate::handler::{ErrorKind, Request, TaskError, TaskResult};
-use crate::middleware::panic::CatchUnwind;
 use crate::task::{TaskMessage, TaskState};
 
 pub(crate) async fn process(ctx: &Ctx, d: Delivery) {
     let s = &*ctx.shared;
+    // The lease is renewed until the delivery is settled (acked, retried, archived, released).
+    let _lease = Leased::new(&s.inflight, d.receipt.clone());
     let task = match &d.payload {
-        Payload::Task(t) => t.clone(),
+        Payload::Task(t) => with_lost_leases(t, d.lost_leases),
         Payload::Undecodable { error, .. } => {
             let reason = format!("undecodable payload: {error}");
             tracing::error!(queue = %d.queue, %reason, "archiving message");
-            if let Err(e) = s.broker.archive(&d, &reason).await {
-                tracing::error!(error = %e, "archive failed; the message returns after its lease");
-            }
-            return;
+            return settle(|| s.broker.archive(&d, &reason), "archive").await;
         }
     };
 
-    // The broker redelivered it after lost leases more often than it may run.
+    // Lost leases (workers that died running it) used up its attempts.
     if task.retried > task.max_retry {
         let reason = task.last_error.clone().unwrap_or_else(|| "retries exhausted".into());
         return archive(s, &d, &task, reason).await;
@@ -40,38 +41,53 @@ pub(crate) async fn process(ctx: &Ctx, d: Delivery) {
             UnknownTask::Archive => archive(s, &d, &task, reason).await,
             UnknownTask::Requeue(delay) => {
                 tracing::warn!(task.id = %task.id, %reason, ?delay, "requeueing unknown task");
-                log_err(s.broker.retry(&d, &task, delay).await, "requeue");
+                settle(|| s.broker.retry(&d, &task, delay), "requeue").await;
             }
         };
     };
 
     log_err(s.backend.update(&task, StateUpdate::to(TaskState::Active, task.retried)).await, "record active state");
-    let limit = attempt_limit(&task, now);
-    let key = s.inflight.insert(d.receipt.clone());
-    let fut = CatchUnwind(handler.call(Request { task: task.clone(), shutdown: ctx.shutdown.clone() }));
+    // The handler chain is wrapped in CatchPanic outermost and innermost (see WorkerBuilder::build).
+    let fut = handler.call(Request { task: task.clone(), shutdown: ctx.shutdown.clone() });
     let out: Option<TaskResult> = tokio::select! {
         biased;
-        r = run_limited(fut, limit) => Some(r),
+        r = run_limited(fut, attempt_limit(&task, now)) => Some(r),
         _ = ctx.hard.cancelled() => None,
     };
-    s.inflight.remove(key);
 
     match out {
-        None => {
-            tracing::info!(task.id = %task.id, "handing unfinished task back");
-            log_err(s.backend.update(&task, StateUpdate::to(TaskState::Pending, task.retried)).await, "record state");
-            log_err(s.broker.release(&d).await, "release");
-        }
+        None => hand_back(s, &d, &task).await,
         Some(Ok(result)) => {
             let retain = task.retention.unwrap_or(s.config.retention);
             log_err(
                 s.backend.update(&task, StateUpdate::completed(task.retried, result, retain)).await,
                 "record result",
             );
-            log_err(s.broker.ack(&d).await, "ack");
+            settle(|| s.broker.ack(&d), "ack").await;
         }
+        Some(Err(e)) if e.kind() == ErrorKind::Interrupted => hand_back(s, &d, &task).await,
         Some(Err(e)) => fail(s, &d, &task, e).await,
     }
+}
+
+/// The task as it stands after `lost` expired leases: each counts as a failed attempt.
+fn with_lost_leases(task: &Arc<TaskMessage>, lost: u32) -> Arc<TaskMessage> {
+    if lost == 0 {
+        return task.clone();
+    }
+    let mut t = TaskMessage::clone(task);
+    t.retried = t.retried.saturating_add(lost);
+    t.last_error = Some(format!(
+        "lease expired {lost} time(s): the worker running the task stopped responding (crashed or was killed)"
+    ));
+    Arc::new(t)
+}
+
+/// Gives the delivery back, ready at once, without using an attempt.
+async fn hand_back(s: &Shared, d: &Delivery, task: &TaskMessage) {
+    tracing::info!(task.id = %task.id, "handing unfinished task back");
+    log_err(s.backend.update(task, StateUpdate::to(TaskState::Pending, task.retried)).await, "record state");
+    settle(|| s.broker.release(d), "release").await;
 }
 
 /// What limits one attempt: the timeout, or the deadline if it comes first.
@@ -91,7 +107,7 @@ fn attempt_limit(task: &TaskMessage, now: SystemTime) -> Limit {
     }
 }
 
-async fn run_limited(fut: CatchUnwind, limit: Limit) -> TaskResult {
+async fn run_limited(fut: impl Future<Output = TaskResult>, limit: Limit) -> TaskResult {
     match limit {
         Limit::None => fut.await,
         Limit::Timeout(t) => tokio::time::timeout(t, fut)
@@ -122,7 +138,7 @@ async fn fail(s: &Shared, d: &Delivery, task: &Arc<TaskMessage>, e: TaskError) {
     next.last_error = Some(e.message().to_owned());
     tracing::debug!(task.id = %task.id, retry, ?delay, error = %e, "scheduling retry");
     log_err(s.backend.update(&next, StateUpdate::retry(retry, e.message().to_owned())).await, "record retry");
-    log_err(s.broker.retry(d, &next, delay).await, "retry");
+    settle(|| s.broker.retry(d, &next, delay), "retry").await;
 }
 
 async fn archive(s: &Shared, d: &Delivery, task: &TaskMessage, reason: String) {
@@ -132,10 +148,39 @@ async fn archive(s: &Shared, d: &Delivery, task: &TaskMessage, reason: String) {
         s.backend.update(task, StateUpdate::archived(task.retried, reason.clone(), retain)).await,
         "record archive",
     );
-    log_err(s.broker.archive(d, &reason).await, "archive");
+    settle(|| s.broker.archive(d, &reason), "archive").await;
 }
 
-fn log_err(r: crate::Result<()>, what: &str) {
+/// Runs a broker call that settles a delivery, trying again on transient errors (3 tries,
+/// 50 ms then 250 ms apart). If it still fails, the lease expires and the broker delivers the
+/// task again, so nothing is lost; the error is logged.
+async fn settle<'a, F, Fut>(call: F, what: &str)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<()>> + 'a,
+{
+    let mut pause = Duration::from_millis(50);
+    for attempt in 1..=3 {
+        match call().await {
+            Ok(()) => return,
+            Err(e) if e.is_lease_lost() => {
+                tracing::warn!(error = %e, "{what}: the lease was lost; the broker has delivered the task again");
+                return;
+            }
+            Err(e) if attempt < 3 && e.is_transient() => {
+                tracing::warn!(error = %e, "{what} failed; trying again in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause *= 5;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "{what} failed; the task returns when its lease expires");
+                return;
+            }
+        }
+    }
+}
+
+fn log_err(r: Result<()>, what: &str) {
     if let Err(e) = r {
         tracing::error!(error = %e, "{what} failed");
     }

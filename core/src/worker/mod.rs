@@ -199,7 +199,10 @@ impl WorkerBuilder {
         if let Some((q, _)) = c.queues.iter().find(|q| q.1 == 0 || q.0.is_empty()) {
             return Err(Error::Config(format!("queue `{q}` needs a name and a weight of at least 1")));
         }
-        let mut layers = self.layers.clone();
+        // CatchPanic innermost (so middleware sees a panic as an error) and outermost (so a
+        // panicking middleware cannot take a task down with it).
+        let mut layers: Vec<Arc<dyn Layer>> = vec![Arc::new(CatchPanic)];
+        layers.extend(self.layers.iter().cloned());
         layers.push(Arc::new(CatchPanic));
         let handlers = self.handlers.into_iter().map(|(name, (h, _))| (name, middleware::wrap(h, &layers))).collect();
         let selector = queues::QueueSelector::new(

@@ -43,7 +43,8 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, hard: Canc
     tracing::info!(broker = shared.broker.kind(), backend = shared.backend.kind(), concurrency = c.concurrency,
         queues = ?c.queues, "worker started");
     let slots = Arc::new(Semaphore::new(c.concurrency));
-    let heartbeat = tokio::spawn(heartbeat(shared.clone(), stop.clone()));
+    // Runs until every handler has settled its task (aborted at the very end).
+    let heartbeat = tokio::spawn(heartbeat(shared.clone()));
     let ctx = Arc::new(Ctx { shared: shared.clone(), shutdown: Shutdown::new(stop.clone()), stop, hard });
     fetch_loop(&ctx, &slots).await;
 
@@ -83,12 +84,18 @@ async fn fetch_loop(ctx: &Arc<Ctx>, slots: &Arc<Semaphore>) {
         }
         let order = shared.selector.order();
         let asked = permits.num_permits();
-        let req = ReceiveRequest { queues: &order, max: asked, wait: c.receive_wait, lease: c.lease };
-        let got = tokio::select! {
-            r = shared.broker.receive(&req) => r,
-            _ = ctx.stop.cancelled() => return,
-        };
-        match got {
+        let req = ReceiveRequest { queues: &order, max: asked, wait: c.receive_wait, lease: c.lease, stop: &ctx.stop };
+        // Not raced against `stop`: the broker returns promptly when it fires, and what it
+        // claimed is handed back below rather than lost with a dropped future.
+        match shared.broker.receive(&req).await {
+            Ok(deliveries) if ctx.stop.is_cancelled() => {
+                for d in &deliveries {
+                    if let Err(e) = shared.broker.release(d).await {
+                        tracing::warn!(error = %e, "could not hand back a task received during shutdown");
+                    }
+                }
+                return;
+            }
             Ok(deliveries) => {
                 backoff = Duration::from_millis(50);
                 let full = deliveries.len() == asked;
@@ -122,7 +129,7 @@ async fn fetch_loop(ctx: &Arc<Ctx>, slots: &Arc<Semaphore>) {
     }
 }
 
-async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
+async fn heartbeat(shared: Arc<Shared>) {
     let lease = shared.config.lease;
     let mut tick = tokio::time::interval(lease / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -131,9 +138,6 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
         tick.tick().await;
         let receipts = shared.inflight.receipts();
         if receipts.is_empty() {
-            if stop.is_cancelled() {
-                return;
-            }
             continue;
         }
         if let Err(e) = shared.broker.extend_leases(&receipts, lease).await {

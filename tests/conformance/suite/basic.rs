@@ -17,7 +17,9 @@ pub async fn publish_receive_ack(env: Env) {
     assert_eq!(env.broker.stats(&q).await.unwrap().pending, 1);
 
     // Straight through the broker: receive, then ack.
-    let req = ReceiveRequest { queues: &[q.as_str()], max: 10, wait: WAIT, lease: Duration::from_secs(30) };
+    let stop = conveyor::CancellationToken::new();
+    let req =
+        ReceiveRequest { queues: &[q.as_str()], max: 10, wait: WAIT, lease: Duration::from_secs(30), stop: &stop };
     let got = env.broker.receive(&req).await.unwrap();
     assert_eq!(got.len(), 1);
     let task = got[0].task().expect("decoded task");
@@ -71,10 +73,18 @@ pub async fn payload_over_limit_is_refused(env: Env) {
 pub async fn bulk_enqueue(env: Env) {
     let q = env.q("bulk");
     let client = env.client();
-    let msgs: Vec<_> =
+    let taken = format!("{q}-taken");
+    client.task(probe, Probe::new(&taken)).queue(&q).task_id(taken.as_str()).await.unwrap();
+    let mut msgs: Vec<_> =
         (0..25).map(|i| client.task(probe, Probe::new(format!("{q}-{i}"))).queue(&q).build().unwrap()).collect();
-    client.enqueue_messages(&msgs).await.unwrap();
-    assert_eq!(env.broker.stats(&q).await.unwrap().pending, 25);
+    // One task in the batch reuses an id: only that one is refused.
+    let dup = client.task(probe, Probe::new(&taken)).queue(&q).task_id(taken.as_str()).build().unwrap();
+    msgs.insert(7, dup);
+    let results = client.enqueue_messages(&msgs).await;
+    assert!(matches!(&results[7], Err(Error::DuplicateTask { .. })), "{:?}", results[7]);
+    assert!(results.iter().enumerate().all(|(i, r)| i == 7 || r.is_ok()), "{results:?}");
+    msgs.remove(7);
+    assert_eq!(env.broker.stats(&q).await.unwrap().pending, 26);
     let w = Running::start(env.worker().queue(&q, 1));
     for m in &msgs {
         let rec = client.wait(&m.id, WAIT).await.unwrap();

@@ -106,6 +106,9 @@ macro_rules! conformance_suite {
             worker::shutdown_waits_for_running_tasks,
             worker::abandoned_lease_is_redelivered,
             worker::middleware_wraps_every_attempt,
+            worker::interrupted_handler_hands_task_back,
+            worker::lost_lease_counts_as_an_attempt,
+            worker::panicking_middleware_is_contained,
         );
     };
     (@tests $env:path; $($module:ident :: $test:ident),* $(,)?) => {

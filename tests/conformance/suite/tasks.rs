@@ -31,6 +31,9 @@ pub struct Probe {
     /// Sleep this long on the first attempt only.
     #[serde(default)]
     pub sleep_first_ms: u64,
+    /// On the first attempt, wait for the worker's shutdown and return `interrupted`.
+    #[serde(default)]
+    pub interrupt_on_shutdown: bool,
 }
 
 impl Probe {
@@ -83,6 +86,10 @@ pub async fn probe(p: Probe, ctx: TaskContext) -> Result<u32, TaskError> {
         e.starts.len() as u32
     };
     let _running = Running(&p.key);
+    if attempt == 1 && p.interrupt_on_shutdown {
+        ctx.shutdown().wait().await;
+        return Err(TaskError::interrupted());
+    }
     if attempt == 1 && p.sleep_first_ms > 0 {
         tokio::time::sleep(Duration::from_millis(p.sleep_first_ms)).await;
     }

@@ -18,7 +18,7 @@ pub async fn concurrency_is_bounded(env: Env) {
     let msgs: Vec<_> = (0..12)
         .map(|_| client.task(probe, Probe { sleep_ms: 150, ..Probe::new(&q) }).queue(&q).build().unwrap())
         .collect();
-    client.enqueue_messages(&msgs).await.unwrap();
+    assert!(client.enqueue_messages(&msgs).await.iter().all(Result::is_ok));
     let w = Running::start(env.worker().queue(&q, 1).concurrency(3));
     for m in &msgs {
         client.wait(&m.id, WAIT).await.unwrap();
@@ -38,7 +38,7 @@ pub async fn strict_priority_drains_higher_first(env: Env) {
             msgs.push(client.task(probe, Probe::new(q.as_str())).queue(q.as_str()).build().unwrap());
         }
     }
-    client.enqueue_messages(&msgs).await.unwrap();
+    assert!(client.enqueue_messages(&msgs).await.iter().all(Result::is_ok));
     let w = Running::start(env.worker().queue(&hi, 2).queue(&lo, 1).strict_priority(true).concurrency(1).batch(1));
     for m in &msgs {
         client.wait(&m.id, WAIT).await.unwrap();
@@ -57,7 +57,7 @@ pub async fn weighted_priority_follows_weights(env: Env) {
             msgs.push(client.task(probe, Probe::new(q.as_str())).queue(q.as_str()).build().unwrap());
         }
     }
-    client.enqueue_messages(&msgs).await.unwrap();
+    assert!(client.enqueue_messages(&msgs).await.iter().all(Result::is_ok));
     let mut b = env.worker().concurrency(1).batch(1);
     for (q, w) in &qs {
         b = b.queue(q, *w);
@@ -114,12 +114,63 @@ pub async fn abandoned_lease_is_redelivered(env: Env) {
     let client = env.client();
     let h = client.task(probe, Probe::new(&q)).queue(&q).await.unwrap();
     // A receiver takes the task with a short lease, then disappears without acking.
-    let req = ReceiveRequest { queues: &[q.as_str()], max: 1, wait: WAIT, lease: Duration::from_secs(1) };
+    let stop = conveyor::CancellationToken::new();
+    let req = ReceiveRequest { queues: &[q.as_str()], max: 1, wait: WAIT, lease: Duration::from_secs(1), stop: &stop };
     let taken = env.broker.receive(&req).await.unwrap();
     assert_eq!(taken.len(), 1);
     drop(taken);
     let w = Running::start(env.worker().queue(&q, 1));
     assert_eq!(h.get(WAIT).await.unwrap(), 1);
+    w.stop().await;
+}
+
+pub async fn interrupted_handler_hands_task_back(env: Env) {
+    let q = env.q("interrupt");
+    let client = env.client();
+    let w = Running::start(env.worker().queue(&q, 1));
+    let h = client.task(probe, Probe { interrupt_on_shutdown: true, ..Probe::new(&q) }).queue(&q).await.unwrap();
+    eventually(WAIT, "the task running", || async { log(&q).running == 1 }).await;
+    w.stop().await;
+    let stats = env.broker.stats(&q).await.unwrap();
+    assert_eq!((stats.pending, stats.active), (1, 0), "handed back, ready at once");
+    let w = Running::start(env.worker().queue(&q, 1));
+    assert_eq!(h.get(WAIT).await.unwrap(), 2);
+    assert_eq!(log(&q).retried_seen, [0, 0], "no attempt used");
+    w.stop().await;
+}
+
+pub async fn lost_lease_counts_as_an_attempt(env: Env) {
+    let q = env.q("lost");
+    let client = env.client();
+    let h = client.task(probe, Probe::new(&q)).queue(&q).max_retry(0).await.unwrap();
+    let stop = conveyor::CancellationToken::new();
+    let req = ReceiveRequest { queues: &[q.as_str()], max: 1, wait: WAIT, lease: Duration::from_secs(1), stop: &stop };
+    assert_eq!(env.broker.receive(&req).await.unwrap().len(), 1);
+    // Its only attempt died with the receiver: archived, never run.
+    let w = Running::start(env.worker().queue(&q, 1));
+    let err = h.get(WAIT).await.unwrap_err();
+    assert!(err.to_string().contains("lease expired"), "{err}");
+    assert!(log(&q).starts.is_empty());
+    w.stop().await;
+}
+
+pub async fn panicking_middleware_is_contained(env: Env) {
+    let q = env.q("mw-panic");
+    let client = env.client();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let bad = from_fn(move |req: Request, next: Next| {
+        if c.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("middleware bug");
+        }
+        next.run(req)
+    });
+    let w = Running::start(env.worker().queue(&q, 1).layer(bad));
+    let h = client.task(probe, Probe::new(&q)).queue(&q).await.unwrap();
+    assert_eq!(h.get(WAIT).await.unwrap(), 1);
+    let rec = h.status().await.unwrap();
+    assert_eq!(rec.retried, 1);
+    assert_eq!(rec.error.as_deref(), Some("handler panicked: middleware bug"));
     w.stop().await;
 }
 

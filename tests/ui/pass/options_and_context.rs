@@ -7,7 +7,7 @@ pub struct Welcome {
 }
 
 #[derive(Debug)]
-struct SmtpError;
+pub struct SmtpError;
 impl std::fmt::Display for SmtpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("smtp down")
