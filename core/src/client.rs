@@ -78,9 +78,15 @@ impl Client {
         self.check(&task)?;
         let record = TaskRecord::enqueued(&task);
         self.backend.create(&record).await?;
-        if let Err(e) = self.broker.publish(&task).await {
+        // If the caller drops this future before the publish answers, the record goes too, so
+        // that the id is not blocked by a task that may never have reached the broker (if it
+        // did, the worker recreates the record when it runs the task).
+        let guard = RecordGuard { backend: Some(self.backend.clone()), id: &task.id };
+        let published = self.broker.publish(&task).await;
+        let backend = guard.disarm();
+        if let Err(e) = published {
             // Nothing was published: the record must not claim otherwise.
-            let _ = self.backend.delete(&task.id).await;
+            let _ = backend.delete(&task.id).await;
             return Err(e);
         }
         Ok(record)
@@ -314,5 +320,28 @@ impl<T> std::fmt::Debug for TaskHandle<T> {
             .field("state", &self.state)
             .field("queue", &self.queue)
             .finish()
+    }
+}
+
+/// Deletes a just-created record if dropped while armed (the enqueue future was cancelled).
+struct RecordGuard<'a> {
+    backend: Option<Arc<dyn ResultBackend>>,
+    id: &'a TaskId,
+}
+
+impl RecordGuard<'_> {
+    fn disarm(mut self) -> Arc<dyn ResultBackend> {
+        self.backend.take().expect("armed until disarmed")
+    }
+}
+
+impl Drop for RecordGuard<'_> {
+    fn drop(&mut self) {
+        if let (Some(backend), Ok(rt)) = (self.backend.take(), tokio::runtime::Handle::try_current()) {
+            let id = self.id.clone();
+            rt.spawn(async move {
+                let _ = backend.delete(&id).await;
+            });
+        }
     }
 }

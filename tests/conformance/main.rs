@@ -7,6 +7,7 @@
 
 #[macro_use]
 mod suite;
+mod client;
 mod connect;
 mod memory;
 mod signal;
