@@ -54,3 +54,34 @@ async fn cancelled_enqueue_does_not_block_the_task_id() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(backend.get(&TaskId::from("order-7")).await.unwrap().is_none(), "the record must be removed");
 }
+
+#[tokio::test]
+async fn bad_settings_are_typed_errors() {
+    use conveyor::memory::MemoryBroker;
+    use conveyor::{Error, Worker};
+    let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
+    let backend: Arc<dyn ResultBackend> = Arc::new(MemoryBackend::new());
+    let cases: Vec<(conveyor::WorkerBuilder, &str)> = vec![
+        (
+            Worker::builder(broker.clone(), backend.clone()).queue("q", 1).concurrency(0),
+            "concurrency must be at least 1",
+        ),
+        (Worker::builder(broker.clone(), backend.clone()), "worker has no queues"),
+        (Worker::builder(broker.clone(), backend.clone()).queue("q", 0), "queue `q` needs a name and a weight"),
+        (Worker::builder(broker.clone(), backend.clone()).queue("q", 1).lease(Duration::from_millis(10)), "too short"),
+        (Worker::builder(broker.clone(), backend.clone()).queue("q", 1).batch(0), "batch must be at least 1"),
+    ];
+    for (builder, expected) in cases {
+        let err = builder.build().err().expect("must be refused");
+        assert!(matches!(&err, Error::Config(m) if m.contains(expected)), "{err}");
+    }
+    let client = Client::new(broker.clone(), backend.clone());
+    let mut m = TaskMessage::with_args("x", &1).unwrap();
+    m.priority = 10;
+    let err = client.enqueue_message(m).await.unwrap_err();
+    assert!(matches!(&err, Error::Config(msg) if msg.contains("priority 10")), "{err}");
+    let mut m = TaskMessage::with_args("x", &1).unwrap();
+    m.queue = String::new();
+    assert!(matches!(client.enqueue_message(m).await, Err(Error::Config(_))));
+    assert_eq!(broker.stats("q").await.unwrap().pending, 0);
+}
