@@ -5,11 +5,12 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::backend::LockResult;
 use crate::backend::{ResultBackend, TaskRecord};
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::handler::{BoxFuture, Task};
-use crate::task::{TaskId, TaskMessage, TaskState, MAX_PRIORITY};
+use crate::task::{TaskId, TaskMessage, TaskState, UniqueRelease, MAX_PRIORITY};
 
 /// The default payload limit: 256 KiB, SQS's limit, so a task that fits one broker fits all.
 pub const DEFAULT_MAX_PAYLOAD: usize = 256 * 1024;
@@ -76,8 +77,12 @@ impl Client {
     /// Enqueues a prepared envelope (untyped: for tools, bridges and other languages' tasks).
     pub async fn enqueue_message(&self, task: TaskMessage) -> Result<TaskRecord> {
         self.check(&task)?;
+        let lock = self.lock_unique(&task).await?;
         let record = TaskRecord::enqueued(&task);
-        self.backend.create(&record).await?;
+        if let Err(e) = self.backend.create(&record).await {
+            self.unlock_unique(lock, &task).await;
+            return Err(e);
+        }
         // If the caller drops this future before the publish answers, the record goes too, so
         // that the id is not blocked by a task that may never have reached the broker (if it
         // did, the worker recreates the record when it runs the task).
@@ -87,9 +92,27 @@ impl Client {
         if let Err(e) = published {
             // Nothing was published: the record must not claim otherwise.
             let _ = backend.delete(&task.id).await;
+            self.unlock_unique(lock, &task).await;
             return Err(e);
         }
         Ok(record)
+    }
+
+    /// Takes the unique lock of a task that has a unique key; the lock's name, if taken.
+    async fn lock_unique(&self, task: &TaskMessage) -> Result<Option<String>> {
+        let Some(key) = &task.unique_key else { return Ok(None) };
+        let ttl = task.unique_ttl.ok_or_else(|| Error::Config(format!("unique key `{key}` needs a unique TTL")))?;
+        let name = unique_lock_name(key);
+        match self.backend.try_lock(&name, task.id.as_str(), ttl).await? {
+            LockResult::Acquired => Ok(Some(name)),
+            LockResult::Held { holder } => Err(Error::DuplicateUnique { key: key.clone(), holder }),
+        }
+    }
+
+    async fn unlock_unique(&self, lock: Option<String>, task: &TaskMessage) {
+        if let Some(name) = lock {
+            let _ = self.backend.unlock(&name, task.id.as_str()).await;
+        }
     }
 
     /// Enqueues many prepared envelopes with the broker's batch publish, and says task by task
@@ -125,6 +148,15 @@ impl Client {
             out[i] = r;
         }
         out
+    }
+
+    /// Enqueues a workflow (see [`crate::workflow`]): checks it, then enqueues its first tasks.
+    /// An invalid workflow is an [`Error::InvalidWorkflow`] and nothing is published.
+    pub async fn enqueue_workflow(&self, canvas: impl Into<crate::workflow::Canvas>) -> Result<crate::WorkflowHandle> {
+        let canvas = canvas.into();
+        canvas.validate()?;
+        crate::workflow::advance::launch(self, &canvas, Default::default()).await?;
+        Ok(crate::WorkflowHandle::new(crate::workflow::plan::result_ref(&canvas), self.clone()))
     }
 
     /// The current record of a task.
@@ -166,6 +198,9 @@ struct Options {
     retention: Option<Duration>,
     priority: u8,
     headers: Vec<(String, String)>,
+    unique: Option<Duration>,
+    unique_key: Option<String>,
+    unique_release: UniqueRelease,
 }
 
 /// A task being built with options. Enqueue it with `.await` or [`TaskBuilder::send`].
@@ -226,6 +261,25 @@ impl<'a, T: Task> TaskBuilder<'a, T> {
         self.opts.priority = p;
         self
     }
+    /// Makes the task unique for `ttl`: while its lock is held, enqueueing the same task (same
+    /// name, queue and arguments, or the same [`unique_key`](Self::unique_key)) fails with
+    /// [`Error::DuplicateUnique`] naming the task that holds it. The lock lives in the result
+    /// backend and is released as [`unique_release`](Self::unique_release) says, or when `ttl`
+    /// runs out (so a lock is never held forever, also if the task is lost).
+    pub fn unique(mut self, ttl: Duration) -> Self {
+        self.opts.unique = Some(ttl);
+        self
+    }
+    /// Uses `key` instead of name + queue + arguments as the unique key (with [`unique`](Self::unique)).
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.opts.unique_key = Some(key.into());
+        self
+    }
+    /// When the unique lock is released (default [`UniqueRelease::OnSuccess`]).
+    pub fn unique_release(mut self, when: UniqueRelease) -> Self {
+        self.opts.unique_release = when;
+        self
+    }
     /// Adds a string header (metadata carried with the task).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.opts.headers.push((name.into(), value.into()));
@@ -247,6 +301,17 @@ impl<'a, T: Task> TaskBuilder<'a, T> {
         m.retention = o.retention;
         m.priority = o.priority;
         m.headers.extend(o.headers);
+        match (o.unique, o.unique_key) {
+            (Some(ttl), key) => {
+                m.unique_key = Some(key.unwrap_or_else(|| crate::task::unique_key_of(&m.name, &m.queue, &m.args)));
+                m.unique_ttl = Some(ttl);
+                m.unique_release = o.unique_release;
+            }
+            (None, Some(key)) => {
+                return Err(Error::Config(format!("unique key `{key}` given without `.unique(ttl)`")));
+            }
+            (None, None) => {}
+        }
         Ok(m)
     }
 
@@ -344,4 +409,9 @@ impl Drop for RecordGuard<'_> {
             });
         }
     }
+}
+
+/// The backend lock name of a unique key.
+pub(crate) fn unique_lock_name(key: &str) -> String {
+    format!("unique:{key}")
 }

@@ -12,6 +12,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A workflow is malformed (an empty chain or group, a task id used twice). Nothing was
+    /// published.
+    #[error("invalid workflow: {0}")]
+    InvalidWorkflow(String),
+
     /// A broker or backend URL could not be parsed or has a bad parameter.
     #[error("invalid URL `{url}`: {reason}")]
     InvalidUrl {

@@ -16,6 +16,7 @@ pub mod retry;
 pub mod task;
 pub mod time;
 pub mod worker;
+pub mod workflow;
 
 pub use backend::{LockResult, ResultBackend, StateUpdate, TaskRecord, DEFAULT_RETENTION};
 pub use broker::{
@@ -28,8 +29,11 @@ pub use handler::{
     TaskResult,
 };
 pub use retry::{ExponentialBackoff, RetryPolicy};
-pub use task::{TaskId, TaskMessage, TaskState, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, MAX_PRIORITY, WIRE_VERSION};
+pub use task::{
+    TaskId, TaskMessage, TaskState, UniqueRelease, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, MAX_PRIORITY, WIRE_VERSION,
+};
 pub use worker::{QueuePriority, UnknownTask, Worker, WorkerBuilder, WorkerConfig};
+pub use workflow::{chain, chord, group, Canvas, Failure, Signature, TaskExt, WorkflowHandle};
 
 /// Re-exported for handlers and the macro.
 pub use async_trait::async_trait;

@@ -20,6 +20,8 @@
 //! | `deadline` | int? | absolute time after which the task must not run |
 //! | `eta` | int? | earliest time to run (delayed tasks) |
 //! | `unique_key` | string? | the unique-task key, if any |
+//! | `unique_ttl_ms` | int? | how long the unique lock lasts at most |
+//! | `unique_release` | string? | when the lock is released: `success` (default), `completion`, `expiry` |
 //! | `priority` | int? | 0 (default) to 9, higher first, where the broker supports it |
 //! | `retention_ms` | int? | how long the result is kept after completion |
 //! | `headers` | object? | string → string metadata (tracing ids, tenant, ...) |
@@ -161,6 +163,39 @@ impl fmt::Display for TaskState {
     }
 }
 
+/// When a unique task's lock is released (see `TaskBuilder::unique`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum UniqueRelease {
+    /// When the task completes successfully (default): a task that ends archived keeps the
+    /// lock until its TTL, so a failing job is not immediately enqueued again.
+    #[default]
+    #[serde(rename = "success")]
+    OnSuccess,
+    /// When the task completes or is archived.
+    #[serde(rename = "completion")]
+    OnCompletion,
+    /// Only when the TTL expires (at most one such task per window).
+    #[serde(rename = "expiry")]
+    OnExpiry,
+}
+
+impl UniqueRelease {
+    fn is_default(&self) -> bool {
+        *self == UniqueRelease::OnSuccess
+    }
+}
+
+/// The default unique key of a task: name, queue and a hash of the arguments.
+pub fn unique_key_of(name: &str, queue: &str, args: &RawValue) -> String {
+    // FNV-1a, 64 bits: stable across processes and versions (unlike std's hasher).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in args.get().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{name}:{queue}:{h:016x}")
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -220,6 +255,17 @@ pub struct TaskMessage {
     /// Unique-task key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique_key: Option<String>,
+    /// How long the unique lock lasts at most.
+    #[serde(
+        default,
+        rename = "unique_ttl_ms",
+        with = "crate::time::opt_duration_ms",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub unique_ttl: Option<Duration>,
+    /// When the unique lock is released.
+    #[serde(default, skip_serializing_if = "UniqueRelease::is_default")]
+    pub unique_release: UniqueRelease,
     /// Priority, 0 (default) to [`MAX_PRIORITY`].
     #[serde(default, skip_serializing_if = "is_zero_u8")]
     pub priority: u8,
@@ -260,6 +306,8 @@ impl TaskMessage {
             deadline: None,
             eta: None,
             unique_key: None,
+            unique_ttl: None,
+            unique_release: UniqueRelease::OnSuccess,
             priority: 0,
             retention: None,
             headers: BTreeMap::new(),

@@ -8,12 +8,13 @@
 
 mod records;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use conveyor_core::{Error, LockResult, Result, ResultBackend, StateUpdate, TaskId, TaskMessage, TaskRecord};
+use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use records::Records;
@@ -29,6 +30,7 @@ struct Inner {
     records: Records,
     locks: Mutex<Expiring<String>>,
     counters: Mutex<Expiring<i64>>,
+    groups: Mutex<Expiring<BTreeMap<u32, Box<RawValue>>>>,
 }
 
 /// A map whose entries may expire; swept now and then so it cannot grow without bound.
@@ -158,6 +160,26 @@ impl ResultBackend for MemoryBackend {
             *exp = Some(now + ttl);
         }
         Ok(*v)
+    }
+
+    async fn group_add(&self, group: &str, index: u32, value: &RawValue, ttl: Duration) -> Result<u32> {
+        let now = Instant::now();
+        let mut groups = lock(&self.inner.groups);
+        if groups.live(group, now).is_none() {
+            groups.map.insert(group.to_owned(), (BTreeMap::new(), None));
+        }
+        let (members, exp) = groups.map.get_mut(group).expect("inserted above");
+        members.insert(index, value.to_owned());
+        *exp = now.checked_add(ttl);
+        Ok(members.len() as u32)
+    }
+
+    async fn group_members(&self, group: &str) -> Result<Vec<(u32, Box<RawValue>)>> {
+        let mut groups = lock(&self.inner.groups);
+        Ok(groups
+            .live(group, Instant::now())
+            .map(|(members, _)| members.iter().map(|(i, v)| (*i, v.clone())).collect())
+            .unwrap_or_default())
     }
 }
 

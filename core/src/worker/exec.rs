@@ -11,7 +11,8 @@ use crate::backend::StateUpdate;
 use crate::broker::{Delivery, Payload};
 use crate::error::Result;
 use crate::handler::{ErrorKind, Request, TaskError, TaskResult};
-use crate::task::{TaskMessage, TaskState};
+use crate::task::{TaskMessage, TaskState, UniqueRelease};
+use crate::workflow;
 
 pub(crate) async fn process(ctx: &Ctx, d: Delivery) {
     let s = &*ctx.shared;
@@ -58,11 +59,20 @@ pub(crate) async fn process(ctx: &Ctx, d: Delivery) {
     match out {
         None => hand_back(s, &d, &task).await,
         Some(Ok(result)) => {
+            if task.workflow.is_some() {
+                // Launched before the ack: a crash here redelivers the task, and the relaunch
+                // is refused by task id, so the next step runs once.
+                if let Err(e) = workflow::on_success(&s.client, s.config.retention, &task, &result).await {
+                    let e = TaskError::msg(format!("could not launch the workflow's next step: {e}"));
+                    return fail(s, &d, &task, e).await;
+                }
+            }
             let retain = task.retention.unwrap_or(s.config.retention);
             log_err(
                 s.backend.update(&task, StateUpdate::completed(task.retried, result, retain)).await,
                 "record result",
             );
+            release_unique(s, &task, true).await;
             settle(|| s.broker.ack(&d), "ack").await;
         }
         Some(Err(e)) if e.kind() == ErrorKind::Interrupted => hand_back(s, &d, &task).await,
@@ -143,11 +153,17 @@ async fn fail(s: &Shared, d: &Delivery, task: &Arc<TaskMessage>, e: TaskError) {
 
 async fn archive(s: &Shared, d: &Delivery, task: &TaskMessage, reason: String) {
     tracing::warn!(task.id = %task.id, task.name = %task.name, queue = %task.queue, %reason, "archiving task");
+    if task.workflow.is_some() {
+        if let Err(e) = workflow::on_archived(&s.client, s.config.retention, task, &reason).await {
+            tracing::error!(task.id = %task.id, error = %e, "could not fire the workflow's error callbacks");
+        }
+    }
     let retain = task.retention.unwrap_or(s.config.retention).max(s.config.retention);
     log_err(
         s.backend.update(task, StateUpdate::archived(task.retried, reason.clone(), retain)).await,
         "record archive",
     );
+    release_unique(s, task, false).await;
     settle(|| s.broker.archive(d, &reason), "archive").await;
 }
 
@@ -176,6 +192,21 @@ where
                 tracing::error!(error = %e, "{what} failed; the task returns when its lease expires");
                 return;
             }
+        }
+    }
+}
+
+/// Releases a unique task's lock as its policy says, once it completed (`succeeded`) or was archived.
+async fn release_unique(s: &Shared, task: &TaskMessage, succeeded: bool) {
+    let Some(key) = &task.unique_key else { return };
+    let release = match task.unique_release {
+        UniqueRelease::OnSuccess => succeeded,
+        UniqueRelease::OnCompletion => true,
+        UniqueRelease::OnExpiry => false,
+    };
+    if release {
+        if let Err(e) = s.backend.unlock(&crate::client::unique_lock_name(key), task.id.as_str()).await {
+            tracing::warn!(task.id = %task.id, error = %e, "could not release the unique lock; it expires with its TTL");
         }
     }
 }

@@ -209,15 +209,17 @@ impl WorkerBuilder {
             self.config.queues.iter().map(|(q, w)| (Arc::from(q.as_str()), *w)).collect(),
             self.config.priority,
         );
+        let (broker, backend) = (self.broker, self.backend);
         Ok(Worker {
             shared: Arc::new(run::Shared {
-                broker: self.broker,
-                backend: self.backend,
+                broker: broker.clone(),
+                backend: backend.clone(),
                 handlers,
                 retry: self.retry,
                 config: self.config,
                 selector,
                 inflight: Default::default(),
+                client: crate::client::Client::new(broker.clone(), backend.clone()),
             }),
         })
     }

@@ -24,6 +24,8 @@ pub(crate) struct Shared {
     pub(crate) config: WorkerConfig,
     pub(crate) selector: QueueSelector,
     pub(crate) inflight: InFlight,
+    /// For launching workflow continuations.
+    pub(crate) client: crate::client::Client,
 }
 
 /// What every task of one run shares (one `Arc` clone per task).

@@ -4,7 +4,10 @@ pub mod basic;
 pub mod failures;
 pub mod scheduling;
 pub mod tasks;
+pub mod unique;
+pub mod wf_tasks;
 pub mod worker;
+pub mod workflows;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +40,11 @@ impl Env {
     pub fn worker(&self) -> WorkerBuilder {
         conveyor::Worker::builder(self.broker.clone(), self.backend.clone())
             .register(tasks::probe)
+            .register(wf_tasks::add)
+            .register(wf_tasks::double)
+            .register(wf_tasks::sum)
+            .register(wf_tasks::fail)
+            .register(wf_tasks::record)
             .lease(Duration::from_secs(5))
             .shutdown_timeout(Duration::from_secs(5))
             .retry_policy(|_: u32, _: &conveyor::TaskError, _: &conveyor::TaskMessage| Duration::from_millis(100))
@@ -109,6 +117,20 @@ macro_rules! conformance_suite {
             worker::interrupted_handler_hands_task_back,
             worker::lost_lease_counts_as_an_attempt,
             worker::panicking_middleware_is_contained,
+            workflows::chain_passes_results,
+            workflows::chain_immutable_and_previous_result,
+            workflows::chain_failure_stops_and_fires_on_error,
+            workflows::group_results_in_order,
+            workflows::chord_body_gets_all_results,
+            workflows::chord_fires_exactly_once_under_concurrency,
+            workflows::redelivered_member_does_not_fire_twice,
+            workflows::chord_member_failure_fires_error_once,
+            workflows::composition,
+            workflows::unknown_step_is_archived_and_fires_on_error,
+            workflows::invalid_workflows_publish_nothing,
+            unique::duplicate_names_the_holder,
+            unique::release_policies,
+            unique::retention_of_results,
         );
     };
     (@tests $env:path; $($module:ident :: $test:ident),* $(,)?) => {
