@@ -1,0 +1,64 @@
+//! `redis://` URL parsing: Conveyor's own parameters are taken out, the rest goes to redis.
+
+use conveyor_core::{Error, Result};
+
+/// Settings of a Redis broker.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// The URL handed to the redis crate (without Conveyor's parameters).
+    pub url: String,
+    /// Key namespace (default `conveyor`): apps and tests sharing a server use different ones.
+    pub prefix: String,
+    /// Archived tasks kept per queue (default 10,000); the oldest are deleted beyond it.
+    pub archive_limit: usize,
+}
+
+impl RedisConfig {
+    /// Parses `redis://[user:pass@]host[:port][/db][?prefix=NAME&archive_limit=N]` (`rediss://`
+    /// for TLS when the redis crate is built with TLS).
+    pub fn from_url(url: &str) -> Result<Self> {
+        let bad = |reason: String| Error::InvalidUrl { url: url.to_owned(), reason };
+        let mut parsed = conveyor_core::parse_url(url)?;
+        if !matches!(parsed.scheme(), "redis" | "rediss") {
+            return Err(bad(format!("expected redis:// or rediss://, got {}://", parsed.scheme())));
+        }
+        let mut cfg = RedisConfig { url: String::new(), prefix: "conveyor".into(), archive_limit: 10_000 };
+        let mut rest = Vec::new();
+        for (k, v) in parsed.query_pairs() {
+            match &*k {
+                "prefix" => {
+                    if v.is_empty() || v.contains(['{', '}']) {
+                        return Err(bad(format!("prefix `{v}` must be non-empty and without braces")));
+                    }
+                    cfg.prefix = v.into_owned();
+                }
+                "archive_limit" => {
+                    cfg.archive_limit = v.parse().map_err(|_| bad(format!("archive_limit `{v}` is not a number")))?;
+                }
+                _ => rest.push((k.into_owned(), v.into_owned())),
+            }
+        }
+        if rest.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(rest);
+        }
+        cfg.url = parsed.to_string();
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_out_conveyor_parameters() {
+        let c = RedisConfig::from_url("redis://127.0.0.1:6390/2?prefix=app&archive_limit=5").unwrap();
+        assert_eq!((c.url.as_str(), c.prefix.as_str(), c.archive_limit), ("redis://127.0.0.1:6390/2", "app", 5));
+        assert!(RedisConfig::from_url("redis://h?prefix={x}").is_err());
+        assert!(RedisConfig::from_url("redis://h?archive_limit=many").is_err());
+        assert!(RedisConfig::from_url("http://h").is_err());
+    }
+}

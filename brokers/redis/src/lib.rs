@@ -1,0 +1,460 @@
+//! The Redis broker of [Conveyor](https://crates.io/crates/conveyor).
+//!
+//! - **Atomic**: every state change is one Lua script (`lua/*.lua`, one file per operation),
+//!   on the server's clock; all keys of a queue share the hash tag `{prefix:queue}`.
+//! - **At least once**: a claimed task is leased (the `active` sorted set holds its deadline)
+//!   with a token that changes at every delivery; the worker's heartbeat extends it. Each claim
+//!   returns tasks whose lease expired to their queue, counting the lost lease, so a task can
+//!   never stay claimed with no lease. A stale worker's ack is refused (`LeaseLost`).
+//! - **Delays** (`eta`, retry back-off) wait in the `delayed` sorted set and move to the queue
+//!   when due, inside the claim script: never held in a worker, never early.
+//! - **Wake-up** without polling: publishing pushes a token on the queue's signal list; an idle
+//!   receiver waits on it with `BLPOP` on its own connection, timed to the next due delay or
+//!   lease expiry.
+//! - Per-task priority (0–9) within a queue; pause/resume; an archive capped per queue.
+//!
+//! URL: `redis://[user:pass@]host[:port][/db][?prefix=NAME&archive_limit=N]`.
+
+mod config;
+mod keys;
+mod scripts;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use conveyor_core::{
+    ArchivedTask, Broker, Delivery, Error, Payload, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest,
+    Result, TaskId, TaskMessage,
+};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::AsyncConnectionConfig;
+
+pub use config::RedisConfig;
+use keys::QueueKeys;
+
+/// The Redis broker. Cheap to clone (clones share connections).
+#[derive(Clone)]
+pub struct RedisBroker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: RedisConfig,
+    client: redis::Client,
+    conn: ConnectionManager,
+    /// Connections for blocking waits, one per waiting receiver.
+    idle_blocking: Mutex<Vec<MultiplexedConnection>>,
+    keys: Mutex<HashMap<String, Arc<QueueKeys>>>,
+}
+
+/// What a Redis receipt holds.
+struct RedisReceipt {
+    queue: Arc<str>,
+    id: String,
+    token: String,
+}
+
+fn err(e: redis::RedisError) -> Error {
+    Error::broker(e)
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX / 4)) as u64
+}
+
+impl RedisBroker {
+    /// Connects to the server a `redis://` URL names (see [`RedisConfig::from_url`]).
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::with_config(RedisConfig::from_url(url)?).await
+    }
+
+    /// Connects with explicit settings.
+    pub async fn with_config(cfg: RedisConfig) -> Result<Self> {
+        let client = redis::Client::open(cfg.url.as_str())
+            .map_err(|e| Error::InvalidUrl { url: cfg.url.clone(), reason: e.to_string() })?;
+        let mcfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = client.get_connection_manager_with_config(mcfg).await.map_err(err)?;
+        Ok(RedisBroker {
+            inner: Arc::new(Inner { cfg, client, conn, idle_blocking: Mutex::default(), keys: Mutex::default() }),
+        })
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.cfg
+    }
+
+    fn keys(&self, queue: &str) -> Arc<QueueKeys> {
+        let mut map = self.inner.keys.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(queue.to_owned()).or_insert_with(|| Arc::new(QueueKeys::new(&self.inner.cfg.prefix, queue))).clone()
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    fn receipt<'a>(&self, d: &'a Delivery) -> Result<&'a RedisReceipt> {
+        d.receipt.get::<RedisReceipt>().ok_or_else(|| Error::broker("receipt was not issued by a Redis broker"))
+    }
+
+    async fn publish_bytes(&self, queue: &str, id: &str, payload: &[u8], priority: u8, delay: Duration) -> Result<()> {
+        let k = self.keys(queue);
+        scripts::PUBLISH
+            .key(&k.pending)
+            .key(&k.delayed)
+            .key(&k.seq)
+            .key(&k.signal)
+            .key(k.task(id))
+            .arg(id)
+            .arg(payload)
+            .arg(priority)
+            .arg(ms(delay))
+            .invoke_async::<i64>(&mut self.conn())
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// Claims up to `max` tasks of one queue; also says in how many ms something becomes due.
+    async fn claim(&self, queue: &str, max: usize, lease: Duration) -> Result<(Vec<Delivery>, Option<u64>)> {
+        let k = self.keys(queue);
+        type Claimed = (Vec<(String, Vec<u8>, String, String)>, String, String, String);
+        let (items, next_delayed, next_lease, now): Claimed = scripts::CLAIM
+            .key(&k.pending)
+            .key(&k.delayed)
+            .key(&k.active)
+            .key(&k.signal)
+            .key(&k.paused)
+            .key(&k.seq)
+            .key(&k.tokens)
+            .arg(max)
+            .arg(ms(lease))
+            .arg(&k.task_prefix)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        let now: f64 = now.parse().unwrap_or(0.0);
+        let wake = [next_delayed, next_lease]
+            .iter()
+            .filter_map(|s| s.parse::<f64>().ok())
+            .map(|t| (t - now).max(0.0) as u64)
+            .min();
+        let queue: Arc<str> = Arc::from(queue);
+        let deliveries = items
+            .into_iter()
+            .map(|(id, payload, lost, token)| {
+                let payload = match TaskMessage::decode(&payload) {
+                    Ok(t) => Payload::Task(Arc::new(t)),
+                    Err(e) => Payload::Undecodable { raw: payload, error: e.to_string() },
+                };
+                let lost_leases = lost.parse().unwrap_or(0);
+                Delivery {
+                    receipt: Receipt::new(RedisReceipt { queue: queue.clone(), id, token }),
+                    queue: queue.clone(),
+                    payload,
+                    redelivered: lost_leases > 0,
+                    lost_leases,
+                }
+            })
+            .collect();
+        Ok((deliveries, wake))
+    }
+
+    /// Waits up to `wait` for a publish signal on any of `queues`.
+    async fn wait_signal(
+        &self,
+        queues: &[&str],
+        wait: Duration,
+        stop: &conveyor_core::CancellationToken,
+    ) -> Result<()> {
+        let conn = self.inner.idle_blocking.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match conn {
+            Some(c) => c,
+            None => {
+                let cfg = AsyncConnectionConfig::new()
+                    .set_response_timeout(None)
+                    .set_connection_timeout(Some(Duration::from_secs(5)));
+                self.inner.client.get_multiplexed_async_connection_with_config(&cfg).await.map_err(err)?
+            }
+        };
+        let mut cmd = redis::cmd("BLPOP");
+        for q in queues {
+            cmd.arg(&self.keys(q).signal);
+        }
+        cmd.arg(wait.as_secs_f64().max(0.01));
+        // The client-side limit guards against a silently dead connection.
+        let call = tokio::time::timeout(wait + Duration::from_secs(2), cmd.query_async::<redis::Value>(&mut conn));
+        tokio::select! {
+            r = call => match r {
+                Ok(Ok(_)) => {
+                    self.inner.idle_blocking.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(err(e)),
+                Err(_) => Ok(()), // dropped: the connection is discarded
+            },
+            // The BLPOP is abandoned with its connection, which is not reused.
+            _ = stop.cancelled() => Ok(()),
+        }
+    }
+
+    async fn settle(&self, result: redis::RedisResult<i64>) -> Result<()> {
+        match result.map_err(err)? {
+            0 => Err(Error::LeaseLost),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn publish(&self, task: &TaskMessage) -> Result<()> {
+        let delay = task.eta.map(conveyor_core::time::until).unwrap_or_default();
+        self.publish_bytes(&task.queue, task.id.as_str(), &task.encode()?, task.priority, delay).await
+    }
+
+    async fn publish_many(&self, tasks: &[TaskMessage]) -> Vec<Result<()>> {
+        // One pipeline of scripts; each answer says whether that task is stored.
+        let mut pipe = redis::pipe();
+        let mut encoded = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            match t.encode() {
+                Ok(bytes) => {
+                    let k = self.keys(&t.queue);
+                    let delay = t.eta.map(conveyor_core::time::until).unwrap_or_default();
+                    let mut inv = scripts::PUBLISH.prepare_invoke();
+                    inv.key(&k.pending).key(&k.delayed).key(&k.seq).key(&k.signal).key(k.task(t.id.as_str()));
+                    inv.arg(t.id.as_str()).arg(bytes).arg(t.priority).arg(ms(delay));
+                    pipe.invoke_script(&inv);
+                    encoded.push(Ok(()));
+                }
+                Err(e) => encoded.push(Err(e)),
+            }
+        }
+        if encoded.iter().all(Result::is_err) {
+            return encoded;
+        }
+        // Scripts are loaded on first use; a pipeline needs them loaded first.
+        let mut conn = self.conn();
+        let load = scripts::PUBLISH.prepare_invoke().load_async(&mut conn).await;
+        let outcome: redis::RedisResult<Vec<i64>> = match load {
+            Ok(_) => pipe.query_async(&mut conn).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(_) => encoded,
+            Err(e) => {
+                let msg = e.to_string();
+                encoded.into_iter().map(|r| r.and_then(|_| Err(Error::broker(msg.clone())))).collect()
+            }
+        }
+    }
+
+    async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>> {
+        let deadline = tokio::time::Instant::now() + req.wait;
+        loop {
+            let mut out = Vec::new();
+            let mut wake: Option<u64> = None;
+            for q in req.queues {
+                if out.len() >= req.max {
+                    break;
+                }
+                let (got, w) = self.claim(q, req.max - out.len(), req.lease).await?;
+                out.extend(got);
+                wake = match (wake, w) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            let now = tokio::time::Instant::now();
+            if !out.is_empty() || req.stop.is_cancelled() || now >= deadline {
+                return Ok(out);
+            }
+            let mut wait = deadline - now;
+            if let Some(w) = wake {
+                wait = wait.min(Duration::from_millis(w.max(1)));
+            }
+            self.wait_signal(req.queues, wait, req.stop).await?;
+        }
+    }
+
+    async fn ack(&self, d: &Delivery) -> Result<()> {
+        let r = self.receipt(d)?;
+        let k = self.keys(&r.queue);
+        self.settle(
+            scripts::ACK
+                .key(&k.active)
+                .key(k.task(&r.id))
+                .arg(&r.id)
+                .arg(&r.token)
+                .invoke_async(&mut self.conn())
+                .await,
+        )
+        .await
+    }
+
+    async fn retry(&self, d: &Delivery, task: &TaskMessage, delay: Duration) -> Result<()> {
+        let r = self.receipt(d)?;
+        let k = self.keys(&r.queue);
+        let res = scripts::RETRY
+            .key(&k.active)
+            .key(&k.delayed)
+            .key(&k.pending)
+            .key(&k.seq)
+            .key(&k.signal)
+            .key(k.task(&r.id))
+            .arg(&r.id)
+            .arg(&r.token)
+            .arg(task.encode()?)
+            .arg(ms(delay))
+            .arg(task.priority)
+            .invoke_async(&mut self.conn())
+            .await;
+        self.settle(res).await
+    }
+
+    async fn archive(&self, d: &Delivery, reason: &str) -> Result<()> {
+        let r = self.receipt(d)?;
+        let k = self.keys(&r.queue);
+        let res = scripts::ARCHIVE
+            .key(&k.active)
+            .key(&k.archived)
+            .key(k.task(&r.id))
+            .arg(&r.id)
+            .arg(&r.token)
+            .arg(reason)
+            .arg(self.inner.cfg.archive_limit)
+            .arg(&k.task_prefix)
+            .invoke_async(&mut self.conn())
+            .await;
+        self.settle(res).await
+    }
+
+    async fn release(&self, d: &Delivery) -> Result<()> {
+        let r = self.receipt(d)?;
+        let k = self.keys(&r.queue);
+        let res = scripts::RELEASE
+            .key(&k.active)
+            .key(&k.pending)
+            .key(&k.signal)
+            .key(k.task(&r.id))
+            .key(&k.front)
+            .arg(&r.id)
+            .arg(&r.token)
+            .invoke_async(&mut self.conn())
+            .await;
+        self.settle(res).await
+    }
+
+    async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<()> {
+        let mut by_queue: HashMap<&str, Vec<&RedisReceipt>> = HashMap::new();
+        for r in receipts {
+            let r = r.get::<RedisReceipt>().ok_or_else(|| Error::broker("receipt was not issued by a Redis broker"))?;
+            by_queue.entry(&r.queue).or_default().push(r);
+        }
+        for (queue, rs) in by_queue {
+            let k = self.keys(queue);
+            let mut inv = scripts::EXTEND.key(&k.active);
+            inv.arg(ms(lease)).arg(&k.task_prefix);
+            for r in rs {
+                inv.arg(&r.id).arg(&r.token);
+            }
+            inv.invoke_async::<i64>(&mut self.conn()).await.map_err(err)?;
+        }
+        Ok(())
+    }
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats> {
+        let k = self.keys(queue);
+        let (pending, scheduled, active, archived, paused): (u64, u64, u64, u64, bool) = redis::pipe()
+            .zcard(&k.pending)
+            .zcard(&k.delayed)
+            .zcard(&k.active)
+            .zcard(&k.archived)
+            .exists(&k.paused)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        let mut s = QueueStats::default();
+        s.queue = queue.to_owned();
+        (s.pending, s.scheduled, s.active, s.archived, s.paused) = (pending, scheduled, active, archived, paused);
+        Ok(s)
+    }
+
+    fn admin(&self) -> Option<&dyn QueueAdmin> {
+        Some(self)
+    }
+
+    fn raw(&self) -> Option<&dyn RawPublish> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for RedisBroker {
+    async fn pause(&self, queue: &str) -> Result<()> {
+        let k = self.keys(queue);
+        redis::cmd("SET").arg(&k.paused).arg(1).query_async::<()>(&mut self.conn()).await.map_err(err)
+    }
+
+    async fn resume(&self, queue: &str) -> Result<()> {
+        let k = self.keys(queue);
+        redis::pipe()
+            .del(&k.paused)
+            .lpush(&k.signal, 1)
+            .ltrim(&k.signal, 0, 0)
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(err)
+    }
+
+    async fn archived(&self, queue: &str, offset: usize, limit: usize) -> Result<Vec<ArchivedTask>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let k = self.keys(queue);
+        let mut conn = self.conn();
+        let ids: Vec<String> = redis::cmd("ZREVRANGE")
+            .arg(&k.archived)
+            .arg(offset)
+            .arg(offset + limit - 1)
+            .query_async(&mut conn)
+            .await
+            .map_err(err)?;
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET").arg(k.task(id)).arg("msg").arg("reason").arg("archived_at");
+        }
+        let rows: Vec<(Option<Vec<u8>>, Option<String>, Option<u64>)> =
+            pipe.query_async(&mut conn).await.map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(msg, reason, at)| {
+                let raw = msg.unwrap_or_default();
+                let payload = match TaskMessage::decode(&raw) {
+                    Ok(t) => Payload::Task(Arc::new(t)),
+                    Err(e) => Payload::Undecodable { raw, error: e.to_string() },
+                };
+                let at = at.map_or(SystemTime::UNIX_EPOCH, conveyor_core::time::from_millis);
+                ArchivedTask::new(payload, reason.unwrap_or_default(), at)
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl RawPublish for RedisBroker {
+    async fn publish_raw(&self, queue: &str, bytes: Vec<u8>) -> Result<()> {
+        self.publish_bytes(queue, TaskId::random().as_str(), &bytes, 0, Duration::ZERO).await
+    }
+}
