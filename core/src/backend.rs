@@ -209,11 +209,12 @@ pub trait ResultBackend: Send + Sync + 'static {
     /// (re)sets the counter's expiry.
     async fn incr(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64>;
 
-    /// Stores `value` as member `index` of `group` (replacing what that index held) and returns
-    /// how many distinct members the group holds now, as one atomic step. Storing the same
-    /// index twice (a redelivered member) does not count twice; of the members that complete a
-    /// group at the same instant, exactly one sees the full count. `ttl` (re)sets the group's
-    /// expiry. Redis: `HSET` + `HLEN` in one script.
+    /// Stores `value` as member `index` of `group` unless that index already holds a value
+    /// (first write wins), and returns how many distinct members the group holds now, as one
+    /// atomic step. Storing an index twice (a redelivered member) neither counts twice nor
+    /// changes its value; of the members that complete a group at the same instant, exactly one
+    /// sees the full count. `ttl` (re)sets the group's expiry. Redis: `HSETNX` + `HLEN` in one
+    /// script.
     async fn group_add(&self, group: &str, index: u32, value: &RawValue, ttl: Duration) -> Result<u32>;
 
     /// The members stored in `group`, as `(index, value)` sorted by index.

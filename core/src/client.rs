@@ -77,25 +77,37 @@ impl Client {
     /// Enqueues a prepared envelope (untyped: for tools, bridges and other languages' tasks).
     pub async fn enqueue_message(&self, task: TaskMessage) -> Result<TaskRecord> {
         self.check(&task)?;
-        let lock = self.lock_unique(&task).await?;
         let record = TaskRecord::enqueued(&task);
-        if let Err(e) = self.backend.create(&record).await {
-            self.unlock_unique(lock, &task).await;
-            return Err(e);
-        }
-        // If the caller drops this future before the publish answers, the record goes too, so
-        // that the id is not blocked by a task that may never have reached the broker (if it
-        // did, the worker recreates the record when it runs the task).
-        let guard = RecordGuard { backend: Some(self.backend.clone()), id: &task.id };
+        // If the caller drops this future before the publish answers, the record (and the
+        // unique lock) go too, so that neither is blocked by a task that may never have
+        // reached the broker (if it did, the worker recreates the record when it runs it).
+        let mut guard = self.record_and_lock(&task, &record).await?;
         let published = self.broker.publish(&task).await;
-        let backend = guard.disarm();
+        let (backend, lock) = guard.disarm();
         if let Err(e) = published {
-            // Nothing was published: the record must not claim otherwise.
-            let _ = backend.delete(&task.id).await;
-            self.unlock_unique(lock, &task).await;
+            // Nothing was published: the record and the lock must not claim otherwise.
+            forget(backend, task.id.clone(), lock).await;
             return Err(e);
         }
         Ok(record)
+    }
+
+    /// Creates the task's record (a duplicate id fails here, before any lock is touched), then
+    /// takes its unique lock, if it has one.
+    async fn record_and_lock<'a>(&self, task: &'a TaskMessage, record: &TaskRecord) -> Result<RecordGuard<'a>> {
+        self.backend.create(record).await?;
+        let mut guard = RecordGuard { backend: Some(self.backend.clone()), id: &task.id, lock: None };
+        match self.lock_unique(task).await {
+            Ok(lock) => {
+                guard.lock = lock;
+                Ok(guard)
+            }
+            Err(e) => {
+                let (backend, _) = guard.disarm();
+                let _ = backend.delete(&task.id).await;
+                Err(e)
+            }
+        }
     }
 
     /// Takes the unique lock of a task that has a unique key; the lock's name, if taken.
@@ -109,21 +121,16 @@ impl Client {
         }
     }
 
-    async fn unlock_unique(&self, lock: Option<String>, task: &TaskMessage) {
-        if let Some(name) = lock {
-            let _ = self.backend.unlock(&name, task.id.as_str()).await;
-        }
-    }
-
     /// Enqueues many prepared envelopes with the broker's batch publish, and says task by task
     /// whether each was enqueued (a batch can fail part-way: only the failed ones need sending
     /// again, and their ids are free for it).
     pub async fn enqueue_messages(&self, tasks: &[TaskMessage]) -> Vec<Result<()>> {
         let mut out: Vec<Result<()>> = Vec::with_capacity(tasks.len());
         let mut ready = Vec::with_capacity(tasks.len());
+        let mut locks = Vec::with_capacity(tasks.len());
         for (i, t) in tasks.iter().enumerate() {
             let checked = match self.check(t) {
-                Ok(()) => self.backend.create(&TaskRecord::enqueued(t)).await,
+                Ok(()) => self.record_and_lock(t, &TaskRecord::enqueued(t)).await.map(|mut g| locks.push(g.disarm().1)),
                 Err(e) => Err(e),
             };
             if checked.is_ok() {
@@ -155,8 +162,14 @@ impl Client {
     pub async fn enqueue_workflow(&self, canvas: impl Into<crate::workflow::Canvas>) -> Result<crate::WorkflowHandle> {
         let canvas = canvas.into();
         canvas.validate()?;
-        crate::workflow::advance::launch(self, &canvas, Default::default()).await?;
-        Ok(crate::WorkflowHandle::new(crate::workflow::plan::result_ref(&canvas), self.clone()))
+        let result = crate::workflow::plan::result_ref(&canvas);
+        let result_id = match &result {
+            crate::workflow::plan::ResultRef::Task(id) => Some(id.clone()),
+            crate::workflow::plan::ResultRef::Group { .. } => None,
+        };
+        let scope = crate::workflow::plan::Scope { result_id, ..Default::default() };
+        crate::workflow::advance::launch(self, &canvas, scope).await?;
+        Ok(crate::WorkflowHandle::new(result, self.clone()))
     }
 
     /// The current record of a task.
@@ -169,7 +182,7 @@ impl Client {
         self.backend.wait(id, timeout).await
     }
 
-    fn check(&self, task: &TaskMessage) -> Result<()> {
+    pub(crate) fn check(&self, task: &TaskMessage) -> Result<()> {
         if task.queue.is_empty() {
             return Err(Error::Config("queue name must not be empty".into()));
         }
@@ -388,26 +401,33 @@ impl<T> std::fmt::Debug for TaskHandle<T> {
     }
 }
 
-/// Deletes a just-created record if dropped while armed (the enqueue future was cancelled).
+/// Deletes a just-created record (and releases its unique lock) if dropped while armed: the
+/// enqueue future was cancelled.
 struct RecordGuard<'a> {
     backend: Option<Arc<dyn ResultBackend>>,
     id: &'a TaskId,
+    lock: Option<String>,
 }
 
 impl RecordGuard<'_> {
-    fn disarm(mut self) -> Arc<dyn ResultBackend> {
-        self.backend.take().expect("armed until disarmed")
+    fn disarm(&mut self) -> (Arc<dyn ResultBackend>, Option<String>) {
+        (self.backend.take().expect("armed until disarmed"), self.lock.take())
     }
 }
 
 impl Drop for RecordGuard<'_> {
     fn drop(&mut self) {
         if let (Some(backend), Ok(rt)) = (self.backend.take(), tokio::runtime::Handle::try_current()) {
-            let id = self.id.clone();
-            rt.spawn(async move {
-                let _ = backend.delete(&id).await;
-            });
+            rt.spawn(forget(backend, self.id.clone(), self.lock.take()));
         }
+    }
+}
+
+/// Removes the record of a task that was not published, and releases its unique lock.
+async fn forget(backend: Arc<dyn ResultBackend>, id: TaskId, lock: Option<String>) {
+    let _ = backend.delete(&id).await;
+    if let Some(name) = lock {
+        let _ = backend.unlock(&name, id.as_str()).await;
     }
 }
 

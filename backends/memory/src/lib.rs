@@ -169,7 +169,7 @@ impl ResultBackend for MemoryBackend {
             groups.map.insert(group.to_owned(), (BTreeMap::new(), None));
         }
         let (members, exp) = groups.map.get_mut(group).expect("inserted above");
-        members.insert(index, value.to_owned());
+        members.entry(index).or_insert_with(|| value.to_owned());
         *exp = now.checked_add(ttl);
         Ok(members.len() as u32)
     }

@@ -29,6 +29,10 @@ pub(crate) async fn process(ctx: &Ctx, d: Delivery) {
 
     // Lost leases (workers that died running it) used up its attempts.
     if task.retried > task.max_retry {
+        // Unless it had finished and only its ack was lost: then it is a duplicate delivery.
+        if s.backend.get(&task.id).await.ok().flatten().is_some_and(|r| r.state == TaskState::Completed) {
+            return settle(|| s.broker.ack(&d), "ack of a finished task").await;
+        }
         let reason = task.last_error.clone().unwrap_or_else(|| "retries exhausted".into());
         return archive(s, &d, &task, reason).await;
     }
@@ -62,8 +66,10 @@ pub(crate) async fn process(ctx: &Ctx, d: Delivery) {
             if task.workflow.is_some() {
                 // Launched before the ack: a crash here redelivers the task, and the relaunch
                 // is refused by task id, so the next step runs once.
-                if let Err(e) = workflow::on_success(&s.client, s.config.retention, &task, &result).await {
-                    let e = TaskError::msg(format!("could not launch the workflow's next step: {e}"));
+                if let Err(e) = workflow::on_success(&s.client, &task, &result).await {
+                    let msg = format!("could not launch the workflow's next step: {e}");
+                    // Bad input cannot get better by retrying; a broker outage can.
+                    let e = if e.is_transient() { TaskError::msg(msg) } else { TaskError::skip_retry(msg) };
                     return fail(s, &d, &task, e).await;
                 }
             }
@@ -154,7 +160,7 @@ async fn fail(s: &Shared, d: &Delivery, task: &Arc<TaskMessage>, e: TaskError) {
 async fn archive(s: &Shared, d: &Delivery, task: &TaskMessage, reason: String) {
     tracing::warn!(task.id = %task.id, task.name = %task.name, queue = %task.queue, %reason, "archiving task");
     if task.workflow.is_some() {
-        if let Err(e) = workflow::on_archived(&s.client, s.config.retention, task, &reason).await {
+        if let Err(e) = workflow::on_archived(&s.client, task, &reason).await {
             tracing::error!(task.id = %task.id, error = %e, "could not fire the workflow's error callbacks");
         }
     }

@@ -1,60 +1,62 @@
 //! What a worker does when a workflow task succeeds or fails for good.
 
-use std::time::Duration;
-
 use serde_json::value::RawValue;
 
-use super::plan::{collect, plan, Entry, Meta, Scope, Slot};
+use super::plan::{collect, frame_errors, next_step, plan, Entry, Frame, Meta, Scope, Slot, WORKFLOW_TTL};
 use super::{Canvas, Failure, Signature};
+use crate::backend::StateUpdate;
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::task::TaskMessage;
+use crate::task::{TaskId, TaskMessage};
 
 /// Launches what follows `task`'s success. Called before the task is acked: if it fails, the
-/// task is redelivered and this runs again (duplicate launches are refused by task id).
-pub(crate) async fn on_success(client: &Client, ttl: Duration, task: &TaskMessage, result: &RawValue) -> Result<()> {
+/// task runs again, and launches already made are skipped (see [`launch`]).
+pub(crate) async fn on_success(client: &Client, task: &TaskMessage, result: &RawValue) -> Result<()> {
     let Some(meta) = Meta::parse(task) else { return Ok(()) };
     for cb in &meta.callbacks {
         launch(client, cb, Scope { input: Some(result.to_owned()), ..Scope::default() }).await?;
     }
-    if let Some(then) = meta.then {
-        let scope =
-            Scope { input: Some(result.to_owned()), then: None, report: meta.report, scope_errors: meta.scope_errors };
-        return launch(client, &then, scope).await;
-    }
-    match meta.report {
-        Some(slot) => report(client, ttl, slot, result.to_owned()).await,
-        None => Ok(()),
-    }
+    continue_after(client, result.to_owned(), meta.frames, meta.report, meta.base_errors, meta.result_id).await
 }
 
-/// Records a group member's result; the member that completes the group runs what follows.
-async fn report(client: &Client, ttl: Duration, mut slot: Slot, mut value: Box<RawValue>) -> Result<()> {
+/// Runs the next step of the enclosing chains, or, when none is left, reports to the group.
+async fn continue_after(
+    client: &Client,
+    result: Box<RawValue>,
+    frames: Vec<Frame>,
+    report: Option<Slot>,
+    base_errors: Vec<Signature>,
+    result_id: Option<TaskId>,
+) -> Result<()> {
+    if let Some((next, frames)) = next_step(frames) {
+        let scope = Scope { input: Some(result), frames, report, base_errors, result_id };
+        return launch(client, &next, scope).await;
+    }
+    let Some(mut slot) = report else { return Ok(()) };
+    let mut value = result;
     let backend = client.backend();
     loop {
-        let entry = encode(&Entry::Ok(value))?;
-        let count = backend.group_add(&slot.group, slot.index, &entry, ttl).await?;
+        let count = backend.group_add(&slot.group, slot.index, &encode(&Entry::Ok(value))?, WORKFLOW_TTL).await?;
         if count < slot.size {
             return Ok(());
         }
         let members = backend.group_members(&slot.group).await?;
-        let Ok(results) = collect(&members) else {
-            return Ok(()); // a member failed: its error callbacks already fired
+        let Ok(Some(results)) = collect(&members, slot.size) else {
+            return Ok(()); // a member failed (its error callbacks fired), or entries are missing
         };
         let after = *slot.after;
         if let Some(body) = after.body {
-            let scope = Scope {
-                input: Some(results),
-                then: after.then,
-                report: after.report,
-                scope_errors: after.scope_errors,
-            };
+            // The chord's error callbacks cover its body, and only it.
+            let mut frames = after.frames;
+            frames.push(Frame { steps: Vec::new(), on_error: after.group_errors });
+            let scope =
+                Scope { input: Some(results), frames, report: after.report, base_errors: after.base_errors, result_id };
             return launch(client, &body, scope).await;
         }
-        if let Some(then) = after.then {
+        if let Some((next, frames)) = next_step(after.frames) {
             let scope =
-                Scope { input: Some(results), then: None, report: after.report, scope_errors: after.scope_errors };
-            return launch(client, &then, scope).await;
+                Scope { input: Some(results), frames, report: after.report, base_errors: after.base_errors, result_id };
+            return launch(client, &next, scope).await;
         }
         match after.report {
             // This group is a member of another: report the array of results to it.
@@ -67,38 +69,64 @@ async fn report(client: &Client, ttl: Duration, mut slot: Slot, mut value: Box<R
     }
 }
 
-/// Fires the error callbacks in scope of a task that failed for good, and marks its groups failed.
-pub(crate) async fn on_archived(client: &Client, ttl: Duration, task: &TaskMessage, error: &str) -> Result<()> {
+/// Marks the groups of a task that failed for good, fires the error callbacks in scope, and
+/// marks the workflow's result as failed.
+pub(crate) async fn on_archived(client: &Client, task: &TaskMessage, error: &str) -> Result<()> {
     let Some(meta) = Meta::parse(task) else { return Ok(()) };
     let failure = Failure { task_id: task.id.clone(), task_name: task.name.clone(), error: error.to_owned() };
     let input =
         serde_json::value::to_raw_value(&failure).map_err(|source| Error::Encode { what: "failure", source })?;
-    fire(client, meta.own_errors.iter().chain(&meta.scope_errors), &input).await?;
-    let mut slot = meta.report;
+    // Group entries first: they decide that no chord body runs, even if a callback fails below.
+    let mut callbacks: Vec<&Signature> = meta.errors_in_scope().collect();
+    let mut slot = meta.report.as_ref();
     while let Some(s) = slot {
-        let entry = encode(&Entry::Err(error.to_owned()))?;
-        client.backend().group_add(&s.group, s.index, &entry, ttl).await?;
-        fire(client, s.after.group_errors.iter().chain(&s.after.scope_errors), &input).await?;
-        slot = s.after.report;
+        client.backend().group_add(&s.group, s.index, &encode(&Entry::Err(error.to_owned()))?, WORKFLOW_TTL).await?;
+        callbacks.extend(&s.after.group_errors);
+        callbacks.extend(frame_errors(&s.after.frames));
+        slot = s.after.report.as_ref();
     }
-    Ok(())
-}
-
-async fn fire(client: &Client, callbacks: impl Iterator<Item = &Signature>, input: &RawValue) -> Result<()> {
+    if let Some(id) = meta.result_id.as_ref().filter(|id| **id != task.id) {
+        mark_failed(client, id, task, error).await?;
+    }
     for sig in callbacks {
-        launch(client, &Canvas::Task(sig.clone()), Scope { input: Some(input.to_owned()), ..Scope::default() }).await?;
+        launch(client, &Canvas::Task(sig.clone()), Scope { input: Some(input.clone()), ..Scope::default() }).await?;
     }
     Ok(())
 }
 
-/// Enqueues the first tasks of `canvas`; a task already enqueued (same id) is left alone.
+/// Records the workflow's result task as archived, unless it already finished.
+async fn mark_failed(client: &Client, result_id: &TaskId, failed: &TaskMessage, error: &str) -> Result<()> {
+    if client.get(result_id).await?.is_some_and(|r| r.state.is_terminal()) {
+        return Ok(());
+    }
+    let mut stand_in = TaskMessage::new(format!("workflow of {}", failed.name), failed.args.clone());
+    stand_in.id = result_id.clone();
+    stand_in.queue = failed.queue.clone();
+    let why = format!("workflow step `{}` ({}) failed: {error}", failed.name, failed.id);
+    client.backend().update(&stand_in, StateUpdate::archived(0, why, WORKFLOW_TTL)).await
+}
+
+/// Enqueues the first tasks of `canvas`. All are checked before any is published; a task
+/// launched before (a redelivered step relaunching its successor) is skipped, by a launch
+/// marker kept for [`WORKFLOW_TTL`] and by its task id.
 pub(crate) async fn launch(client: &Client, canvas: &Canvas, scope: Scope) -> Result<()> {
     let mut msgs = Vec::new();
     plan(canvas, scope, &mut msgs)?;
+    for m in &msgs {
+        client.check(m)?;
+    }
     for m in msgs {
+        let marker = format!("launched:{}", m.id);
+        if client.backend().incr(&marker, 1, Some(WORKFLOW_TTL)).await? > 1 {
+            continue;
+        }
         match client.enqueue_message(m).await {
             Ok(_) | Err(Error::DuplicateTask { .. }) => {}
-            Err(e) => return Err(e),
+            Err(e) => {
+                // Not launched after all: let a retry launch it.
+                let _ = client.backend().incr(&marker, -1, Some(WORKFLOW_TTL)).await;
+                return Err(e);
+            }
         }
     }
     Ok(())

@@ -57,13 +57,13 @@ impl WorkflowHandle {
                 let mut pause = Duration::from_millis(5);
                 loop {
                     let members = self.client.backend().group_members(id).await?;
-                    match collect(&members) {
+                    match collect(&members, *size) {
                         Err(error) => return Err(Error::TaskFailed { id: id.clone(), error }),
-                        Ok(array) if members.len() as u32 >= *size => {
+                        Ok(Some(array)) => {
                             return serde_json::from_str(array.get())
                                 .map_err(|source| Error::Decode { what: "group results", source });
                         }
-                        Ok(_) => {}
+                        Ok(None) => {}
                     }
                     let now = tokio::time::Instant::now();
                     if now >= deadline {

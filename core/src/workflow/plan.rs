@@ -1,33 +1,51 @@
 //! Turning a canvas into task messages, each carrying its own continuation.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{Canvas, Signature};
 use crate::error::{Error, Result};
-use crate::task::{TaskMessage, DEFAULT_QUEUE};
+use crate::task::{TaskId, TaskMessage, DEFAULT_QUEUE};
+
+/// How long workflow bookkeeping (group results, launch markers) is kept: long enough for any
+/// member to finish its retries.
+pub(crate) const WORKFLOW_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What travels in `TaskMessage::workflow`: what to do after this task.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Meta {
-    /// The previous result, for `TaskContext::previous_result`.
+    /// The previous result, for `TaskContext::previous_result` (steps with their own arguments).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) input: Option<Box<RawValue>>,
-    /// The rest of the chain, run with this task's result; it inherits `report` and `scope_errors`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) then: Option<Canvas>,
+    /// The enclosing chains, innermost last: their remaining steps and error callbacks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) frames: Vec<Frame>,
     /// This task's own on-success callbacks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) callbacks: Vec<Canvas>,
-    /// Where to report the result when nothing follows in this chain (a group member).
+    /// Where to report the result when no chain step follows (a group member).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) report: Option<Slot>,
-    /// Error callbacks of the enclosing chains, fired on any failure in scope.
+    /// Error callbacks in scope from outside the frames.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) scope_errors: Vec<Signature>,
+    pub(crate) base_errors: Vec<Signature>,
     /// This task's own error callbacks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) own_errors: Vec<Signature>,
+    /// The task whose record stands for the workflow's result (marked failed on a failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) result_id: Option<TaskId>,
+}
+
+/// One enclosing chain: the steps still to run, and its error callbacks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Frame {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) steps: Vec<Canvas>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) on_error: Vec<Signature>,
 }
 
 /// A member's place in a group.
@@ -45,15 +63,15 @@ pub(crate) struct After {
     /// The chord body, run with the array of results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) body: Option<Canvas>,
-    /// What follows the group (or the body) in the enclosing chain.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) then: Option<Canvas>,
+    /// The chains enclosing the group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) frames: Vec<Frame>,
     /// The enclosing group's slot, when this group is a member of another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) report: Option<Slot>,
-    /// Error callbacks of the enclosing chains.
+    /// Error callbacks in scope from outside the frames.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) scope_errors: Vec<Signature>,
+    pub(crate) base_errors: Vec<Signature>,
     /// The group's (or chord's) own error callbacks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) group_errors: Vec<Signature>,
@@ -63,9 +81,10 @@ pub(crate) struct After {
 #[derive(Default)]
 pub(crate) struct Scope {
     pub(crate) input: Option<Box<RawValue>>,
-    pub(crate) then: Option<Canvas>,
+    pub(crate) frames: Vec<Frame>,
     pub(crate) report: Option<Slot>,
-    pub(crate) scope_errors: Vec<Signature>,
+    pub(crate) base_errors: Vec<Signature>,
+    pub(crate) result_id: Option<TaskId>,
 }
 
 impl Meta {
@@ -79,6 +98,29 @@ impl Meta {
             }
         }
     }
+
+    /// Every error callback in scope of this task, innermost first.
+    pub(crate) fn errors_in_scope(&self) -> impl Iterator<Item = &Signature> {
+        self.own_errors.iter().chain(self.frames.iter().rev().flat_map(|f| &f.on_error)).chain(&self.base_errors)
+    }
+}
+
+/// The error callbacks of `frames`.
+pub(crate) fn frame_errors(frames: &[Frame]) -> impl Iterator<Item = &Signature> {
+    frames.iter().rev().flat_map(|f| &f.on_error)
+}
+
+/// Takes the next step out of the frames (dropping finished ones).
+pub(crate) fn next_step(mut frames: Vec<Frame>) -> Option<(Canvas, Vec<Frame>)> {
+    while let Some(top) = frames.last_mut() {
+        if top.steps.is_empty() {
+            frames.pop();
+            continue;
+        }
+        let next = top.steps.remove(0);
+        return Some((next, frames));
+    }
+    None
 }
 
 fn null() -> Box<RawValue> {
@@ -90,7 +132,11 @@ pub(crate) fn plan(canvas: &Canvas, scope: Scope, out: &mut Vec<TaskMessage>) ->
     match canvas {
         Canvas::Task(sig) => {
             let input = if sig.immutable { None } else { scope.input };
-            let args = sig.args.clone().or_else(|| input.clone()).unwrap_or_else(null);
+            let (args, input) = match &sig.args {
+                Some(a) => (a.clone(), input),
+                // Piped: the previous result is the arguments (not carried twice).
+                None => (input.unwrap_or_else(null), None),
+            };
             let mut m = TaskMessage::new(sig.name.clone(), args);
             m.id = sig.id.clone();
             m.queue = sig.queue.clone().unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
@@ -101,11 +147,12 @@ pub(crate) fn plan(canvas: &Canvas, scope: Scope, out: &mut Vec<TaskMessage>) ->
             m.retention = sig.retention;
             let meta = Meta {
                 input,
-                then: scope.then,
+                frames: scope.frames,
                 callbacks: sig.on_success.clone(),
                 report: scope.report,
-                scope_errors: scope.scope_errors,
+                base_errors: scope.base_errors,
                 own_errors: sig.on_error.clone(),
+                result_id: scope.result_id,
             };
             let raw =
                 serde_json::value::to_raw_value(&meta).map_err(|source| Error::Encode { what: "workflow", source })?;
@@ -115,27 +162,22 @@ pub(crate) fn plan(canvas: &Canvas, scope: Scope, out: &mut Vec<TaskMessage>) ->
         Canvas::Chain { steps, on_error } => {
             let (first, rest) =
                 steps.split_first().ok_or_else(|| Error::InvalidWorkflow("a chain has no steps".into()))?;
-            let mut errors = scope.scope_errors;
-            errors.extend(on_error.iter().cloned());
-            let mut rest: Vec<Canvas> = rest.to_vec();
-            let then = match (rest.is_empty(), scope.then) {
-                (true, then) => then,
-                (false, then) => {
-                    rest.extend(then);
-                    Some(Canvas::Chain { steps: rest, on_error: Vec::new() })
-                }
-            };
-            plan(first, Scope { input: scope.input, then, report: scope.report, scope_errors: errors }, out)?;
+            let mut frames = scope.frames;
+            frames.push(Frame { steps: rest.to_vec(), on_error: on_error.clone() });
+            plan(first, Scope { frames, ..scope }, out)?;
         }
         Canvas::Group { id, members, body, on_error } => {
             if members.is_empty() {
                 return Err(Error::InvalidWorkflow(format!("group `{id}` has no members")));
             }
+            // A member's failure fails the enclosing chains too.
+            let member_errors: Vec<Signature> =
+                scope.base_errors.iter().chain(frame_errors(&scope.frames)).cloned().collect();
             let after = Box::new(After {
                 body: body.as_deref().cloned(),
-                then: scope.then,
+                frames: scope.frames,
                 report: scope.report,
-                scope_errors: scope.scope_errors.clone(),
+                base_errors: scope.base_errors,
                 group_errors: on_error.clone(),
             });
             let size = members.len() as u32;
@@ -143,9 +185,10 @@ pub(crate) fn plan(canvas: &Canvas, scope: Scope, out: &mut Vec<TaskMessage>) ->
                 let slot = Slot { group: id.clone(), index: i as u32, size, after: after.clone() };
                 let member_scope = Scope {
                     input: scope.input.clone(),
-                    then: None,
+                    frames: Vec::new(),
                     report: Some(slot),
-                    scope_errors: scope.scope_errors.clone(),
+                    base_errors: member_errors.clone(),
+                    result_id: scope.result_id.clone(),
                 };
                 plan(member, member_scope, out)?;
             }
@@ -157,7 +200,7 @@ pub(crate) fn plan(canvas: &Canvas, scope: Scope, out: &mut Vec<TaskMessage>) ->
 /// Where a canvas's final result ends up.
 #[derive(Debug, Clone)]
 pub(crate) enum ResultRef {
-    Task(crate::task::TaskId),
+    Task(TaskId),
     Group { id: String, size: u32 },
 }
 
@@ -178,10 +221,20 @@ pub(crate) enum Entry {
     Err(String),
 }
 
-/// The JSON array `[r0, r1, …]` of a completed group's results, or the first error.
-pub(crate) fn collect(members: &[(u32, Box<RawValue>)]) -> std::result::Result<Box<RawValue>, String> {
+/// The JSON array `[r0, r1, …]` of a complete group's results in member order, `Ok(None)` while
+/// members are missing, or the first member error.
+pub(crate) fn collect(
+    members: &[(u32, Box<RawValue>)],
+    size: u32,
+) -> std::result::Result<Option<Box<RawValue>>, String> {
+    let mut sorted: Vec<&(u32, Box<RawValue>)> = members.iter().collect();
+    sorted.sort_by_key(|(i, _)| *i);
     let mut out = String::from("[");
-    for (n, (_, v)) in members.iter().enumerate() {
+    let mut complete = true;
+    for (n, (i, v)) in sorted.iter().enumerate() {
+        if *i != n as u32 {
+            complete = false;
+        }
         match serde_json::from_str::<Entry>(v.get()) {
             Ok(Entry::Ok(r)) => {
                 if n > 0 {
@@ -193,6 +246,9 @@ pub(crate) fn collect(members: &[(u32, Box<RawValue>)]) -> std::result::Result<B
             Err(e) => return Err(format!("unreadable group entry: {e}")),
         }
     }
+    if !complete || sorted.len() as u32 != size {
+        return Ok(None);
+    }
     out.push(']');
-    RawValue::from_string(out).map_err(|e| e.to_string())
+    RawValue::from_string(out).map(Some).map_err(|e| e.to_string())
 }

@@ -128,9 +128,12 @@ macro_rules! conformance_suite {
             workflows::composition,
             workflows::unknown_step_is_archived_and_fires_on_error,
             workflows::invalid_workflows_publish_nothing,
+            workflows::error_scopes,
+            workflows::nested_groups_and_no_retention,
             unique::duplicate_names_the_holder,
             unique::release_policies,
             unique::retention_of_results,
+            unique::lock_edges,
         );
     };
     (@tests $env:path; $($module:ident :: $test:ident),* $(,)?) => {

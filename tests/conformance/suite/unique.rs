@@ -70,3 +70,46 @@ pub async fn retention_of_results(env: Env) {
     assert!(client.get(kept.id()).await.unwrap().is_some(), "kept for the default retention");
     w.stop().await;
 }
+
+/// The lock is not released by a same-id duplicate, nor by a retry; batches honour it; with
+/// `OnExpiry` it goes when its TTL does.
+pub async fn lock_edges(env: Env) {
+    let q = env.q("unique-edges");
+    let client = env.client();
+    let ttl = Duration::from_secs(60);
+    let id = format!("{q}-fixed");
+    client.task(probe, Probe::new(&q)).queue(&q).task_id(id.as_str()).unique(ttl).await.unwrap();
+    let err = client.task(probe, Probe::new(&q)).queue(&q).task_id(id.as_str()).unique(ttl).await.unwrap_err();
+    assert!(matches!(err, Error::DuplicateTask { .. }), "{err}");
+    let err = client.task(probe, Probe::new(&q)).queue(&q).unique(ttl).await.unwrap_err();
+    assert!(matches!(&err, Error::DuplicateUnique { holder, .. } if *holder == id), "still held: {err}");
+    // Batches: the second copy of a unique task is refused.
+    let b = |n: &str| client.task(probe, Probe::new(format!("{q}-{n}"))).queue(&q).unique(ttl).build().unwrap();
+    let results = client.enqueue_messages(&[b("x"), b("x"), b("y")]).await;
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(matches!(results[1], Err(Error::DuplicateUnique { .. })), "{results:?}");
+    // A retry keeps the lock.
+    let w = Running::start(env.worker().queue(&q, 1));
+    let r = Probe { fail_times: 1, retry_after_ms: Some(800), ..Probe::new(format!("{q}-retry")) };
+    let h = client.task(probe, r.clone()).queue(&q).unique(ttl).await.unwrap();
+    super::eventually(WAIT, "first attempt failed", || async {
+        super::tasks::log(&format!("{q}-retry")).finished == 1
+    })
+    .await;
+    assert!(client.task(probe, r.clone()).queue(&q).unique(ttl).await.unwrap_err().is_duplicate());
+    h.get(WAIT).await.unwrap();
+    client.task(probe, r).queue(&q).unique(ttl).await.expect("released after success");
+    // OnExpiry: free again once the TTL has passed.
+    let e = || {
+        client
+            .task(probe, Probe::new(format!("{q}-exp")))
+            .queue(&q)
+            .unique(Duration::from_millis(500))
+            .unique_release(UniqueRelease::OnExpiry)
+    };
+    e().await.unwrap().get(WAIT).await.unwrap();
+    assert!(e().await.unwrap_err().is_duplicate());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    e().await.expect("free after the TTL");
+    w.stop().await;
+}

@@ -147,7 +147,8 @@ pub async fn chord_member_failure_fires_error_once(env: Env) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(recorded(&err).len(), 1, "fired {:?}", recorded(&err));
     assert!(recorded(&body).is_empty(), "the body must not fire");
-    assert!(h.get::<Value>(Duration::from_millis(200)).await.is_err());
+    let e = h.get::<Value>(WAIT).await.unwrap_err();
+    assert!(matches!(&e, Error::TaskFailed { error, .. } if error.contains("m1") || error.contains("m2")), "{e}");
     w.stop().await;
 }
 
@@ -212,4 +213,58 @@ pub async fn invalid_workflows_publish_nothing(env: Env) {
     let err = client.enqueue_workflow(chain([reused.clone(), reused])).await.err().unwrap();
     assert!(matches!(&err, Error::InvalidWorkflow(m) if m.contains("appears twice")), "{err}");
     assert_eq!(env.broker.stats(&q).await.unwrap().pending, 0);
+}
+
+/// Error callbacks stay in their scope: an inner chain's `on_error` fires only for its steps,
+/// a chord's covers its body, and a failed chain reports the failure to its handle.
+pub async fn error_scopes(env: Env) {
+    let q = env.q("scopes");
+    let s = on(&q);
+    let w = Running::start(env.worker().queue(&q, 1).concurrency(4));
+    let client = env.client();
+    let k = |n: &str| format!("{q}-{n}");
+    // The outer step fails: the inner chain's callback must not fire, the outer one must.
+    let flow = chain([
+        chain([s(add.with((1, 1))), s(double.piped())]).on_error(s(record.with(k("inner1")))),
+        s(fail.with("outer".into())).into(),
+    ])
+    .on_error(s(record.with(k("outer1"))));
+    let h = client.enqueue_workflow(flow).await.unwrap();
+    let err = h.get::<Value>(WAIT).await.unwrap_err();
+    assert!(matches!(&err, Error::TaskFailed { error, .. } if error.contains("outer")), "{err}");
+    eventually(WAIT, "outer callback", || async { recorded(&k("outer1")).len() == 1 }).await;
+    // An inner step fails: both callbacks fire, the step after the inner chain does not run.
+    let flow = chain([
+        chain([s(add.with((1, 1))), s(fail.with("inner".into()))]).on_error(s(record.with(k("inner2")))),
+        s(record.with(k("never"))).into(),
+    ])
+    .on_error(s(record.with(k("outer2"))));
+    client.enqueue_workflow(flow).await.unwrap();
+    eventually(WAIT, "both callbacks", || async {
+        recorded(&k("inner2")).len() == 1 && recorded(&k("outer2")).len() == 1
+    })
+    .await;
+    // A chord whose body fails fires the chord's callback.
+    let flow = chord([s(add.with((1, 0)))], s(fail.with("body".into()))).on_error(s(record.with(k("chord"))));
+    client.enqueue_workflow(flow).await.unwrap();
+    eventually(WAIT, "chord callback for its body", || async { recorded(&k("chord")).len() == 1 }).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(recorded(&k("inner1")).is_empty(), "the inner chain's callback fired for an outer step");
+    assert!(recorded(&k("never")).is_empty());
+    assert_eq!(recorded(&k("outer1")).len(), 1);
+    w.stop().await;
+}
+
+/// Groups inside groups, chords inside groups, and a worker that keeps no results.
+pub async fn nested_groups_and_no_retention(env: Env) {
+    let q = env.q("nested");
+    let s = on(&q);
+    let w = Running::start(env.worker().queue(&q, 1).concurrency(4).retention(Duration::ZERO));
+    let client = env.client();
+    let flow = group([group([s(add.with((1, 0))), s(add.with((2, 0)))]), s(add.with((3, 0))).into()]);
+    let got = client.enqueue_workflow(flow).await.unwrap().get::<Value>(WAIT).await.unwrap();
+    assert_eq!(got, json!([[1, 2], 3]));
+    let flow = group([chord([s(add.with((1, 0))), s(add.with((2, 0)))], s(sum.piped())), s(add.with((5, 0))).into()]);
+    assert_eq!(client.enqueue_workflow(flow).await.unwrap().get::<Vec<i64>>(WAIT).await.unwrap(), [3, 5]);
+    w.stop().await;
 }
