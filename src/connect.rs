@@ -29,6 +29,9 @@ pub async fn broker(url: &str) -> Result<Arc<dyn Broker>> {
     let kind = "broker";
     match scheme(url)?.as_str() {
         "memory" => Ok(Arc::new(crate::memory::MemoryBroker::from_url(url)?)),
+        #[cfg(feature = "redis")]
+        "redis" | "rediss" => Ok(Arc::new(crate::redis::RedisBroker::connect(url).await?)),
+        #[cfg(not(feature = "redis"))]
         s @ ("redis" | "rediss") => not_yet(kind, s, "redis"),
         s @ ("amqp" | "amqps") => not_yet(kind, s, "amqp"),
         s @ "sqs" => not_yet(kind, s, "sqs"),
@@ -42,6 +45,9 @@ pub async fn backend(url: &str) -> Result<Arc<dyn ResultBackend>> {
     let kind = "backend";
     match scheme(url)?.as_str() {
         "memory" => Ok(Arc::new(crate::memory::MemoryBackend::from_url(url)?)),
+        #[cfg(feature = "redis")]
+        "redis" | "rediss" => Ok(Arc::new(crate::redis::RedisBackend::connect(url).await?)),
+        #[cfg(not(feature = "redis"))]
         s @ ("redis" | "rediss") => not_yet(kind, s, "redis"),
         s => Err(Error::UnknownScheme { kind, scheme: s.to_owned(), known: BACKEND_SCHEMES }),
     }
@@ -66,6 +72,7 @@ fn env_or_memory(var: &str) -> Result<String> {
 }
 
 /// A scheme whose broker/backend ships in a later release, or whose feature is off.
+#[allow(dead_code)]
 fn not_yet<T>(kind: &'static str, scheme: &str, feature: &'static str) -> Result<T> {
     Err(Error::FeatureNotEnabled { kind, scheme: scheme.to_owned(), feature })
 }

@@ -36,8 +36,9 @@
 //!
 //! ## Features
 //! - `macros` (default): the `#[task]` attribute.
-//! - `redis`, `amqp`, `sqs`: the network brokers (and the Redis result backend) — coming in
-//!   the next releases; their URLs give [`Error::FeatureNotEnabled`] until then.
+//! - `redis`: the Redis broker and result backend (`redis://host:port/?prefix=app`).
+//! - `amqp`, `sqs`: the RabbitMQ and SQS brokers — coming in the next releases; their URLs give
+//!   [`Error::FeatureNotEnabled`] until then.
 //!
 //! The in-memory broker and backend are always available (`memory://`).
 //!
@@ -55,6 +56,13 @@ pub use conveyor_macros::task;
 pub mod memory {
     pub use conveyor_backend_memory::MemoryBackend;
     pub use conveyor_broker_memory::{MemoryBroker, DEFAULT_ARCHIVE_LIMIT};
+}
+
+/// The Redis broker and result backend (feature `redis`).
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use conveyor_backend_redis::RedisBackend;
+    pub use conveyor_broker_redis::{RedisBroker, RedisConfig};
 }
 
 mod connect;

@@ -10,4 +10,6 @@ mod suite;
 mod client;
 mod connect;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 mod signal;

@@ -1,1 +1,238 @@
-//! wip
+//! The Redis result backend of [Conveyor](https://crates.io/crates/conveyor).
+//!
+//! Task records are hashes with a TTL once the task finished; locks are `SET NX PX` keys
+//! released only by their holder; counters and group results are single keys. Every change is
+//! one command or one Lua script (`lua/*.lua`), so concurrent workers cannot interleave.
+//!
+//! URL: `redis://[user:pass@]host[:port][/db][?prefix=NAME]` (the same URL as the broker's).
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use conveyor_core::{
+    time, Error, LockResult, Result, ResultBackend, StateUpdate, TaskId, TaskMessage, TaskRecord, TaskState,
+};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+use serde_json::value::RawValue;
+
+macro_rules! script {
+    ($name:ident, $file:literal) => {
+        static $name: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!($file)));
+    };
+}
+
+script!(CREATE, "../lua/create.lua");
+script!(UPDATE, "../lua/update.lua");
+script!(TRY_LOCK, "../lua/try_lock.lua");
+script!(UNLOCK, "../lua/unlock.lua");
+script!(INCR, "../lua/incr.lua");
+script!(GROUP_ADD, "../lua/group_add.lua");
+
+/// The Redis result backend. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisBackend {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+fn err(e: redis::RedisError) -> Error {
+    Error::backend(e)
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().clamp(1, u128::from(u64::MAX / 4)) as u64
+}
+
+impl RedisBackend {
+    /// Connects to the server a `redis://` URL names; `?prefix=NAME` sets the key namespace
+    /// (default `conveyor`).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let mut parsed = conveyor_core::parse_url(url)?;
+        let mut prefix = "conveyor".to_owned();
+        let rest: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter_map(|(k, v)| {
+                if k == "prefix" {
+                    prefix = v.into_owned();
+                    None
+                } else if k == "archive_limit" {
+                    None // a broker setting, when both share one URL
+                } else {
+                    Some((k.into_owned(), v.into_owned()))
+                }
+            })
+            .collect();
+        if rest.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(rest);
+        }
+        let client = redis::Client::open(parsed.as_str())
+            .map_err(|e| Error::InvalidUrl { url: url.to_owned(), reason: e.to_string() })?;
+        let cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = client.get_connection_manager_with_config(cfg).await.map_err(err)?;
+        Ok(RedisBackend { conn, prefix })
+    }
+
+    fn record_key(&self, id: &TaskId) -> String {
+        format!("{}:task:{id}", self.prefix)
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+}
+
+fn parse_record(id: &TaskId, mut h: HashMap<String, String>) -> Result<TaskRecord> {
+    let bad = |what: &str| Error::backend(format!("task record `{id}` has a bad `{what}` field"));
+    let state: TaskState = serde_json::from_value(serde_json::Value::String(h.remove("state").unwrap_or_default()))
+        .map_err(|_| bad("state"))?;
+    let num = |h: &HashMap<String, String>, k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let result = match h.remove("result") {
+        Some(r) => Some(RawValue::from_string(r).map_err(|_| bad("result"))?),
+        None => None,
+    };
+    let record = serde_json::json!({
+        "id": id,
+        "name": h.get("name").cloned().unwrap_or_default(),
+        "queue": h.get("queue").cloned().unwrap_or_default(),
+        "state": state,
+        "retried": num(&h, "retried"),
+        "max_retry": num(&h, "max_retry"),
+        "error": h.get("error"),
+        "created_at": num(&h, "created_at"),
+        "updated_at": num(&h, "updated_at"),
+    });
+    let mut rec: TaskRecord = serde_json::from_value(record).map_err(|_| bad("record"))?;
+    rec.result = result;
+    Ok(rec)
+}
+
+#[async_trait]
+impl ResultBackend for RedisBackend {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn create(&self, r: &TaskRecord) -> Result<()> {
+        let created: i64 = CREATE
+            .key(self.record_key(&r.id))
+            .arg(&r.name)
+            .arg(&r.queue)
+            .arg(r.state.as_str())
+            .arg(r.retried)
+            .arg(r.max_retry)
+            .arg(time::to_millis(r.created_at))
+            .arg(time::to_millis(r.updated_at))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        if created == 0 {
+            return Err(Error::DuplicateTask { id: r.id.to_string() });
+        }
+        Ok(())
+    }
+
+    async fn update(&self, task: &TaskMessage, u: StateUpdate) -> Result<()> {
+        let retain = match (u.state.is_terminal(), u.retain) {
+            (true, Some(d)) if d.is_zero() => "0".to_owned(),
+            (true, Some(d)) => ms(d).to_string(),
+            _ => String::new(),
+        };
+        UPDATE
+            .key(self.record_key(&task.id))
+            .arg(&task.name)
+            .arg(&task.queue)
+            .arg(task.max_retry)
+            .arg(time::to_millis(task.created_at))
+            .arg(u.state.as_str())
+            .arg(u.retried)
+            .arg(time::to_millis(SystemTime::now()))
+            .arg(u.error.as_deref().unwrap_or(""))
+            .arg(u.result.as_ref().map_or("", |r| r.get()))
+            .arg(retain)
+            .invoke_async::<i64>(&mut self.conn())
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>> {
+        let h: HashMap<String, String> =
+            redis::cmd("HGETALL").arg(self.record_key(id)).query_async(&mut self.conn()).await.map_err(err)?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        parse_record(id, h).map(Some)
+    }
+
+    async fn delete(&self, id: &TaskId) -> Result<bool> {
+        let n: i64 = redis::cmd("DEL").arg(self.record_key(id)).query_async(&mut self.conn()).await.map_err(err)?;
+        Ok(n > 0)
+    }
+
+    async fn try_lock(&self, key: &str, holder: &str, ttl: Duration) -> Result<LockResult> {
+        let r: (i64, Option<String>) = TRY_LOCK
+            .key(format!("{}:lock:{key}", self.prefix))
+            .arg(holder)
+            .arg(ms(ttl))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        Ok(match r {
+            (1, _) => LockResult::Acquired,
+            (_, h) => LockResult::Held { holder: h.unwrap_or_default() },
+        })
+    }
+
+    async fn unlock(&self, key: &str, holder: &str) -> Result<bool> {
+        let n: i64 = UNLOCK
+            .key(format!("{}:lock:{key}", self.prefix))
+            .arg(holder)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        Ok(n == 1)
+    }
+
+    async fn incr(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
+        INCR.key(format!("{}:ctr:{key}", self.prefix))
+            .arg(delta)
+            .arg(ttl.map(|t| ms(t).to_string()).unwrap_or_default())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(err)
+    }
+
+    async fn group_add(&self, group: &str, index: u32, value: &RawValue, ttl: Duration) -> Result<u32> {
+        GROUP_ADD
+            .key(format!("{}:group:{group}", self.prefix))
+            .arg(index)
+            .arg(value.get())
+            .arg(ms(ttl))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(err)
+    }
+
+    async fn group_members(&self, group: &str) -> Result<Vec<(u32, Box<RawValue>)>> {
+        let h: HashMap<u32, String> = redis::cmd("HGETALL")
+            .arg(format!("{}:group:{group}", self.prefix))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        let mut out = Vec::with_capacity(h.len());
+        for (i, v) in h {
+            out.push((i, RawValue::from_string(v).map_err(|e| Error::backend(format!("bad group entry: {e}")))?));
+        }
+        out.sort_by_key(|(i, _)| *i);
+        Ok(out)
+    }
+}

@@ -11,6 +11,7 @@ if delay > 0 then
   redis.call('ZADD', KEYS[2], now_ms() + delay, ARGV[1])
 else
   redis.call('ZADD', KEYS[1], pending_score(prio, redis.call('INCR', KEYS[3])), ARGV[1])
-  signal(KEYS[4])
 end
+-- Wakes a waiting receiver: to take the task, or to time its wait to the new due time.
+signal(KEYS[4])
 return 1

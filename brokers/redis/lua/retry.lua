@@ -13,6 +13,7 @@ if delay > 0 then
   redis.call('ZADD', KEYS[2], now_ms() + delay, ARGV[1])
 else
   redis.call('ZADD', KEYS[3], pending_score(prio, redis.call('INCR', KEYS[4])), ARGV[1])
-  signal(KEYS[5])
 end
+-- Wakes a waiting receiver: to take the task, or to time its wait to the new due time.
+signal(KEYS[5])
 return 1

@@ -60,6 +60,9 @@ fn err(e: redis::RedisError) -> Error {
     Error::broker(e)
 }
 
+/// The longest a receiver blocks before looking again.
+const MAX_BLOCK: Duration = Duration::from_secs(1);
+
 fn ms(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX / 4)) as u64
 }
@@ -280,7 +283,9 @@ impl Broker for RedisBroker {
             if !out.is_empty() || req.stop.is_cancelled() || now >= deadline {
                 return Ok(out);
             }
-            let mut wait = deadline - now;
+            // Woken by a publish signal, or when something falls due; at the latest after
+            // MAX_BLOCK, in case another receiver took the signal meant to re-time this wait.
+            let mut wait = (deadline - now).min(MAX_BLOCK);
             if let Some(w) = wake {
                 wait = wait.min(Duration::from_millis(w.max(1)));
             }
