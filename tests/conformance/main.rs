@@ -12,4 +12,6 @@ mod connect;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_faults;
 mod signal;
