@@ -11,7 +11,8 @@
 //!
 //! Prints one JSON line:
 //! `{"broker":…,"tasks":…,"concurrency":…,"enqueue_per_s":…,"process_per_s":…,"p50_ms":…,"p99_ms":…}`.
-//! `--retention SECS` sets how long results are kept (default: Conveyor's default, 24 h).
+//! `--retention SECS` sets how long results are kept (default: Conveyor's default, 24 h);
+//! `--prefetch N` the worker's prefetch (default: a quarter of the concurrency).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -45,6 +46,7 @@ struct Args {
     latency_tasks: u64,
     rate: f64,
     retention: Option<Duration>,
+    prefetch: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -57,6 +59,7 @@ fn parse_args() -> Result<Args, String> {
         latency_tasks: 300,
         rate: 100.0,
         retention: None,
+        prefetch: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -69,8 +72,9 @@ fn parse_args() -> Result<Args, String> {
             "--latency-tasks" => a.latency_tasks = val()?.parse().map_err(|e| format!("--latency-tasks: {e}"))?,
             "--rate" => a.rate = val()?.parse().map_err(|e| format!("--rate: {e}"))?,
             "--retention" => a.retention = Some(Duration::from_secs(val()?.parse().map_err(|e| format!("--retention: {e}"))?)),
+            "--prefetch" => a.prefetch = Some(val()?.parse().map_err(|e| format!("--prefetch: {e}"))?),
             "--bulk" => a.bulk = true,
-            "-h" | "--help" => return Err("usage: bench [--broker URL] [--backend URL] [--tasks N] [--concurrency C] [--bulk] [--latency-tasks M] [--rate R] [--retention SECS]".into()),
+            "-h" | "--help" => return Err("usage: bench [--broker URL] [--backend URL] [--tasks N] [--concurrency C] [--bulk] [--latency-tasks M] [--rate R] [--retention SECS] [--prefetch N]".into()),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -133,6 +137,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .batch(args.concurrency.min(256));
     if let Some(r) = args.retention {
         worker = worker.retention(r);
+    }
+    if let Some(p) = args.prefetch {
+        worker = worker.prefetch(p);
     }
     let stop = conveyor::CancellationToken::new();
     let start = Instant::now();

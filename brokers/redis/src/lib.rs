@@ -15,6 +15,7 @@
 //!
 //! URL: `redis://[user:pass@]host[:port][/db][?prefix=NAME&archive_limit=N]`.
 
+mod acker;
 mod config;
 mod keys;
 mod scripts;
@@ -47,6 +48,7 @@ struct Inner {
     /// Connections for blocking waits, one per waiting receiver.
     idle_blocking: Mutex<Vec<MultiplexedConnection>>,
     keys: Mutex<HashMap<String, Arc<QueueKeys>>>,
+    acks: tokio::sync::mpsc::UnboundedSender<acker::AckRequest>,
 }
 
 /// What a Redis receipt holds.
@@ -83,9 +85,9 @@ impl RedisBroker {
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_secs(2));
         let conn = client.get_connection_manager_with_config(mcfg).await.map_err(err)?;
-        Ok(RedisBroker {
-            inner: Arc::new(Inner { cfg, client, conn, idle_blocking: Mutex::default(), keys: Mutex::default() }),
-        })
+        let acks = acker::start(conn.clone());
+        let inner = Inner { cfg, client, conn, idle_blocking: Mutex::default(), keys: Mutex::default(), acks };
+        Ok(RedisBroker { inner: Arc::new(inner) })
     }
 
     /// The settings in use.
@@ -295,17 +297,13 @@ impl Broker for RedisBroker {
 
     async fn ack(&self, d: &Delivery) -> Result<()> {
         let r = self.receipt(d)?;
-        let k = self.keys(&r.queue);
-        self.settle(
-            scripts::ACK
-                .key(&k.active)
-                .key(k.task(&r.id))
-                .arg(&r.id)
-                .arg(&r.token)
-                .invoke_async(&mut self.conn())
-                .await,
-        )
-        .await
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let req = acker::AckRequest { keys: self.keys(&r.queue), id: r.id.clone(), token: r.token.clone(), done };
+        self.inner.acks.send(req).map_err(|_| Error::broker("the ack flusher has stopped"))?;
+        match answer.await.map_err(|_| Error::broker("the ack flusher has stopped"))?? {
+            true => Ok(()),
+            false => Err(Error::LeaseLost),
+        }
     }
 
     async fn retry(&self, d: &Delivery, task: &TaskMessage, delay: Duration) -> Result<()> {

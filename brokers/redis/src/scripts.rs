@@ -12,7 +12,7 @@ macro_rules! script {
 
 script!(PUBLISH, "../lua/publish.lua");
 script!(CLAIM, "../lua/claim.lua");
-script!(ACK, "../lua/ack.lua");
+script!(ACK_MANY, "../lua/ack_many.lua");
 script!(RETRY, "../lua/retry.lua");
 script!(ARCHIVE, "../lua/archive.lua");
 script!(RELEASE, "../lua/release.lua");

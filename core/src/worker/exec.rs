@@ -14,10 +14,25 @@ use crate::handler::{ErrorKind, Request, TaskError, TaskResult};
 use crate::task::{TaskMessage, TaskState, UniqueRelease};
 use crate::workflow;
 
-pub(crate) async fn process(ctx: &Ctx, d: Delivery) {
+/// Waits for a handler slot, then runs the delivery; a delivery still waiting when the worker
+/// stops is handed back at once.
+pub(crate) async fn run_when_free(ctx: &Ctx, running: &tokio::sync::Semaphore, d: Delivery) {
     let s = &*ctx.shared;
-    // The lease is renewed until the delivery is settled (acked, retried, archived, released).
+    // The lease is renewed from now until the delivery is settled (acked, retried, archived,
+    // released), also while it waits for a handler slot.
     let _lease = Leased::new(&s.inflight, d.receipt.clone());
+    let _slot = tokio::select! {
+        biased;
+        p = running.acquire() => match p { Ok(p) => p, Err(_) => return },
+        _ = ctx.stop.cancelled() => {
+            return settle(|| s.broker.release(&d), "hand back of a prefetched task").await;
+        }
+    };
+    process(ctx, d).await;
+}
+
+async fn process(ctx: &Ctx, d: Delivery) {
+    let s = &*ctx.shared;
     let task = match &d.payload {
         Payload::Task(t) => with_lost_leases(t, d.lost_leases),
         Payload::Undecodable { error, .. } => {

@@ -50,6 +50,9 @@ pub enum UnknownTask {
 pub struct WorkerConfig {
     /// Most handlers running at once.
     pub concurrency: usize,
+    /// Tasks received ahead of free handler slots, so that the next handler need not wait for
+    /// a broker round trip (leased like running ones; handed back at shutdown).
+    pub prefetch: usize,
     /// Queues and their weights.
     pub queues: Vec<(String, u32)>,
     /// Weighted or strict queue priority.
@@ -72,6 +75,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             concurrency: 10,
+            prefetch: 2,
             queues: Vec::new(),
             priority: QueuePriority::Weighted,
             lease: Duration::from_secs(30),
@@ -113,9 +117,19 @@ impl WorkerBuilder {
         self
     }
 
-    /// Most handlers running at once (default 10).
+    /// Most handlers running at once (default 10). Also sets the prefetch to a quarter of it
+    /// (at least 1), unless [`prefetch`](Self::prefetch) is called after.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.config.concurrency = n;
+        self.config.prefetch = (n / 4).max(1);
+        self
+    }
+
+    /// Tasks received ahead of free handler slots (default: a quarter of the concurrency, at
+    /// least 1; 0 receives only for free slots). Hides the broker round trip when tasks are
+    /// short; keep it small when tasks are long, so that other workers get them instead.
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.config.prefetch = n;
         self
     }
 

@@ -44,14 +44,16 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, hard: Canc
     let c = &shared.config;
     tracing::info!(broker = shared.broker.kind(), backend = shared.backend.kind(), concurrency = c.concurrency,
         queues = ?c.queues, "worker started");
-    let slots = Arc::new(Semaphore::new(c.concurrency));
+    // Deliveries this worker owns (running or prefetched), and handlers running.
+    let slots = Arc::new(Semaphore::new(c.concurrency + c.prefetch));
+    let running = Arc::new(Semaphore::new(c.concurrency));
     // Runs until every handler has settled its task (aborted at the very end).
     let heartbeat = tokio::spawn(heartbeat(shared.clone()));
     let ctx = Arc::new(Ctx { shared: shared.clone(), shutdown: Shutdown::new(stop.clone()), stop, hard });
-    fetch_loop(&ctx, &slots).await;
+    fetch_loop(&ctx, &slots, &running).await;
 
     // Graceful shutdown: wait for running handlers, then interrupt the rest.
-    let all = c.concurrency as u32;
+    let all = (c.concurrency + c.prefetch) as u32;
     let drained = tokio::select! {
         r = tokio::time::timeout(c.shutdown_timeout, slots.acquire_many(all)) => r.is_ok(),
         _ = ctx.hard.cancelled() => false,
@@ -69,7 +71,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, hard: Canc
     Ok(())
 }
 
-async fn fetch_loop(ctx: &Arc<Ctx>, slots: &Arc<Semaphore>) {
+async fn fetch_loop(ctx: &Arc<Ctx>, slots: &Arc<Semaphore>, running: &Arc<Semaphore>) {
     let shared = &ctx.shared;
     let c = &shared.config;
     let mut backoff = Duration::from_millis(50);
@@ -107,9 +109,9 @@ async fn fetch_loop(ctx: &Arc<Ctx>, slots: &Arc<Semaphore>) {
                         let _ = shared.broker.release(&d).await;
                         continue;
                     };
-                    let ctx = ctx.clone();
+                    let (ctx, running) = (ctx.clone(), running.clone());
                     tokio::spawn(async move {
-                        super::exec::process(&ctx, d).await;
+                        super::exec::run_when_free(&ctx, &running, d).await;
                         drop(permit);
                     });
                 }

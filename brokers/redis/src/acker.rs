@@ -1,0 +1,67 @@
+//! Acks by group commit: acks that arrive while one batch is on its way go together in the next
+//! (one script call per queue), which spares Redis a script run per task under load and adds no
+//! wait when idle.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use conveyor_core::{Error, Result};
+use redis::aio::ConnectionManager;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::keys::QueueKeys;
+use crate::scripts;
+
+/// Most acks in one script call.
+const MAX_BATCH: usize = 512;
+
+pub(crate) struct AckRequest {
+    pub(crate) keys: Arc<QueueKeys>,
+    pub(crate) id: String,
+    pub(crate) token: String,
+    pub(crate) done: oneshot::Sender<Result<bool>>,
+}
+
+/// Starts the flusher; it ends when the returned sender (and its clones) are dropped.
+pub(crate) fn start(conn: ConnectionManager) -> mpsc::UnboundedSender<AckRequest> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(flush_loop(conn, rx));
+    tx
+}
+
+async fn flush_loop(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver<AckRequest>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let mut by_queue: HashMap<String, Vec<AckRequest>> = HashMap::new();
+        for r in batch {
+            by_queue.entry(r.keys.active.clone()).or_default().push(r);
+        }
+        for (_, reqs) in by_queue {
+            let keys = reqs[0].keys.clone();
+            let mut inv = scripts::ACK_MANY.key(&keys.active);
+            inv.arg(&keys.task_prefix);
+            for r in &reqs {
+                inv.arg(&r.id).arg(&r.token);
+            }
+            match inv.invoke_async::<Vec<i64>>(&mut conn).await {
+                Ok(acked) => {
+                    for (r, a) in reqs.into_iter().zip(acked) {
+                        let _ = r.done.send(Ok(a == 1));
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for r in reqs {
+                        let _ = r.done.send(Err(Error::broker(msg.clone())));
+                    }
+                }
+            }
+        }
+    }
+}
