@@ -1,13 +1,13 @@
--- KEYS: active, archived, task
+-- KEYS: active, archived, task, leases
 -- ARGV: id, token, reason, max_archived, task key prefix
 -- Moves the task to the archive with its reason, if the caller still holds its lease; keeps
 -- at most max_archived tasks (the oldest are deleted).
-if redis.call('HGET', KEYS[3], 'token') ~= ARGV[2] then
+if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then
   return 0
 end
 local now = now_ms()
 redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[3], 'token')
+redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('HSET', KEYS[3], 'reason', ARGV[3], 'archived_at', now)
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])

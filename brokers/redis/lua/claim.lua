@@ -1,47 +1,70 @@
--- KEYS: pending, delayed, active, signal, paused, seq, tokens
+-- KEYS: pending, delayed, active, signal, paused, seq, tokens (counter), leases (hash id -> token)
 -- ARGV: max, lease_ms, task key prefix
 -- One step: moves due delayed tasks to pending, returns tasks whose lease expired to pending
--- (counting the lost lease), then leases up to `max` pending tasks to the caller.
--- Returns { {id, payload, lost, token}..., next_delayed_ms, next_lease_ms }.
+-- (counting the lost lease), then leases up to `max` pending tasks to the caller. Work per task
+-- is one HMGET; everything else is one call per batch.
+-- Returns { {id, payload, lost, token}..., next_delayed_ms, next_lease_ms, now_ms }.
 local now = now_ms()
 local prefix = ARGV[3]
 local function prio_of(id)
   local ok, p = pcall(redis.call, 'HGET', prefix .. id, 'prio')
   return (ok and tonumber(p)) or 0
 end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)) do
-  redis.call('ZREM', KEYS[2], id)
-  redis.call('ZADD', KEYS[1], pending_score(prio_of(id), redis.call('INCR', KEYS[6])), id)
+-- Re-queues `ids` at the back of their priority band.
+local function requeue(ids)
+  local args = {}
+  for _, id in ipairs(ids) do
+    args[#args + 1] = pending_score(prio_of(id), redis.call('INCR', KEYS[6]))
+    args[#args + 1] = id
+  end
+  redis.call('ZADD', KEYS[1], unpack(args))
 end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)) do
-  redis.call('ZREM', KEYS[3], id)
-  pcall(redis.call, 'HINCRBY', prefix .. id, 'lost', 1)
-  pcall(redis.call, 'HDEL', prefix .. id, 'token')
-  redis.call('ZADD', KEYS[1], pending_score(prio_of(id), redis.call('INCR', KEYS[6])), id)
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 500)
+if #due > 0 then
+  redis.call('ZREM', KEYS[2], unpack(due))
+  requeue(due)
+end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 500)
+if #expired > 0 then
+  redis.call('ZREM', KEYS[3], unpack(expired))
+  redis.call('HDEL', KEYS[8], unpack(expired))
+  for _, id in ipairs(expired) do
+    pcall(redis.call, 'HINCRBY', prefix .. id, 'lost', 1)
+  end
+  requeue(expired)
 end
 local out = {}
 if redis.call('EXISTS', KEYS[5]) == 0 then
-  local lease = tonumber(ARGV[2])
-  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)) do
-    redis.call('ZREM', KEYS[1], id)
-    local key = prefix .. id
-    local ok, f = pcall(redis.call, 'HMGET', key, 'msg', 'lost')
-    if not ok then
-      -- Not a hash (garbage written by something else): keep its bytes as the payload so the
-      -- worker archives it with the reason, and make it a task hash again.
-      local okv, raw = pcall(redis.call, 'GET', key)
-      if not okv or not raw then raw = '' end
-      redis.call('DEL', key)
-      redis.call('HSET', key, 'msg', raw, 'prio', 0, 'lost', 0)
-      f = { raw, '0' }
+  local popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[1]))
+  if #popped > 0 then
+    local base = redis.call('INCR', KEYS[7])
+    local until_ms = now + tonumber(ARGV[2])
+    local leases, tokens = {}, {}
+    for i = 1, #popped, 2 do
+      local id = popped[i]
+      local key = prefix .. id
+      local ok, f = pcall(redis.call, 'HMGET', key, 'msg', 'lost')
+      if not ok then
+        -- Not a hash (garbage written by something else): keep its bytes as the payload so the
+        -- worker archives it with the reason, and make it a task hash again.
+        local okv, raw = pcall(redis.call, 'GET', key)
+        if not okv or not raw then raw = '' end
+        redis.call('DEL', key)
+        redis.call('HSET', key, 'msg', raw, 'prio', 0, 'lost', 0)
+        f = { raw, '0' }
+      end
+      local token = base .. ':' .. i
+      leases[#leases + 1] = until_ms
+      leases[#leases + 1] = id
+      tokens[#tokens + 1] = id
+      tokens[#tokens + 1] = token
+      out[#out + 1] = { id, f[1] or '', f[2] or '0', token }
     end
-    local token = tostring(redis.call('INCR', KEYS[7]))
-    redis.call('HSET', key, 'token', token)
-    redis.call('ZADD', KEYS[3], now + lease, id)
-    out[#out + 1] = { id, f[1] or '', f[2] or '0', token }
-  end
-  if redis.call('ZCARD', KEYS[1]) > 0 then
-    signal(KEYS[4])
+    redis.call('ZADD', KEYS[3], unpack(leases))
+    redis.call('HSET', KEYS[8], unpack(tokens))
+    if redis.call('ZCARD', KEYS[1]) > 0 then
+      signal(KEYS[4])
+    end
   end
 end
 local nd = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')

@@ -45,7 +45,7 @@ async fn flush_loop(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver
         for (_, reqs) in by_queue {
             let keys = reqs[0].keys.clone();
             let mut inv = scripts::ACK_MANY.key(&keys.active);
-            inv.arg(&keys.task_prefix);
+            inv.key(&keys.leases).arg(&keys.task_prefix);
             for r in &reqs {
                 inv.arg(&r.id).arg(&r.token);
             }

@@ -12,10 +12,12 @@ pub struct RedisConfig {
     pub prefix: String,
     /// Archived tasks kept per queue (default 10,000); the oldest are deleted beyond it.
     pub archive_limit: usize,
+    /// Multiplexed connections used in turn (default 4), besides one per blocked receiver.
+    pub connections: usize,
 }
 
 impl RedisConfig {
-    /// Parses `redis://[user:pass@]host[:port][/db][?prefix=NAME&archive_limit=N]` (`rediss://`
+    /// Parses `redis://[user:pass@]host[:port][/db][?prefix=NAME&archive_limit=N&connections=N]` (`rediss://`
     /// for TLS when the redis crate is built with TLS).
     pub fn from_url(url: &str) -> Result<Self> {
         let bad = |reason: String| Error::InvalidUrl { url: url.to_owned(), reason };
@@ -23,7 +25,8 @@ impl RedisConfig {
         if !matches!(parsed.scheme(), "redis" | "rediss") {
             return Err(bad(format!("expected redis:// or rediss://, got {}://", parsed.scheme())));
         }
-        let mut cfg = RedisConfig { url: String::new(), prefix: "conveyor".into(), archive_limit: 10_000 };
+        let mut cfg =
+            RedisConfig { url: String::new(), prefix: "conveyor".into(), archive_limit: 10_000, connections: 4 };
         let mut rest = Vec::new();
         for (k, v) in parsed.query_pairs() {
             match &*k {
@@ -35,6 +38,13 @@ impl RedisConfig {
                 }
                 "archive_limit" => {
                     cfg.archive_limit = v.parse().map_err(|_| bad(format!("archive_limit `{v}` is not a number")))?;
+                }
+                "connections" => {
+                    cfg.connections = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=64).contains(n))
+                        .ok_or_else(|| bad(format!("connections `{v}` must be 1 to 64")))?;
                 }
                 _ => rest.push((k.into_owned(), v.into_owned())),
             }

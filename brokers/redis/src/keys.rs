@@ -9,6 +9,8 @@ pub(crate) struct QueueKeys {
     pub(crate) seq: String,
     pub(crate) front: String,
     pub(crate) tokens: String,
+    /// Hash: task id -> token of its current delivery.
+    pub(crate) leases: String,
     pub(crate) signal: String,
     pub(crate) paused: String,
     /// Prefix of the per-task hashes: `task_prefix + id`.
@@ -26,6 +28,7 @@ impl QueueKeys {
             seq: format!("{base}:seq"),
             front: format!("{base}:front"),
             tokens: format!("{base}:tokens"),
+            leases: format!("{base}:leases"),
             signal: format!("{base}:signal"),
             paused: format!("{base}:paused"),
             task_prefix: format!("{base}:t:"),

@@ -44,7 +44,10 @@ pub struct RedisBroker {
 struct Inner {
     cfg: RedisConfig,
     client: redis::Client,
-    conn: ConnectionManager,
+    /// A few multiplexed connections, used in turn: one connection's driver task would
+    /// otherwise carry every request of the process.
+    conns: Vec<ConnectionManager>,
+    next: std::sync::atomic::AtomicUsize,
     /// Connections for blocking waits, one per waiting receiver.
     idle_blocking: Mutex<Vec<MultiplexedConnection>>,
     keys: Mutex<HashMap<String, Arc<QueueKeys>>>,
@@ -84,9 +87,14 @@ impl RedisBroker {
             .set_response_timeout(Some(Duration::from_secs(10)))
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_secs(2));
-        let conn = client.get_connection_manager_with_config(mcfg).await.map_err(err)?;
+        let mut conns = Vec::with_capacity(cfg.connections);
+        for _ in 0..cfg.connections.max(1) {
+            conns.push(client.get_connection_manager_with_config(mcfg.clone()).await.map_err(err)?);
+        }
+        let conn = conns[0].clone();
         let acks = acker::start(conn.clone());
-        let inner = Inner { cfg, client, conn, idle_blocking: Mutex::default(), keys: Mutex::default(), acks };
+        let next = Default::default();
+        let inner = Inner { cfg, client, conns, next, idle_blocking: Mutex::default(), keys: Mutex::default(), acks };
         Ok(RedisBroker { inner: Arc::new(inner) })
     }
 
@@ -101,7 +109,8 @@ impl RedisBroker {
     }
 
     fn conn(&self) -> ConnectionManager {
-        self.inner.conn.clone()
+        let i = self.inner.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.conns[i % self.inner.conns.len()].clone()
     }
 
     fn receipt<'a>(&self, d: &'a Delivery) -> Result<&'a RedisReceipt> {
@@ -138,6 +147,7 @@ impl RedisBroker {
             .key(&k.paused)
             .key(&k.seq)
             .key(&k.tokens)
+            .key(&k.leases)
             .arg(max)
             .arg(ms(lease))
             .arg(&k.task_prefix)
@@ -316,6 +326,7 @@ impl Broker for RedisBroker {
             .key(&k.seq)
             .key(&k.signal)
             .key(k.task(&r.id))
+            .key(&k.leases)
             .arg(&r.id)
             .arg(&r.token)
             .arg(task.encode()?)
@@ -333,6 +344,7 @@ impl Broker for RedisBroker {
             .key(&k.active)
             .key(&k.archived)
             .key(k.task(&r.id))
+            .key(&k.leases)
             .arg(&r.id)
             .arg(&r.token)
             .arg(reason)
@@ -352,6 +364,7 @@ impl Broker for RedisBroker {
             .key(&k.signal)
             .key(k.task(&r.id))
             .key(&k.front)
+            .key(&k.leases)
             .arg(&r.id)
             .arg(&r.token)
             .invoke_async(&mut self.conn())
@@ -368,7 +381,7 @@ impl Broker for RedisBroker {
         for (queue, rs) in by_queue {
             let k = self.keys(queue);
             let mut inv = scripts::EXTEND.key(&k.active);
-            inv.arg(ms(lease)).arg(&k.task_prefix);
+            inv.key(&k.leases).arg(ms(lease));
             for r in rs {
                 inv.arg(&r.id).arg(&r.token);
             }
