@@ -69,7 +69,7 @@ async fn bad_settings_are_typed_errors() {
         (Worker::builder(broker.clone(), backend.clone()), "worker has no queues"),
         (Worker::builder(broker.clone(), backend.clone()).queue("q", 0), "queue `q` needs a name and a weight"),
         (Worker::builder(broker.clone(), backend.clone()).queue("q", 1).lease(Duration::from_millis(10)), "too short"),
-        (Worker::builder(broker.clone(), backend.clone()).queue("q", 1).batch(0), "batch must be at least 1"),
+        (Worker::builder(broker.clone(), backend.clone()).queue("q", 1).batch(0), "batch must be 1 to 1000"),
     ];
     for (builder, expected) in cases {
         let err = builder.build().err().expect("must be refused");

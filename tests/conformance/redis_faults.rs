@@ -198,3 +198,37 @@ async fn garbage_where_a_task_should_be_is_archived() {
     assert_eq!(ran.load(Ordering::SeqCst), 1);
     w.stop().await;
 }
+
+/// A queue structure key holding the wrong type makes claims fail with a clear error, before
+/// any write: no task is lost, and consuming resumes once the key is repaired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_type_structure_key_loses_nothing() {
+    let url = url_with_prefix(&crate::redis::url());
+    let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
+    let broker = conveyor::broker(&url).await.unwrap();
+    let backend = Arc::new(MemoryBackend::new());
+    let client = Client::new(broker.clone(), backend.clone());
+    let leases = format!("{prefix}:{{{prefix}:broken}}:leases");
+    let mut conn = redis::Client::open(crate::redis::url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("SET").arg(&leases).arg("oops").query_async::<()>(&mut conn).await.unwrap();
+    let rec = client.enqueue_message(message("fault:count", "broken")).await.unwrap();
+    let stop = conveyor::CancellationToken::new();
+    let req = conveyor::ReceiveRequest {
+        queues: &["broken"],
+        max: 10,
+        wait: Duration::from_millis(100),
+        lease: Duration::from_secs(30),
+        stop: &stop,
+    };
+    let err = broker.receive(&req).await.unwrap_err();
+    assert!(err.to_string().contains("holds a string, expected a hash"), "{err}");
+    assert_eq!(broker.stats("broken").await.unwrap().pending, 1, "nothing removed by the failed claim");
+    redis::cmd("DEL").arg(&leases).query_async::<()>(&mut conn).await.unwrap();
+    let w = Running::start(
+        Worker::builder(broker.clone(), backend.clone())
+            .register_handler("fault:count", |_req: Request| async { ok() })
+            .queue("broken", 1),
+    );
+    assert_eq!(client.wait(&rec.id, Duration::from_secs(10)).await.unwrap().state, TaskState::Completed);
+    w.stop().await;
+}

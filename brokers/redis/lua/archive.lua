@@ -10,7 +10,8 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('HSET', KEYS[3], 'reason', ARGV[3], 'archived_at', now)
 redis.call('ZADD', KEYS[2], now, ARGV[1])
-local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+-- Trims at most 100 per call, so that lowering the limit never blocks Redis.
+local extra = math.min(redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4]), 100)
 if extra > 0 then
   for _, old in ipairs(redis.call('ZRANGE', KEYS[2], 0, extra - 1)) do
     redis.call('DEL', ARGV[5] .. old)

@@ -1,14 +1,15 @@
--- KEYS: pending, delayed, active, signal, paused, seq, tokens (counter), leases (hash id -> token)
--- ARGV: max, lease_ms, task key prefix
+-- KEYS: pending, delayed, active, signal, paused, seq, tokens (unused), leases (hash id -> token)
+-- ARGV: max (at most 1000), lease_ms, task key prefix, nonce (random, per call)
 -- One step: moves due delayed tasks to pending, returns tasks whose lease expired to pending
 -- (counting the lost lease), then leases up to `max` pending tasks to the caller. Work per task
 -- is one HMGET; everything else is one call per batch.
 -- Returns { {id, payload, lost, token}..., next_delayed_ms, next_lease_ms, now_ms }.
+expect_types({ KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[6], 'string', KEYS[8], 'hash' })
 local now = now_ms()
 local prefix = ARGV[3]
 local function prio_of(id)
   local ok, p = pcall(redis.call, 'HGET', prefix .. id, 'prio')
-  return (ok and tonumber(p)) or 0
+  return ok and clamp_prio(p) or 0
 end
 -- Re-queues `ids` at the back of their priority band.
 local function requeue(ids)
@@ -29,15 +30,19 @@ if #expired > 0 then
   redis.call('ZREM', KEYS[3], unpack(expired))
   redis.call('HDEL', KEYS[8], unpack(expired))
   for _, id in ipairs(expired) do
-    pcall(redis.call, 'HINCRBY', prefix .. id, 'lost', 1)
+    -- The lost lease must be counted, or a task that kills its worker could loop forever.
+    if not pcall(redis.call, 'HINCRBY', prefix .. id, 'lost', 1) then
+      pcall(redis.call, 'HSET', prefix .. id, 'lost', 1)
+    end
   end
   requeue(expired)
 end
 local out = {}
 if redis.call('EXISTS', KEYS[5]) == 0 then
-  local popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[1]))
+  local popped = redis.call('ZPOPMIN', KEYS[1], math.min(tonumber(ARGV[1]), 1000))
   if #popped > 0 then
-    local base = redis.call('INCR', KEYS[7])
+    -- A random nonce per call: tokens stay unique even if Redis loses its last writes.
+    local base = ARGV[4]
     local until_ms = now + tonumber(ARGV[2])
     local leases, tokens = {}, {}
     for i = 1, #popped, 2 do

@@ -65,6 +65,12 @@ fn err(e: redis::RedisError) -> Error {
     Error::broker(e)
 }
 
+/// Most tasks one claim takes (Lua's unpack limit is about 8,000 values).
+const MAX_CLAIM: usize = 1000;
+
+/// Most receipts one lease extension carries.
+const MAX_EXTEND: usize = 500;
+
 /// The longest a receiver blocks before looking again.
 const MAX_BLOCK: Duration = Duration::from_secs(1);
 
@@ -118,21 +124,26 @@ impl RedisBroker {
     }
 
     async fn publish_bytes(&self, queue: &str, id: &str, payload: &[u8], priority: u8, delay: Duration) -> Result<()> {
+        let inv = self.publish_invocation(queue, id, payload, priority, delay);
+        match inv.invoke_async::<i64>(&mut self.conn()).await.map_err(err)? {
+            0 => Err(Error::DuplicateTask { id: id.to_owned() }),
+            _ => Ok(()),
+        }
+    }
+
+    fn publish_invocation<'a>(
+        &self,
+        queue: &str,
+        id: &str,
+        payload: &[u8],
+        priority: u8,
+        delay: Duration,
+    ) -> redis::ScriptInvocation<'a> {
         let k = self.keys(queue);
-        scripts::PUBLISH
-            .key(&k.pending)
-            .key(&k.delayed)
-            .key(&k.seq)
-            .key(&k.signal)
-            .key(k.task(id))
-            .arg(id)
-            .arg(payload)
-            .arg(priority)
-            .arg(ms(delay))
-            .invoke_async::<i64>(&mut self.conn())
-            .await
-            .map_err(err)?;
-        Ok(())
+        let mut inv = scripts::PUBLISH.prepare_invoke();
+        inv.key(&k.pending).key(&k.delayed).key(&k.seq).key(&k.signal).key(k.task(id)).key(&k.active).key(&k.archived);
+        inv.arg(id).arg(payload).arg(priority).arg(ms(delay));
+        inv
     }
 
     /// Claims up to `max` tasks of one queue; also says in how many ms something becomes due.
@@ -148,9 +159,10 @@ impl RedisBroker {
             .key(&k.seq)
             .key(&k.tokens)
             .key(&k.leases)
-            .arg(max)
+            .arg(max.min(MAX_CLAIM))
             .arg(ms(lease))
             .arg(&k.task_prefix)
+            .arg(TaskId::random().as_str())
             .invoke_async(&mut self.conn())
             .await
             .map_err(err)?;
@@ -241,36 +253,40 @@ impl Broker for RedisBroker {
     async fn publish_many(&self, tasks: &[TaskMessage]) -> Vec<Result<()>> {
         // One pipeline of scripts; each answer says whether that task is stored.
         let mut pipe = redis::pipe();
-        let mut encoded = Vec::with_capacity(tasks.len());
+        let mut out: Vec<Result<()>> = Vec::with_capacity(tasks.len());
         for t in tasks {
             match t.encode() {
                 Ok(bytes) => {
-                    let k = self.keys(&t.queue);
                     let delay = t.eta.map(conveyor_core::time::until).unwrap_or_default();
-                    let mut inv = scripts::PUBLISH.prepare_invoke();
-                    inv.key(&k.pending).key(&k.delayed).key(&k.seq).key(&k.signal).key(k.task(t.id.as_str()));
-                    inv.arg(t.id.as_str()).arg(bytes).arg(t.priority).arg(ms(delay));
-                    pipe.invoke_script(&inv);
-                    encoded.push(Ok(()));
+                    pipe.invoke_script(&self.publish_invocation(&t.queue, t.id.as_str(), &bytes, t.priority, delay));
+                    out.push(Ok(()));
                 }
-                Err(e) => encoded.push(Err(e)),
+                Err(e) => out.push(Err(e)),
             }
         }
-        if encoded.iter().all(Result::is_err) {
-            return encoded;
+        if out.iter().all(Result::is_err) {
+            return out;
         }
-        // Scripts are loaded on first use; a pipeline needs them loaded first.
+        // A pipeline sends EVALSHA only: the script must be loaded first.
         let mut conn = self.conn();
-        let load = scripts::PUBLISH.prepare_invoke().load_async(&mut conn).await;
-        let outcome: redis::RedisResult<Vec<i64>> = match load {
+        let answers: redis::RedisResult<Vec<i64>> = match scripts::PUBLISH.prepare_invoke().load_async(&mut conn).await
+        {
             Ok(_) => pipe.query_async(&mut conn).await,
             Err(e) => Err(e),
         };
-        match outcome {
-            Ok(_) => encoded,
+        match answers {
+            Ok(answers) => {
+                let mut answers = answers.into_iter();
+                for (r, t) in out.iter_mut().zip(tasks) {
+                    if r.is_ok() && answers.next() == Some(0) {
+                        *r = Err(Error::DuplicateTask { id: t.id.to_string() });
+                    }
+                }
+                out
+            }
             Err(e) => {
                 let msg = e.to_string();
-                encoded.into_iter().map(|r| r.and_then(|_| Err(Error::broker(msg.clone())))).collect()
+                out.into_iter().map(|r| r.and_then(|_| Err(Error::broker(msg.clone())))).collect()
             }
         }
     }
@@ -284,7 +300,15 @@ impl Broker for RedisBroker {
                 if out.len() >= req.max {
                     break;
                 }
-                let (got, w) = self.claim(q, req.max - out.len(), req.lease).await?;
+                let (got, w) = match self.claim(q, req.max - out.len(), req.lease).await {
+                    Ok(c) => c,
+                    // Tasks already claimed from earlier queues are kept, not left to expire.
+                    Err(e) if !out.is_empty() => {
+                        tracing::warn!(queue = %q, error = %e, "claim failed");
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
                 out.extend(got);
                 wake = match (wake, w) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -380,12 +404,14 @@ impl Broker for RedisBroker {
         }
         for (queue, rs) in by_queue {
             let k = self.keys(queue);
-            let mut inv = scripts::EXTEND.key(&k.active);
-            inv.key(&k.leases).arg(ms(lease));
-            for r in rs {
-                inv.arg(&r.id).arg(&r.token);
+            for chunk in rs.chunks(MAX_EXTEND) {
+                let mut inv = scripts::EXTEND.key(&k.active);
+                inv.key(&k.leases).arg(ms(lease));
+                for r in chunk {
+                    inv.arg(&r.id).arg(&r.token);
+                }
+                inv.invoke_async::<i64>(&mut self.conn()).await.map_err(err)?;
             }
-            inv.invoke_async::<i64>(&mut self.conn()).await.map_err(err)?;
         }
         Ok(())
     }
@@ -443,7 +469,7 @@ impl QueueAdmin for RedisBroker {
         let ids: Vec<String> = redis::cmd("ZREVRANGE")
             .arg(&k.archived)
             .arg(offset)
-            .arg(offset + limit - 1)
+            .arg(offset.saturating_add(limit - 1))
             .query_async(&mut conn)
             .await
             .map_err(err)?;
@@ -451,7 +477,7 @@ impl QueueAdmin for RedisBroker {
         for id in &ids {
             pipe.cmd("HMGET").arg(k.task(id)).arg("msg").arg("reason").arg("archived_at");
         }
-        let rows: Vec<(Option<Vec<u8>>, Option<String>, Option<u64>)> =
+        let rows: Vec<(Option<Vec<u8>>, Option<String>, Option<String>)> =
             pipe.query_async(&mut conn).await.map_err(err)?;
         Ok(rows
             .into_iter()
@@ -461,7 +487,8 @@ impl QueueAdmin for RedisBroker {
                     Ok(t) => Payload::Task(Arc::new(t)),
                     Err(e) => Payload::Undecodable { raw, error: e.to_string() },
                 };
-                let at = at.map_or(SystemTime::UNIX_EPOCH, conveyor_core::time::from_millis);
+                let at =
+                    at.and_then(|a| a.parse().ok()).map_or(SystemTime::UNIX_EPOCH, conveyor_core::time::from_millis);
                 ArchivedTask::new(payload, reason.unwrap_or_default(), at)
             })
             .collect())

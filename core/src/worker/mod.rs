@@ -195,8 +195,8 @@ impl WorkerBuilder {
         if c.concurrency == 0 {
             return Err(Error::Config("worker concurrency must be at least 1".into()));
         }
-        if c.batch == 0 {
-            return Err(Error::Config("worker batch must be at least 1".into()));
+        if c.batch == 0 || c.batch > 1000 {
+            return Err(Error::Config(format!("worker batch must be 1 to 1000, not {}", c.batch)));
         }
         if c.lease < Duration::from_millis(300) {
             return Err(Error::Config(format!("worker lease {:?} is too short (minimum 300ms)", c.lease)));

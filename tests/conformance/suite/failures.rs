@@ -154,3 +154,20 @@ pub async fn panic_is_a_failure_and_worker_goes_on(env: Env) {
     assert_eq!(h2.get(WAIT).await.unwrap(), 1);
     w.stop().await;
 }
+
+/// An id whose earlier task was archived, and whose record has gone, can be enqueued again:
+/// the new task runs (the broker must not drop it as a duplicate of the archived one).
+pub async fn archived_id_can_be_enqueued_again(env: Env) {
+    let q = env.q("reuse-id");
+    let client = env.client();
+    let w = Running::start(env.worker().queue(&q, 1));
+    let id = format!("{q}-job");
+    let first = Probe { fail_times: 1, skip_retry: true, ..Probe::new(&q) };
+    let h = client.task(probe, first).queue(&q).task_id(id.as_str()).await.unwrap();
+    assert!(h.get(WAIT).await.is_err());
+    archived(&env, &q, 1).await;
+    env.backend.delete(h.id()).await.unwrap(); // its record expired
+    let again = client.task(probe, Probe::new(format!("{q}-2"))).queue(&q).task_id(id.as_str()).await.unwrap();
+    assert_eq!(again.get(WAIT).await.unwrap(), 1);
+    w.stop().await;
+}

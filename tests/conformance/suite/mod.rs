@@ -107,6 +107,7 @@ macro_rules! conformance_suite {
             failures::undecodable_payload_is_archived,
             failures::bad_args_are_archived_not_retried,
             failures::panic_is_a_failure_and_worker_goes_on,
+            failures::archived_id_can_be_enqueued_again,
             worker::concurrency_is_bounded,
             worker::strict_priority_drains_higher_first,
             worker::weighted_priority_follows_weights,
