@@ -33,6 +33,9 @@ pub async fn broker(url: &str) -> Result<Arc<dyn Broker>> {
         "redis" | "rediss" => Ok(Arc::new(crate::redis::RedisBroker::connect(url).await?)),
         #[cfg(not(feature = "redis"))]
         s @ ("redis" | "rediss") => not_yet(kind, s, "redis"),
+        #[cfg(feature = "amqp")]
+        "amqp" | "amqps" => Ok(Arc::new(crate::amqp::AmqpBroker::connect(url).await?)),
+        #[cfg(not(feature = "amqp"))]
         s @ ("amqp" | "amqps") => not_yet(kind, s, "amqp"),
         s @ "sqs" => not_yet(kind, s, "sqs"),
         s => Err(Error::UnknownScheme { kind, scheme: s.to_owned(), known: BROKER_SCHEMES }),

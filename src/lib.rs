@@ -37,7 +37,8 @@
 //! ## Features
 //! - `macros` (default): the `#[task]` attribute.
 //! - `redis`: the Redis broker and result backend (`redis://host:port/?prefix=app`).
-//! - `amqp`, `sqs`: the RabbitMQ and SQS brokers — coming in the next releases; their URLs give
+//! - `amqp`: the RabbitMQ broker (`amqp://user:pass@host:port/vhost?prefix=app`).
+//! - `sqs`: the SQS broker — coming in a next release; its URLs give
 //!   [`Error::FeatureNotEnabled`] until then.
 //!
 //! The in-memory broker and backend are always available (`memory://`).
@@ -63,6 +64,12 @@ pub mod memory {
 pub mod redis {
     pub use conveyor_backend_redis::RedisBackend;
     pub use conveyor_broker_redis::{RedisBroker, RedisConfig};
+}
+
+/// The RabbitMQ broker (feature `amqp`).
+#[cfg(feature = "amqp")]
+pub mod amqp {
+    pub use conveyor_broker_amqp::{AmqpBroker, AmqpConfig};
 }
 
 mod connect;

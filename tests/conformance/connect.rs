@@ -25,7 +25,12 @@ async fn unknown_and_uncompiled_schemes_are_typed_errors() {
         let e = conveyor::backend("redis://x").await.err().unwrap();
         assert!(matches!(e, Error::FeatureNotEnabled { feature: "redis", kind: "backend", .. }), "{e}");
     }
-    for (url, feature) in [("amqp://127.0.0.1", "amqp"), ("sqs://?region=us-east-1", "sqs")] {
+    #[cfg(not(feature = "amqp"))]
+    {
+        let e = conveyor::broker("amqp://127.0.0.1").await.err().unwrap();
+        assert!(matches!(e, Error::FeatureNotEnabled { feature: "amqp", .. }), "{e}");
+    }
+    for (url, feature) in [("sqs://?region=us-east-1", "sqs")] {
         let e = conveyor::broker(url).await.err().unwrap();
         assert!(matches!(&e, Error::FeatureNotEnabled { feature: f, .. } if *f == feature), "{url}: {e}");
         assert!(e.to_string().contains(&format!("`{feature}` feature")), "{e}");

@@ -7,6 +7,8 @@
 
 #[macro_use]
 mod suite;
+#[cfg(feature = "amqp")]
+mod amqp;
 mod client;
 mod connect;
 mod memory;

@@ -88,12 +88,13 @@ async fn process(ctx: &Ctx, d: Delivery) {
                     return fail(s, &d, &task, e).await;
                 }
             }
+            // The lock goes first: whoever sees the task completed can enqueue it again.
+            release_unique(s, &task, true).await;
             let retain = task.retention.unwrap_or(s.config.retention);
             log_err(
                 s.backend.update(&task, StateUpdate::completed(task.retried, result, retain)).await,
                 "record result",
             );
-            release_unique(s, &task, true).await;
             settle(|| s.broker.ack(&d), "ack").await;
         }
         Some(Err(e)) if e.kind() == ErrorKind::Interrupted => hand_back(s, &d, &task).await,
@@ -179,12 +180,12 @@ async fn archive(s: &Shared, d: &Delivery, task: &TaskMessage, reason: String) {
             tracing::error!(task.id = %task.id, error = %e, "could not fire the workflow's error callbacks");
         }
     }
+    release_unique(s, task, false).await;
     let retain = task.retention.unwrap_or(s.config.retention).max(s.config.retention);
     log_err(
         s.backend.update(task, StateUpdate::archived(task.retried, reason.clone(), retain)).await,
         "record archive",
     );
-    release_unique(s, task, false).await;
     settle(|| s.broker.archive(d, &reason), "archive").await;
 }
 

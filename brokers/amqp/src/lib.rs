@@ -1,0 +1,609 @@
+//! The RabbitMQ (AMQP 0.9.1) broker of [Conveyor](https://crates.io/crates/conveyor), on lapin.
+//!
+//! - **Durable and confirmed**: each Conveyor queue is a durable *quorum* queue; messages are
+//!   persistent, and `publish` returns only after RabbitMQ's publisher confirm (a nack, or an
+//!   unroutable message, is an error).
+//! - **Late acks**: a task is acked only after its handler finished (or it was retried,
+//!   archived or handed back). A worker that dies leaves it unacked; RabbitMQ delivers it
+//!   again, and the quorum queue's `x-delivery-count` counts the lost lease as an attempt, so a
+//!   task that kills its worker cannot loop forever.
+//! - **Leases** are also enforced by this client: a delivery neither settled nor extended within
+//!   its lease is returned to the queue (a receiver that disappears inside a live process loses
+//!   its tasks as it would by dying). A late ack of such a delivery is refused locally
+//!   (`LeaseLost`), never sent (an unknown delivery tag would close the channel).
+//! - **Delays without plugins**: a delayed task waits in delay buckets — classic queues with a
+//!   message TTL of 100 ms × 4^k that dead-letter into the main queue — hopping from the longest
+//!   bucket not longer than the remaining delay, with its due time in a header; a task that
+//!   arrives before it is due hops again. Never early; late by at most one bucket's rounding
+//!   (under 100 ms for short delays, a quarter of the delay at most in general, usually much
+//!   less). A hop is a new, confirmed publish: nothing waits in a worker.
+//! - **Archive**: a queue per Conveyor queue, with the reason in the `x-conveyor-reason` header.
+//! - **Prefetch** (`basic.qos`) per queue consumer: the worker's free slots at first receive, or
+//!   `?prefetch=N`.
+//! - **Reconnects**: a lost connection is re-opened on the next call; consumers are subscribed
+//!   again; publishing during the outage returns an error.
+//! - Per-task priority is not supported (quorum queues); pause/resume is per process; the
+//!   `active` count is this process's unsettled deliveries.
+//! - Long tasks: RabbitMQ closes a channel whose delivery stays unacked longer than its
+//!   `consumer_timeout` (30 min by default; `scripts/rabbitmq` sets 1 h); the tasks are then
+//!   delivered again with a lost lease counted. Raise it for tasks that run longer.
+//!
+//! URL: `amqp://user:pass@host:port/vhost?prefix=NAME&prefetch=N` (vhost `/` is `%2f`).
+
+mod headers;
+mod topology;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use conveyor_core::{
+    time, ArchivedTask, Broker, Delivery, Error, Payload, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest,
+    Result, TaskMessage,
+};
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Acker, BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use topology::Names;
+
+fn err(e: lapin::Error) -> Error {
+    Error::broker(e)
+}
+
+fn now_ms() -> i64 {
+    time::to_millis(SystemTime::now()) as i64
+}
+
+/// Settings of an AMQP broker.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AmqpConfig {
+    /// The URL handed to lapin (without Conveyor's parameters).
+    pub url: String,
+    /// Queue name prefix (default `conveyor`): Conveyor queue `q` is RabbitMQ queue `prefix.q`.
+    pub prefix: String,
+    /// Prefetch per queue consumer; `None`: the worker's free slots at its first receive.
+    pub prefetch: Option<u16>,
+}
+
+impl AmqpConfig {
+    /// Parses `amqp://user:pass@host:port/vhost?prefix=NAME&prefetch=N`.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let bad = |reason: String| Error::InvalidUrl { url: url.to_owned(), reason };
+        let mut parsed = conveyor_core::parse_url(url)?;
+        if !matches!(parsed.scheme(), "amqp" | "amqps") {
+            return Err(bad(format!("expected amqp:// or amqps://, got {}://", parsed.scheme())));
+        }
+        let mut cfg = AmqpConfig { url: String::new(), prefix: "conveyor".into(), prefetch: None };
+        let mut rest = Vec::new();
+        for (k, v) in parsed.query_pairs() {
+            match &*k {
+                "prefix" if !v.is_empty() => cfg.prefix = v.into_owned(),
+                "prefix" => return Err(bad("prefix must not be empty".into())),
+                "prefetch" => {
+                    cfg.prefetch = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|n| *n > 0)
+                            .ok_or_else(|| bad(format!("prefetch `{v}` must be 1 to 65535")))?,
+                    )
+                }
+                _ => rest.push((k.into_owned(), v.into_owned())),
+            }
+        }
+        if rest.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(rest);
+        }
+        cfg.url = parsed.to_string();
+        Ok(cfg)
+    }
+}
+
+/// The RabbitMQ broker. Cheap to clone.
+#[derive(Clone)]
+pub struct AmqpBroker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: AmqpConfig,
+    link: tokio::sync::Mutex<Option<Link>>,
+    state: Mutex<State>,
+    notify: Notify,
+}
+
+/// One connection and its publishing channel (in confirm mode).
+struct Link {
+    conn: Connection,
+    publish: Channel,
+    /// For `basic.get` (pulls that keep queue priorities exact).
+    get: Channel,
+    gen: u64,
+    declared: HashSet<String>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Generation of the current connection; deliveries of older ones are void.
+    gen: u64,
+    /// Received, not yet handed out.
+    buffers: HashMap<String, VecDeque<Incoming>>,
+    /// Queues with a live consumer, and the generation it belongs to.
+    consumers: HashMap<String, u64>,
+    /// Handed out and not settled.
+    leases: HashMap<u64, Lease>,
+    next_lease: u64,
+    paused: HashSet<String>,
+}
+
+struct Incoming {
+    delivery: lapin::message::Delivery,
+    gen: u64,
+}
+
+struct Lease {
+    acker: Acker,
+    queue: String,
+    data: Arc<Vec<u8>>,
+    until: Instant,
+}
+
+struct AmqpReceipt {
+    lease: u64,
+}
+
+impl AmqpBroker {
+    /// Connects to the server an `amqp://` URL names.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let b = AmqpBroker {
+            inner: Arc::new(Inner {
+                cfg: AmqpConfig::from_url(url)?,
+                link: tokio::sync::Mutex::new(None),
+                state: Mutex::default(),
+                notify: Notify::new(),
+            }),
+        };
+        b.link().await?;
+        tokio::spawn(sweep_leases(Arc::downgrade(&b.inner)));
+        Ok(b)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn names(&self, queue: &str) -> Names {
+        Names::new(&self.inner.cfg.prefix, queue)
+    }
+
+    /// The current publishing channel and generation, reconnecting if the connection is gone.
+    async fn link(&self) -> Result<(Channel, u64)> {
+        let mut link = self.inner.link.lock().await;
+        if let Some(l) = link.as_ref() {
+            if l.conn.status().connected() && l.publish.status().connected() {
+                return Ok((l.publish.clone(), l.gen));
+            }
+        }
+        let conn = tokio::time::timeout(
+            Duration::from_secs(10),
+            Connection::connect(&self.inner.cfg.url, ConnectionProperties::default()),
+        )
+        .await
+        .map_err(|_| Error::broker("timed out connecting to RabbitMQ"))?
+        .map_err(err)?;
+        let publish = conn.create_channel().await.map_err(err)?;
+        publish.confirm_select(ConfirmSelectOptions::default()).await.map_err(err)?;
+        let get = conn.create_channel().await.map_err(err)?;
+        let gen = link.as_ref().map_or(1, |l| l.gen + 1);
+        {
+            // Everything received on the old connection was returned to the queues by RabbitMQ.
+            let mut st = self.state();
+            st.gen = gen;
+            st.buffers.clear();
+            st.consumers.clear();
+            st.leases.clear();
+        }
+        *link = Some(Link { conn, publish: publish.clone(), get, gen, declared: HashSet::new() });
+        Ok((publish, gen))
+    }
+
+    /// Declares a queue's topology once per connection.
+    async fn declare(&self, queue: &str) -> Result<Channel> {
+        let (ch, gen) = self.link().await?;
+        {
+            let link = self.inner.link.lock().await;
+            if link.as_ref().is_some_and(|l| l.gen == gen && l.declared.contains(queue)) {
+                return Ok(ch);
+            }
+        }
+        let n = self.names(queue);
+        topology::declare_main(&ch, &n).await.map_err(err)?;
+        topology::declare_archive(&ch, &n).await.map_err(err)?;
+        topology::declare_buckets(&ch, &n).await.map_err(err)?;
+        if let Some(l) = self.inner.link.lock().await.as_mut().filter(|l| l.gen == gen) {
+            l.declared.insert(queue.to_owned());
+        }
+        Ok(ch)
+    }
+
+    /// Publishes and waits for the broker's confirm.
+    async fn publish_to(&self, ch: &Channel, routing: &str, body: &[u8], props: BasicProperties) -> Result<()> {
+        let opts = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
+        let confirm = ch.basic_publish("".into(), routing.into(), opts, body, props).await.map_err(err)?;
+        match confirm.await.map_err(err)? {
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Ack(Some(_)) => {
+                Err(Error::broker(format!("RabbitMQ could not route the message to `{routing}`")))
+            }
+            Confirmation::Nack(_) => Err(Error::broker("RabbitMQ refused the message (publisher nack)")),
+        }
+    }
+
+    /// Publishes `body` to `queue`, through the delay buckets if `due_ms` is in the future.
+    async fn enqueue_bytes(&self, queue: &str, body: &[u8], due_ms: Option<i64>) -> Result<()> {
+        let ch = self.declare(queue).await?;
+        let n = self.names(queue);
+        match due_ms.filter(|d| *d > now_ms()) {
+            Some(due) => {
+                let bucket = topology::bucket_for(Duration::from_millis((due - now_ms()).max(0) as u64));
+                self.publish_to(&ch, &n.bucket(bucket), body, headers::props(&[(headers::DUE, due)], &[])).await
+            }
+            None => self.publish_to(&ch, &n.main, body, headers::props(&[], &[])).await,
+        }
+    }
+
+    /// Subscribes a consumer for each queue that has none on the current connection.
+    async fn ensure_consumers(&self, queues: &[&str], prefetch: usize) -> Result<()> {
+        for q in queues {
+            let gen = self.state().gen;
+            if self.state().consumers.get(*q) == Some(&gen) {
+                continue;
+            }
+            self.declare(q).await?;
+            let conn_ch = {
+                let link = self.inner.link.lock().await;
+                match link.as_ref() {
+                    Some(l) if l.gen == gen => l.conn.create_channel().await.map_err(err)?,
+                    _ => return Err(Error::broker("the RabbitMQ connection changed; retrying")),
+                }
+            };
+            let qos = self.inner.cfg.prefetch.unwrap_or(prefetch.clamp(1, 1000) as u16);
+            conn_ch.basic_qos(qos, BasicQosOptions::default()).await.map_err(err)?;
+            let consumer = conn_ch
+                .basic_consume(
+                    self.names(q).main.as_str().into(),
+                    format!("conveyor-{}", conveyor_core::TaskId::random()).as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(err)?;
+            self.state().consumers.insert((*q).to_owned(), gen);
+            tokio::spawn(consume(Arc::downgrade(&self.inner), (*q).to_owned(), gen, consumer, conn_ch));
+        }
+        Ok(())
+    }
+
+    /// Turns a received message into a delivery, or forwards it (a delay hop) and returns None.
+    async fn admit(&self, queue: &str, inc: Incoming, lease: Duration) -> Result<Option<Delivery>> {
+        let d = inc.delivery;
+        if let Some(due) = headers::int(&d.properties, headers::DUE).filter(|due| *due > now_ms()) {
+            // Not due yet: wait in the next bucket (a confirmed publish), then ack this copy.
+            self.enqueue_bytes(queue, &d.data, Some(due)).await?;
+            d.acker.ack(BasicAckOptions::default()).await.map_err(err)?;
+            return Ok(None);
+        }
+        let lost =
+            headers::int(&d.properties, headers::DELIVERY_COUNT).unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32;
+        let payload = match TaskMessage::decode(&d.data) {
+            Ok(t) => Payload::Task(Arc::new(t)),
+            Err(e) => Payload::Undecodable { raw: d.data.clone(), error: e.to_string() },
+        };
+        let mut st = self.state();
+        if inc.gen != st.gen {
+            return Ok(None); // its connection is gone; RabbitMQ has returned it to the queue
+        }
+        st.next_lease += 1;
+        let id = st.next_lease;
+        st.leases.insert(
+            id,
+            Lease { acker: d.acker, queue: queue.to_owned(), data: Arc::new(d.data), until: Instant::now() + lease },
+        );
+        Ok(Some(Delivery {
+            receipt: Receipt::new(AmqpReceipt { lease: id }),
+            queue: Arc::from(queue),
+            payload,
+            redelivered: lost > 0 || d.redelivered,
+            lost_leases: lost,
+        }))
+    }
+
+    /// One `basic.get` from a queue's main queue.
+    async fn pull(&self, queue: &str) -> Result<Option<Incoming>> {
+        let (ch, gen) = {
+            let link = self.inner.link.lock().await;
+            let l = link.as_ref().ok_or_else(|| Error::broker("not connected"))?;
+            (l.get.clone(), l.gen)
+        };
+        let got =
+            ch.basic_get(self.names(queue).main.as_str().into(), BasicGetOptions::default()).await.map_err(err)?;
+        Ok(got.map(|m| Incoming { delivery: m.delivery, gen }))
+    }
+
+    /// Removes the lease of `d`; `LeaseLost` if it expired or its connection is gone.
+    fn take_lease(&self, d: &Delivery) -> Result<Lease> {
+        let r =
+            d.receipt.get::<AmqpReceipt>().ok_or_else(|| Error::broker("receipt was not issued by an AMQP broker"))?;
+        self.state().leases.remove(&r.lease).ok_or(Error::LeaseLost)
+    }
+
+    fn holds(&self, d: &Delivery) -> bool {
+        d.receipt.get::<AmqpReceipt>().is_some_and(|r| self.state().leases.contains_key(&r.lease))
+    }
+
+    /// Hands buffered, never handed-out messages back as new messages (a plain requeue would
+    /// count as a lost lease).
+    async fn hand_back_buffered(&self, queues: &[&str]) {
+        let taken: Vec<(String, Incoming)> = {
+            let mut st = self.state();
+            queues
+                .iter()
+                .filter_map(|q| st.buffers.remove(*q).map(|b| ((*q).to_owned(), b)))
+                .flat_map(|(q, b)| b.into_iter().map(move |i| (q.clone(), i)))
+                .collect()
+        };
+        for (q, inc) in taken {
+            let due = headers::int(&inc.delivery.properties, headers::DUE);
+            if self.enqueue_bytes(&q, &inc.delivery.data, due).await.is_ok() {
+                let _ = inc.delivery.acker.ack(BasicAckOptions::default()).await;
+            }
+        }
+    }
+}
+
+/// Moves a consumer's deliveries into the buffer until it ends.
+async fn consume(inner: Weak<Inner>, queue: String, gen: u64, mut consumer: lapin::Consumer, _ch: Channel) {
+    while let Some(item) = consumer.next().await {
+        let Some(inner) = inner.upgrade() else { return };
+        match item {
+            Ok(delivery) => {
+                inner
+                    .state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .buffers
+                    .entry(queue.clone())
+                    .or_default()
+                    .push_back(Incoming { delivery, gen });
+                inner.notify.notify_waiters();
+            }
+            Err(e) => {
+                tracing::warn!(queue = %queue, error = %e, "RabbitMQ consumer ended");
+                break;
+            }
+        }
+    }
+    if let Some(inner) = inner.upgrade() {
+        let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.consumers.get(&queue) == Some(&gen) {
+            st.consumers.remove(&queue);
+        }
+        drop(st);
+        inner.notify.notify_waiters();
+    }
+}
+
+/// Returns deliveries whose lease expired to their queue (RabbitMQ counts it in
+/// `x-delivery-count`).
+async fn sweep_leases(inner: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let now = Instant::now();
+        let expired: Vec<Lease> = {
+            let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            let ids: Vec<u64> = st.leases.iter().filter(|(_, l)| l.until <= now).map(|(id, _)| *id).collect();
+            ids.into_iter().filter_map(|id| st.leases.remove(&id)).collect()
+        };
+        for l in expired {
+            tracing::warn!(queue = %l.queue, "lease expired: returning the task to its queue");
+            let _ = l.acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Broker for AmqpBroker {
+    fn kind(&self) -> &'static str {
+        "amqp"
+    }
+
+    async fn publish(&self, task: &TaskMessage) -> Result<()> {
+        let due = task.eta.map(|e| time::to_millis(e) as i64);
+        self.enqueue_bytes(&task.queue, &task.encode()?, due).await
+    }
+
+    async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>> {
+        let deadline = Instant::now() + req.wait;
+        loop {
+            if req.stop.is_cancelled() {
+                self.hand_back_buffered(req.queues).await;
+                return Ok(Vec::new());
+            }
+            let active: Vec<&str> = {
+                let st = self.state();
+                req.queues.iter().copied().filter(|q| !st.paused.contains(*q)).collect()
+            };
+            self.ensure_consumers(&active, req.max).await?;
+            let notified = self.inner.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // Queues in the order asked: from the local buffer, else one pull from RabbitMQ (so
+            // that a lower queue is used only when the higher ones have nothing ready).
+            let mut out = Vec::new();
+            for q in &active {
+                while out.len() < req.max {
+                    let buffered = self.state().buffers.get_mut(*q).and_then(VecDeque::pop_front);
+                    let inc = match buffered {
+                        Some(i) => i,
+                        None => match self.pull(q).await? {
+                            Some(i) => i,
+                            None => break,
+                        },
+                    };
+                    if let Some(d) = self.admit(q, inc, req.lease).await? {
+                        out.push(d);
+                    }
+                }
+                if out.len() >= req.max {
+                    break;
+                }
+            }
+            if !out.is_empty() || Instant::now() >= deadline {
+                return Ok(out);
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = req.stop.cancelled() => {}
+            }
+        }
+    }
+
+    async fn ack(&self, d: &Delivery) -> Result<()> {
+        let lease = self.take_lease(d)?;
+        lease.acker.ack(BasicAckOptions::default()).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn retry(&self, d: &Delivery, task: &TaskMessage, delay: Duration) -> Result<()> {
+        if !self.holds(d) {
+            return Err(Error::LeaseLost);
+        }
+        let due = (!delay.is_zero()).then(|| now_ms() + delay.as_millis().min(i64::MAX as u128 / 2) as i64);
+        self.enqueue_bytes(&task.queue, &task.encode()?, due).await?;
+        self.ack(d).await
+    }
+
+    async fn archive(&self, d: &Delivery, reason: &str) -> Result<()> {
+        let lease = self.take_lease(d)?;
+        let ch = self.declare(&lease.queue).await?;
+        let n = self.names(&lease.queue);
+        let props = headers::props(&[(headers::ARCHIVED_AT, now_ms())], &[(headers::REASON, reason)]);
+        if let Err(e) = self.publish_to(&ch, &n.archive, &lease.data, props).await {
+            let _ = lease.acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await;
+            return Err(e);
+        }
+        lease.acker.ack(BasicAckOptions::default()).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn release(&self, d: &Delivery) -> Result<()> {
+        // A new copy, so that the hand-back is not counted as a lost lease.
+        let lease = self.take_lease(d)?;
+        if let Err(e) = self.enqueue_bytes(&lease.queue, &lease.data, None).await {
+            let _ = lease.acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await;
+            return Err(e);
+        }
+        lease.acker.ack(BasicAckOptions::default()).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<()> {
+        let until = Instant::now() + lease;
+        let mut st = self.state();
+        for r in receipts {
+            if let Some(l) = r.get::<AmqpReceipt>().and_then(|r| st.leases.get_mut(&r.lease)) {
+                l.until = until;
+            }
+        }
+        Ok(())
+    }
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats> {
+        let ch = self.declare(queue).await?;
+        let n = self.names(queue);
+        let mut s = QueueStats::default();
+        s.queue = queue.to_owned();
+        s.pending = u64::from(topology::declare_main(&ch, &n).await.map_err(err)?);
+        s.archived = u64::from(topology::declare_archive(&ch, &n).await.map_err(err)?);
+        s.scheduled = topology::declare_buckets(&ch, &n).await.map_err(err)?;
+        let st = self.state();
+        s.active = st.leases.values().filter(|l| l.queue == queue).count() as u64;
+        s.pending += st.buffers.get(queue).map_or(0, |b| b.len() as u64);
+        s.paused = st.paused.contains(queue);
+        Ok(s)
+    }
+
+    fn admin(&self) -> Option<&dyn QueueAdmin> {
+        Some(self)
+    }
+
+    fn raw(&self) -> Option<&dyn RawPublish> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for AmqpBroker {
+    async fn pause(&self, queue: &str) -> Result<()> {
+        self.state().paused.insert(queue.to_owned());
+        Ok(())
+    }
+
+    async fn resume(&self, queue: &str) -> Result<()> {
+        self.state().paused.remove(queue);
+        self.inner.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn archived(&self, queue: &str, offset: usize, limit: usize) -> Result<Vec<ArchivedTask>> {
+        // Read without acking on a channel of its own, then close it: RabbitMQ puts them back.
+        self.declare(queue).await?;
+        let ch = {
+            let link = self.inner.link.lock().await;
+            link.as_ref().ok_or_else(|| Error::broker("not connected"))?.conn.create_channel().await.map_err(err)?
+        };
+        let n = self.names(queue);
+        let mut all = Vec::new();
+        while all.len() < offset + limit {
+            match ch.basic_get(n.archive.as_str().into(), BasicGetOptions::default()).await.map_err(err)? {
+                Some(m) => all.push(m.delivery),
+                None => break,
+            }
+        }
+        let _ = ch.close(200, "listing done".into()).await;
+        Ok(all
+            .into_iter()
+            .rev()
+            .skip(offset)
+            .take(limit)
+            .map(|d| {
+                let payload = match TaskMessage::decode(&d.data) {
+                    Ok(t) => Payload::Task(Arc::new(t)),
+                    Err(e) => Payload::Undecodable { raw: d.data.clone(), error: e.to_string() },
+                };
+                let at = headers::int(&d.properties, headers::ARCHIVED_AT)
+                    .map_or(SystemTime::UNIX_EPOCH, |ms| time::from_millis(ms.max(0) as u64));
+                ArchivedTask::new(payload, headers::string(&d.properties, headers::REASON).unwrap_or_default(), at)
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl RawPublish for AmqpBroker {
+    async fn publish_raw(&self, queue: &str, bytes: Vec<u8>) -> Result<()> {
+        self.enqueue_bytes(queue, &bytes, None).await
+    }
+}
