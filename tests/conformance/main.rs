@@ -9,8 +9,12 @@
 mod suite;
 #[cfg(feature = "amqp")]
 mod amqp;
+#[cfg(feature = "amqp")]
+mod amqp_faults;
 mod client;
 mod connect;
+#[cfg(any(feature = "redis", feature = "amqp"))]
+mod faults;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;

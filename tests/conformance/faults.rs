@@ -1,0 +1,138 @@
+//! Fault scenarios shared by the network brokers: a worker process killed mid-task, and the
+//! broker restarted mid-run. Each broker's test module calls them with its URL.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use conveyor::memory::MemoryBackend;
+use conveyor::{Client, Request, TaskMessage, TaskResult, TaskState, Worker};
+
+use crate::suite::{eventually, Running};
+
+const CHILD: &str = "CONVEYOR_FAULT_CHILD";
+
+pub fn ok() -> TaskResult {
+    Ok(serde_json::value::to_raw_value(&()).unwrap())
+}
+
+pub fn message(name: &str, queue: &str) -> TaskMessage {
+    let mut m = TaskMessage::with_args(name, &()).unwrap();
+    m.queue = queue.into();
+    m
+}
+
+/// The child's entry point: a worker on the broker at `$CONVEYOR_FAULT_CHILD` whose
+/// `fault:slow` handler announces itself and never finishes. Does nothing unless run as the
+/// child of [`worker_killed_mid_task`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_child_entry() {
+    let Ok(url) = std::env::var(CHILD) else { return };
+    let broker = conveyor::broker(&url).await.unwrap();
+    let worker = Worker::builder(broker, Arc::new(MemoryBackend::new()))
+        .register_handler("fault:slow", |_req: Request| async {
+            println!("RUNNING");
+            std::future::pending::<TaskResult>().await
+        })
+        .queue("faults", 1)
+        .lease(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    worker.run().await.unwrap();
+}
+
+/// A worker process takes a task and dies with SIGKILL: another worker gets the task (after
+/// the lease, or when the broker sees the connection drop) and runs it exactly once more, with
+/// the lost lease counted as an attempt.
+pub async fn worker_killed_mid_task(url: &str) {
+    let broker = conveyor::broker(url).await.expect("broker reachable (scripts/ start it)");
+    let backend = Arc::new(MemoryBackend::new());
+    let client = Client::new(broker.clone(), backend.clone());
+    let rec = client.enqueue_message(message("fault:slow", "faults")).await.unwrap();
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "faults::fault_child_entry", "--nocapture", "--test-threads=1"])
+        .env(CHILD, url)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let started = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout).lines().any(|l| l.is_ok_and(|l| l.ends_with("RUNNING")))
+    });
+    let started = tokio::time::timeout(Duration::from_secs(30), started).await;
+    let _ = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
+    let _ = child.wait();
+    assert!(matches!(started, Ok(Ok(true))), "the child never started the task");
+
+    let runs = Arc::new(AtomicUsize::new(0));
+    let retried = Arc::new(AtomicU32::new(99));
+    let (r, t) = (runs.clone(), retried.clone());
+    let w = Running::start(
+        Worker::builder(broker.clone(), backend.clone())
+            .register_handler("fault:slow", move |req: Request| {
+                r.fetch_add(1, Ordering::SeqCst);
+                t.store(req.task.retried, Ordering::SeqCst);
+                async { ok() }
+            })
+            .queue("faults", 1),
+    );
+    let done = client.wait(&rec.id, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(done.state, TaskState::Completed);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "completed exactly once more");
+    assert_eq!(retried.load(Ordering::SeqCst), 1, "the lost lease counts as an attempt");
+    let stats = broker.stats("faults").await.unwrap();
+    assert_eq!((stats.pending, stats.active, stats.scheduled), (0, 0, 0));
+    w.stop().await;
+}
+
+/// Enqueues 300 tasks while the broker is restarted (by `restart`, run on a thread after the
+/// 100th): every enqueue that returned Ok is processed, and the worker keeps consuming.
+pub async fn broker_restart_mid_run(url: &str, restart: impl FnOnce() + Send + 'static) {
+    let broker = conveyor::broker(url).await.unwrap();
+    let backend = Arc::new(MemoryBackend::new());
+    let client = Client::new(broker.clone(), backend.clone());
+    let done = Arc::new(Mutex::new(HashSet::new()));
+    let d = done.clone();
+    let w = Running::start(
+        Worker::builder(broker.clone(), backend.clone())
+            .register_handler("fault:count", move |req: Request| {
+                d.lock().unwrap().insert(req.task.id.clone());
+                async { ok() }
+            })
+            .queue("restart", 1)
+            .concurrency(8),
+    );
+    let mut accepted = HashSet::new();
+    let mut refused = 0;
+    let mut restart = Some(restart);
+    let mut restarting = None;
+    for i in 0..300 {
+        if i == 100 {
+            restarting = Some(std::thread::spawn(restart.take().unwrap()));
+        }
+        match client.enqueue_message(message("fault:count", "restart")).await {
+            Ok(rec) => {
+                accepted.insert(rec.id);
+            }
+            Err(e) => {
+                assert!(e.is_transient(), "an outage is a broker error: {e}");
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    restarting.unwrap().join().unwrap();
+    eventually(Duration::from_secs(60), "every accepted task processed", || async {
+        accepted.iter().all(|id| done.lock().unwrap().contains(id))
+    })
+    .await;
+    println!("broker restart: {} of 300 enqueues accepted, {refused} refused during the outage", accepted.len());
+    assert!(accepted.len() >= 100, "only {} of 300 accepted ({refused} refused)", accepted.len());
+    w.stop().await;
+}
