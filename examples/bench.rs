@@ -13,6 +13,9 @@
 //! `{"broker":…,"tasks":…,"concurrency":…,"enqueue_per_s":…,"process_per_s":…,"p50_ms":…,"p99_ms":…}`.
 //! `--retention SECS` sets how long results are kept (default: Conveyor's default, 24 h);
 //! `--prefetch N` the worker's prefetch (default: a quarter of the concurrency).
+//! `--baseline` (with an `amqp://` broker and the `amqp` feature) first runs the same workload on
+//! raw lapin — publish with confirms one by one, consume with a prefetch of the concurrency, ack
+//! each — and prints it as broker `amqp-raw`, for comparison.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -47,6 +50,7 @@ struct Args {
     rate: f64,
     retention: Option<Duration>,
     prefetch: Option<usize>,
+    baseline: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -60,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
         rate: 100.0,
         retention: None,
         prefetch: None,
+        baseline: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -74,7 +79,8 @@ fn parse_args() -> Result<Args, String> {
             "--retention" => a.retention = Some(Duration::from_secs(val()?.parse().map_err(|e| format!("--retention: {e}"))?)),
             "--prefetch" => a.prefetch = Some(val()?.parse().map_err(|e| format!("--prefetch: {e}"))?),
             "--bulk" => a.bulk = true,
-            "-h" | "--help" => return Err("usage: bench [--broker URL] [--backend URL] [--tasks N] [--concurrency C] [--bulk] [--latency-tasks M] [--rate R] [--retention SECS] [--prefetch N]".into()),
+            "--baseline" => a.baseline = true,
+            "-h" | "--help" => return Err("usage: bench [--broker URL] [--backend URL] [--tasks N] [--concurrency C] [--bulk] [--latency-tasks M] [--rate R] [--retention SECS] [--prefetch N] [--baseline]".into()),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -97,6 +103,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(2);
         }
     };
+    if args.baseline {
+        #[cfg(feature = "amqp")]
+        raw_amqp::run(&args.broker, args.tasks, args.concurrency).await?;
+        #[cfg(not(feature = "amqp"))]
+        return Err("--baseline needs the `amqp` feature and an amqp:// broker".into());
+    }
     let broker = conveyor::broker(&args.broker).await?;
     let backend = conveyor::backend(&args.backend).await?;
     let client = Client::new(broker.clone(), backend.clone());
@@ -182,4 +194,58 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         percentile(&lat, 0.99)
     );
     Ok(())
+}
+
+/// The raw lapin baseline: the same workload without Conveyor.
+#[cfg(feature = "amqp")]
+mod raw_amqp {
+    use std::time::Instant;
+
+    use conveyor::amqp::futures_util::StreamExt;
+    use conveyor::amqp::lapin::options::{
+        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+        QueueDeclareOptions, QueueDeleteOptions,
+    };
+    use conveyor::amqp::lapin::types::{AMQPValue, FieldTable, LongString};
+    use conveyor::amqp::lapin::{BasicProperties, Connection, ConnectionProperties};
+
+    pub async fn run(url: &str, tasks: u64, concurrency: usize) -> Result<(), Box<dyn std::error::Error>> {
+        let url = url.split('?').next().unwrap_or(url);
+        let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+        let ch = conn.create_channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        let queue = format!("bench-raw-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+        let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+        ch.queue_declare(queue.as_str().into(), durable, args).await?;
+        // About the size of a Conveyor envelope of a no-op task.
+        let body = vec![b'x'; 220];
+        let start = Instant::now();
+        for _ in 0..tasks {
+            let props = BasicProperties::default().with_delivery_mode(2);
+            ch.basic_publish("".into(), queue.as_str().into(), BasicPublishOptions::default(), &body, props)
+                .await?
+                .await?;
+        }
+        let enqueue_per_s = tasks as f64 / start.elapsed().as_secs_f64();
+        let cch = conn.create_channel().await?;
+        cch.basic_qos(concurrency.min(65_535) as u16, BasicQosOptions::default()).await?;
+        let mut consumer = cch
+            .basic_consume(queue.as_str().into(), "raw".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await?;
+        let start = Instant::now();
+        let mut n = 0;
+        while n < tasks {
+            let Some(d) = consumer.next().await else { break };
+            d?.acker.ack(BasicAckOptions::default()).await?;
+            n += 1;
+        }
+        let process_per_s = n as f64 / start.elapsed().as_secs_f64();
+        ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await?;
+        println!(
+            "{{\"broker\":\"amqp-raw\",\"tasks\":{tasks},\"concurrency\":{concurrency},\"enqueue_per_s\":{enqueue_per_s:.0},\"process_per_s\":{process_per_s:.0}}}"
+        );
+        Ok(())
+    }
 }

@@ -69,6 +69,8 @@ pub mod redis {
 /// The RabbitMQ broker (feature `amqp`).
 #[cfg(feature = "amqp")]
 pub mod amqp {
+    #[doc(hidden)]
+    pub use conveyor_broker_amqp::{futures_util, lapin};
     pub use conveyor_broker_amqp::{AmqpBroker, AmqpConfig};
 }
 

@@ -24,14 +24,23 @@ fn rabbitmq_script(action: &str, port: u16, dir: &str) {
     assert!(status.success(), "scripts/rabbitmq {action} failed");
 }
 
+/// Stops the test's own server when dropped, also when the test fails.
+struct Stop(u16, String);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        rabbitmq_script("stop", self.0, &self.1);
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_restart_mid_run_loses_no_confirmed_task() {
     let port = 5691;
     let dir = format!("/tmp/conveyor-rabbitmq-restart-{}", std::process::id());
     rabbitmq_script("start", port, &dir);
+    let _stop = Stop(port, dir.clone());
     let url = url_with_prefix(&format!("amqp://guest:guest@127.0.0.1:{port}/%2f"));
     let d = dir.clone();
     crate::faults::broker_restart_mid_run(&url, move || rabbitmq_script("restart", port, &d)).await;
-    rabbitmq_script("stop", port, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
 }

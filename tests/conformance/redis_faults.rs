@@ -33,16 +33,25 @@ fn redis_script(action: &str, port: u16, dir: &str) {
     assert!(status.success(), "scripts/redis {action} failed");
 }
 
+/// Stops the test's own server when dropped, also when the test fails.
+struct Stop(u16, String);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        redis_script("stop", self.0, &self.1);
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_mid_run_loses_no_accepted_task() {
     let port = 6391;
     let dir = format!("/tmp/conveyor-redis-restart-{}", std::process::id());
     redis_script("start", port, &dir);
+    let _stop = Stop(port, dir.clone());
     let url = url_with_prefix(&format!("redis://127.0.0.1:{port}"));
     let d = dir.clone();
     crate::faults::broker_restart_mid_run(&url, move || redis_script("restart", port, &d)).await;
-    redis_script("stop", port, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

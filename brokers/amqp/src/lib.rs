@@ -33,6 +33,10 @@
 mod headers;
 mod topology;
 
+/// The AMQP client in use, for the benchmark's raw baseline. Not part of the API.
+#[doc(hidden)]
+pub use {futures_util, lapin};
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
@@ -143,16 +147,22 @@ struct State {
     /// Handed out and not settled.
     leases: HashMap<u64, Lease>,
     next_lease: u64,
+    /// Per queue: settled consumer deliveries whose freed prefetch slot RabbitMQ has not yet
+    /// refilled (a push may be on its way).
+    owed: HashMap<String, u32>,
     paused: HashSet<String>,
 }
 
 struct Incoming {
     delivery: lapin::message::Delivery,
     gen: u64,
+    /// Pushed to a consumer (as opposed to pulled with `basic.get`).
+    pushed: bool,
 }
 
 struct Lease {
     acker: Acker,
+    pushed: bool,
     queue: String,
     data: Arc<Vec<u8>>,
     until: Instant,
@@ -212,6 +222,7 @@ impl AmqpBroker {
             st.buffers.clear();
             st.consumers.clear();
             st.leases.clear();
+            st.owed.clear();
         }
         *link = Some(Link { conn, publish: publish.clone(), get, gen, declared: HashSet::new() });
         Ok((publish, gen))
@@ -317,7 +328,13 @@ impl AmqpBroker {
         let id = st.next_lease;
         st.leases.insert(
             id,
-            Lease { acker: d.acker, queue: queue.to_owned(), data: Arc::new(d.data), until: Instant::now() + lease },
+            Lease {
+                acker: d.acker,
+                pushed: inc.pushed,
+                queue: queue.to_owned(),
+                data: Arc::new(d.data),
+                until: Instant::now() + lease,
+            },
         );
         Ok(Some(Delivery {
             receipt: Receipt::new(AmqpReceipt { lease: id }),
@@ -326,6 +343,35 @@ impl AmqpBroker {
             redelivered: lost > 0 || d.redelivered,
             lost_leases: lost,
         }))
+    }
+
+    /// When a queue has nothing ready but owes a push (see `State::owed`), waits briefly for it,
+    /// so that a lower-priority queue is not used while a higher one's message is in flight.
+    async fn awaited_push(&self, queue: &str) -> Option<Incoming> {
+        let deadline = Instant::now() + Duration::from_millis(20);
+        loop {
+            let notified = self.inner.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut st = self.state();
+                if let Some(i) = st.buffers.get_mut(queue).and_then(VecDeque::pop_front) {
+                    return Some(i);
+                }
+                if st.owed.get(queue).copied().unwrap_or(0) == 0 {
+                    return None;
+                }
+                if Instant::now() >= deadline {
+                    // The queue was empty after all: forget the debt.
+                    st.owed.remove(queue);
+                    return None;
+                }
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
     }
 
     /// One `basic.get` from a queue's main queue.
@@ -337,14 +383,20 @@ impl AmqpBroker {
         };
         let got =
             ch.basic_get(self.names(queue).main.as_str().into(), BasicGetOptions::default()).await.map_err(err)?;
-        Ok(got.map(|m| Incoming { delivery: m.delivery, gen }))
+        Ok(got.map(|m| Incoming { delivery: m.delivery, gen, pushed: false }))
     }
 
     /// Removes the lease of `d`; `LeaseLost` if it expired or its connection is gone.
     fn take_lease(&self, d: &Delivery) -> Result<Lease> {
         let r =
             d.receipt.get::<AmqpReceipt>().ok_or_else(|| Error::broker("receipt was not issued by an AMQP broker"))?;
-        self.state().leases.remove(&r.lease).ok_or(Error::LeaseLost)
+        let mut st = self.state();
+        let lease = st.leases.remove(&r.lease).ok_or(Error::LeaseLost)?;
+        if lease.pushed {
+            // Settling frees a prefetch slot: RabbitMQ will push the next ready message.
+            *st.owed.entry(lease.queue.clone()).or_default() += 1;
+        }
+        Ok(lease)
     }
 
     fn holds(&self, d: &Delivery) -> bool {
@@ -377,14 +429,12 @@ async fn consume(inner: Weak<Inner>, queue: String, gen: u64, mut consumer: lapi
         let Some(inner) = inner.upgrade() else { return };
         match item {
             Ok(delivery) => {
-                inner
-                    .state
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .buffers
-                    .entry(queue.clone())
-                    .or_default()
-                    .push_back(Incoming { delivery, gen });
+                let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(n) = st.owed.get_mut(&queue) {
+                    *n = n.saturating_sub(1);
+                }
+                st.buffers.entry(queue.clone()).or_default().push_back(Incoming { delivery, gen, pushed: true });
+                drop(st);
                 inner.notify.notify_waiters();
             }
             Err(e) => {
@@ -415,6 +465,12 @@ async fn sweep_leases(inner: Weak<Inner>) {
             let ids: Vec<u64> = st.leases.iter().filter(|(_, l)| l.until <= now).map(|(id, _)| *id).collect();
             ids.into_iter().filter_map(|id| st.leases.remove(&id)).collect()
         };
+        {
+            let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            for l in expired.iter().filter(|l| l.pushed) {
+                *st.owed.entry(l.queue.clone()).or_default() += 1;
+            }
+        }
         for l in expired {
             tracing::warn!(queue = %l.queue, "lease expired: returning the task to its queue");
             let _ = l.acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await;
@@ -431,6 +487,43 @@ impl Broker for AmqpBroker {
     async fn publish(&self, task: &TaskMessage) -> Result<()> {
         let due = task.eta.map(|e| time::to_millis(e) as i64);
         self.enqueue_bytes(&task.queue, &task.encode()?, due).await
+    }
+
+    async fn publish_many(&self, tasks: &[TaskMessage]) -> Vec<Result<()>> {
+        // Publish everything, then await the confirms together (pipelined), task by task.
+        let mut pending = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            let sent = async {
+                let ch = self.declare(&t.queue).await?;
+                let n = self.names(&t.queue);
+                let body = t.encode()?;
+                let due = t.eta.map(|e| time::to_millis(e) as i64).filter(|d| *d > now_ms());
+                let (routing, props) = match due {
+                    Some(due) => {
+                        let bucket = topology::bucket_for(Duration::from_millis((due - now_ms()).max(0) as u64));
+                        (n.bucket(bucket), headers::props(&[(headers::DUE, due)], &[]))
+                    }
+                    None => (n.main.clone(), headers::props(&[], &[])),
+                };
+                let opts = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
+                ch.basic_publish("".into(), routing.as_str().into(), opts, &body, props).await.map_err(err)
+            }
+            .await;
+            pending.push(sent);
+        }
+        let mut out = Vec::with_capacity(tasks.len());
+        for p in pending {
+            out.push(match p {
+                Ok(confirm) => match confirm.await.map_err(err) {
+                    Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => Ok(()),
+                    Ok(Confirmation::Ack(Some(_))) => Err(Error::broker("RabbitMQ could not route the message")),
+                    Ok(Confirmation::Nack(_)) => Err(Error::broker("RabbitMQ refused the message (publisher nack)")),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            });
+        }
+        out
     }
 
     async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>> {
@@ -458,7 +551,12 @@ impl Broker for AmqpBroker {
                         Some(i) => i,
                         None => match self.pull(q).await? {
                             Some(i) => i,
-                            None => break,
+                            // Nothing ready: but a message pushed after our last ack may have
+                            // reached the consumer during that round trip.
+                            None => match self.awaited_push(q).await {
+                                Some(i) => i,
+                                None => break,
+                            },
                         },
                     };
                     if let Some(d) = self.admit(q, inc, req.lease).await? {
