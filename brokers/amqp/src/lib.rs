@@ -48,7 +48,7 @@ use conveyor_core::{
 };
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
     ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
@@ -204,6 +204,10 @@ impl AmqpBroker {
                 return Ok((l.publish.clone(), l.gen));
             }
         }
+        if let Some(old) = link.take() {
+            // Its channels, consumers and unacked deliveries go with it (RabbitMQ requeues them).
+            let _ = old.conn.close(200, "reconnecting".into()).await;
+        }
         let conn = tokio::time::timeout(
             Duration::from_secs(10),
             Connection::connect(&self.inner.cfg.url, ConnectionProperties::default()),
@@ -214,7 +218,7 @@ impl AmqpBroker {
         let publish = conn.create_channel().await.map_err(err)?;
         publish.confirm_select(ConfirmSelectOptions::default()).await.map_err(err)?;
         let get = conn.create_channel().await.map_err(err)?;
-        let gen = link.as_ref().map_or(1, |l| l.gen + 1);
+        let gen = self.state().gen + 1;
         {
             // Everything received on the old connection was returned to the queues by RabbitMQ.
             let mut st = self.state();
@@ -308,9 +312,15 @@ impl AmqpBroker {
     /// Turns a received message into a delivery, or forwards it (a delay hop) and returns None.
     async fn admit(&self, queue: &str, inc: Incoming, lease: Duration) -> Result<Option<Delivery>> {
         let d = inc.delivery;
+        if inc.gen != self.state().gen {
+            return Ok(None); // its connection is gone; RabbitMQ has returned it to the queue
+        }
         if let Some(due) = headers::int(&d.properties, headers::DUE).filter(|due| *due > now_ms()) {
             // Not due yet: wait in the next bucket (a confirmed publish), then ack this copy.
-            self.enqueue_bytes(queue, &d.data, Some(due)).await?;
+            if let Err(e) = self.enqueue_bytes(queue, &d.data, Some(due)).await {
+                let _ = d.acker.reject(BasicRejectOptions { requeue: true }).await;
+                return Err(e);
+            }
             d.acker.ack(BasicAckOptions::default()).await.map_err(err)?;
             return Ok(None);
         }
@@ -377,8 +387,11 @@ impl AmqpBroker {
     /// One `basic.get` from a queue's main queue.
     async fn pull(&self, queue: &str) -> Result<Option<Incoming>> {
         let (ch, gen) = {
-            let link = self.inner.link.lock().await;
-            let l = link.as_ref().ok_or_else(|| Error::broker("not connected"))?;
+            let mut link = self.inner.link.lock().await;
+            let l = link.as_mut().ok_or_else(|| Error::broker("not connected"))?;
+            if !l.get.status().connected() {
+                l.get = l.conn.create_channel().await.map_err(err)?;
+            }
             (l.get.clone(), l.gen)
         };
         let got =
@@ -399,8 +412,11 @@ impl AmqpBroker {
         Ok(lease)
     }
 
-    fn holds(&self, d: &Delivery) -> bool {
-        d.receipt.get::<AmqpReceipt>().is_some_and(|r| self.state().leases.contains_key(&r.lease))
+    /// Puts back a lease taken for a settle that failed before reaching RabbitMQ.
+    fn restore_lease(&self, d: &Delivery, lease: Lease) {
+        if let Some(r) = d.receipt.get::<AmqpReceipt>() {
+            self.state().leases.insert(r.lease, lease);
+        }
     }
 
     /// Hands buffered, never handed-out messages back as new messages (a plain requeue would
@@ -447,6 +463,10 @@ async fn consume(inner: Weak<Inner>, queue: String, gen: u64, mut consumer: lapi
         let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.consumers.get(&queue) == Some(&gen) {
             st.consumers.remove(&queue);
+            // Its unacked deliveries went back to the queue with its channel: drop our copies.
+            if let Some(b) = st.buffers.get_mut(&queue) {
+                b.retain(|i| !i.pushed);
+            }
         }
         drop(st);
         inner.notify.notify_waiters();
@@ -473,7 +493,8 @@ async fn sweep_leases(inner: Weak<Inner>) {
         }
         for l in expired {
             tracing::warn!(queue = %l.queue, "lease expired: returning the task to its queue");
-            let _ = l.acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await;
+            // reject, not nack: newer RabbitMQ versions count only rejects in x-delivery-count.
+            let _ = l.acker.reject(BasicRejectOptions { requeue: true }).await;
         }
     }
 }
@@ -559,8 +580,15 @@ impl Broker for AmqpBroker {
                             },
                         },
                     };
-                    if let Some(d) = self.admit(q, inc, req.lease).await? {
-                        out.push(d);
+                    match self.admit(q, inc, req.lease).await {
+                        Ok(Some(d)) => out.push(d),
+                        Ok(None) => {}
+                        // Deliveries already leased are handed out, not left to expire.
+                        Err(e) if !out.is_empty() => {
+                            tracing::warn!(queue = %q, error = %e, "receive failed part-way");
+                            return Ok(out);
+                        }
+                        Err(e) => return Err(e),
                     }
                 }
                 if out.len() >= req.max {
@@ -585,12 +613,22 @@ impl Broker for AmqpBroker {
     }
 
     async fn retry(&self, d: &Delivery, task: &TaskMessage, delay: Duration) -> Result<()> {
-        if !self.holds(d) {
-            return Err(Error::LeaseLost);
-        }
+        let lease = self.take_lease(d)?;
         let due = (!delay.is_zero()).then(|| now_ms() + delay.as_millis().min(i64::MAX as u128 / 2) as i64);
-        self.enqueue_bytes(&task.queue, &task.encode()?, due).await?;
-        self.ack(d).await
+        let body = match task.encode() {
+            Ok(b) => b,
+            Err(e) => {
+                self.restore_lease(d, lease);
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.enqueue_bytes(&task.queue, &body, due).await {
+            // Not stored: the delivery stays this worker's (its lease runs on).
+            self.restore_lease(d, lease);
+            return Err(e);
+        }
+        lease.acker.ack(BasicAckOptions::default()).await.map_err(err)?;
+        Ok(())
     }
 
     async fn archive(&self, d: &Delivery, reason: &str) -> Result<()> {
@@ -599,7 +637,7 @@ impl Broker for AmqpBroker {
         let n = self.names(&lease.queue);
         let props = headers::props(&[(headers::ARCHIVED_AT, now_ms())], &[(headers::REASON, reason)]);
         if let Err(e) = self.publish_to(&ch, &n.archive, &lease.data, props).await {
-            let _ = lease.acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await;
+            self.restore_lease(d, lease);
             return Err(e);
         }
         lease.acker.ack(BasicAckOptions::default()).await.map_err(err)?;
@@ -610,7 +648,7 @@ impl Broker for AmqpBroker {
         // A new copy, so that the hand-back is not counted as a lost lease.
         let lease = self.take_lease(d)?;
         if let Err(e) = self.enqueue_bytes(&lease.queue, &lease.data, None).await {
-            let _ = lease.acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await;
+            self.restore_lease(d, lease);
             return Err(e);
         }
         lease.acker.ack(BasicAckOptions::default()).await.map_err(err)?;

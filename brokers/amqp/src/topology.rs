@@ -56,6 +56,11 @@ fn s(v: &str) -> AMQPValue {
 pub(crate) async fn declare_main(ch: &Channel, n: &Names) -> lapin::Result<u32> {
     let mut args = FieldTable::default();
     args.insert(ShortString::from("x-queue-type"), s("quorum"));
+    // Conveyor counts attempts itself; this is only a backstop against a message that crashes
+    // every consumer (RabbitMQ 4 defaults to 20 and then drops it): dead-letter to the archive.
+    args.insert(ShortString::from("x-delivery-limit"), AMQPValue::LongLongInt(1000));
+    args.insert(ShortString::from("x-dead-letter-exchange"), s(""));
+    args.insert(ShortString::from("x-dead-letter-routing-key"), s(&n.archive));
     Ok(ch.queue_declare(n.main.as_str().into(), durable(), args).await?.message_count())
 }
 
