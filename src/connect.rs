@@ -37,6 +37,9 @@ pub async fn broker(url: &str) -> Result<Arc<dyn Broker>> {
         "amqp" | "amqps" => Ok(Arc::new(crate::amqp::AmqpBroker::connect(url).await?)),
         #[cfg(not(feature = "amqp"))]
         s @ ("amqp" | "amqps") => not_yet(kind, s, "amqp"),
+        #[cfg(feature = "sqs")]
+        "sqs" => Ok(Arc::new(crate::sqs::SqsBroker::connect(url).await?)),
+        #[cfg(not(feature = "sqs"))]
         s @ "sqs" => not_yet(kind, s, "sqs"),
         s => Err(Error::UnknownScheme { kind, scheme: s.to_owned(), known: BROKER_SCHEMES }),
     }

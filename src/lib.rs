@@ -38,8 +38,7 @@
 //! - `macros` (default): the `#[task]` attribute.
 //! - `redis`: the Redis broker and result backend (`redis://host:port/?prefix=app`).
 //! - `amqp`: the RabbitMQ broker (`amqp://user:pass@host:port/vhost?prefix=app`).
-//! - `sqs`: the SQS broker — coming in a next release; its URLs give
-//!   [`Error::FeatureNotEnabled`] until then.
+//! - `sqs`: the AWS SQS broker (`sqs://?region=us-east-1`, credentials from the AWS chain).
 //!
 //! The in-memory broker and backend are always available (`memory://`).
 //!
@@ -72,6 +71,12 @@ pub mod amqp {
     #[doc(hidden)]
     pub use conveyor_broker_amqp::{futures_util, lapin};
     pub use conveyor_broker_amqp::{AmqpBroker, AmqpConfig};
+}
+
+/// The AWS SQS broker (feature `sqs`).
+#[cfg(feature = "sqs")]
+pub mod sqs {
+    pub use conveyor_broker_sqs::{SqsBroker, SqsConfig, MAX_BODY};
 }
 
 mod connect;

@@ -30,6 +30,7 @@ async fn unknown_and_uncompiled_schemes_are_typed_errors() {
         let e = conveyor::broker("amqp://127.0.0.1").await.err().unwrap();
         assert!(matches!(e, Error::FeatureNotEnabled { feature: "amqp", .. }), "{e}");
     }
+    #[cfg(not(feature = "sqs"))]
     for (url, feature) in [("sqs://?region=us-east-1", "sqs")] {
         let e = conveyor::broker(url).await.err().unwrap();
         assert!(matches!(&e, Error::FeatureNotEnabled { feature: f, .. } if *f == feature), "{url}: {e}");

@@ -136,3 +136,32 @@ pub async fn broker_restart_mid_run(url: &str, restart: impl FnOnce() + Send + '
     assert!(accepted.len() >= 100, "only {} of 300 accepted ({refused} refused)", accepted.len());
     w.stop().await;
 }
+
+/// A task that runs longer than its lease runs exactly once: the worker's heartbeat keeps
+/// extending the lease (Redis lease, RabbitMQ client lease, SQS visibility timeout).
+pub async fn long_task_runs_once(url: &str) {
+    let broker = conveyor::broker(url).await.expect("broker reachable");
+    let backend = Arc::new(MemoryBackend::new());
+    let client = Client::new(broker.clone(), backend.clone());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    let w = Running::start(
+        Worker::builder(broker.clone(), backend.clone())
+            .register_handler("fault:long", move |_req: Request| {
+                r.fetch_add(1, Ordering::SeqCst);
+                async {
+                    tokio::time::sleep(Duration::from_secs(4)).await;
+                    ok()
+                }
+            })
+            .queue("long", 1)
+            .lease(Duration::from_secs(1))
+            .concurrency(2),
+    );
+    let rec = client.enqueue_message(message("fault:long", "long")).await.unwrap();
+    let done = client.wait(&rec.id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(done.state, TaskState::Completed);
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "a task that outlives its lease must not run twice");
+    assert_eq!(done.retried, 0);
+    w.stop().await;
+}

@@ -13,7 +13,7 @@ mod amqp;
 mod amqp_faults;
 mod client;
 mod connect;
-#[cfg(any(feature = "redis", feature = "amqp"))]
+#[cfg(any(feature = "redis", feature = "amqp", feature = "sqs"))]
 mod faults;
 mod memory;
 #[cfg(feature = "redis")]
@@ -21,3 +21,7 @@ mod redis;
 #[cfg(feature = "redis")]
 mod redis_faults;
 mod signal;
+#[cfg(feature = "sqs")]
+mod sqs;
+#[cfg(feature = "sqs")]
+mod sqs_faults;

@@ -17,6 +17,11 @@ fn url_with_prefix(base: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_task_outliving_its_lease_runs_once() {
+    crate::faults::long_task_runs_once(&url_with_prefix(&crate::redis::url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_killed_mid_task_is_redelivered_and_completes_once() {
     crate::faults::worker_killed_mid_task(&url_with_prefix(&crate::redis::url())).await;
 }

@@ -1,0 +1,509 @@
+//! The AWS SQS broker of [Conveyor](https://crates.io/crates/conveyor), on aws-sdk-sqs.
+//!
+//! - One SQS queue per Conveyor queue, `prefix-queue` (created on first use unless
+//!   `create=false`), and an archive queue `prefix-queue-archive` where archived tasks go with
+//!   the reason in the `conveyor-reason` attribute. A queue name ending in `.fifo` is a FIFO
+//!   queue (message group: the Conveyor queue; deduplication id: the unique key, else the task id
+//!   and attempt).
+//! - **Leases are visibility timeouts**: a received task is invisible for the lease; the
+//!   worker's heartbeat extends it (`ChangeMessageVisibilityBatch`), so a long task is not
+//!   delivered twice while it runs. A worker that dies stops extending, and the task reappears;
+//!   `ApproximateReceiveCount - 1` is counted as lost leases. A hand-back sends a fresh copy
+//!   and deletes the old one, so it does not count.
+//! - **Delays**: `DelaySeconds`, rounded up to whole seconds (never early), at most 15 minutes
+//!   per hop; longer delays hop (a task that arrives before the due time in its
+//!   `conveyor-due` attribute is sent again for the rest and deleted). FIFO queues, which have no
+//!   per-message delay, wait by visibility changes instead.
+//! - **Receiving**: long polling on a worker's single queue; with several queues, short polls in
+//!   priority order and a short long-poll on the first. Up to 10 messages per call.
+//! - Payloads over SQS's 256 KiB are refused at enqueue with `PayloadTooLarge`.
+//!
+//! URL: `sqs://?region=us-east-1&endpoint=http://127.0.0.1:4566&prefix=NAME&create=true`;
+//! credentials come from the standard AWS chain (environment, profile, instance role).
+
+mod b64;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+};
+use aws_sdk_sqs::Client;
+use conveyor_core::{
+    time, ArchivedTask, Broker, Delivery, Error, Payload, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest,
+    Result, TaskMessage,
+};
+
+/// SQS's largest message body.
+pub const MAX_BODY: usize = 256 * 1024;
+const MAX_DELAY_S: u64 = 900;
+const DUE: &str = "conveyor-due";
+const REASON: &str = "conveyor-reason";
+const ARCHIVED_AT: &str = "conveyor-archived-at";
+const ENCODING: &str = "conveyor-encoding";
+
+fn err<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
+    Error::broker(DisplayErrorContext(e).to_string())
+}
+
+fn now_ms() -> i64 {
+    time::to_millis(SystemTime::now()) as i64
+}
+
+/// Settings of an SQS broker.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SqsConfig {
+    /// AWS region.
+    pub region: String,
+    /// Endpoint override (emulators such as moto or LocalStack).
+    pub endpoint: Option<String>,
+    /// Queue name prefix (default `conveyor`).
+    pub prefix: String,
+    /// Create missing queues (default true); false requires them to exist.
+    pub create: bool,
+}
+
+impl SqsConfig {
+    /// Parses `sqs://?region=R&endpoint=URL&prefix=NAME&create=BOOL`.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let bad = |reason: String| Error::InvalidUrl { url: url.to_owned(), reason };
+        let parsed = conveyor_core::parse_url(url)?;
+        if parsed.scheme() != "sqs" {
+            return Err(bad(format!("expected sqs://, got {}://", parsed.scheme())));
+        }
+        let mut cfg = SqsConfig { region: String::new(), endpoint: None, prefix: "conveyor".into(), create: true };
+        for (k, v) in parsed.query_pairs() {
+            match &*k {
+                "region" => cfg.region = v.into_owned(),
+                "endpoint" => cfg.endpoint = Some(v.into_owned()),
+                "prefix" => cfg.prefix = v.into_owned(),
+                "create" => cfg.create = v.parse().map_err(|_| bad(format!("create `{v}` is not true or false")))?,
+                other => return Err(bad(format!("unknown parameter `{other}`"))),
+            }
+        }
+        if cfg.region.is_empty() {
+            cfg.region =
+                std::env::var("AWS_REGION").map_err(|_| bad("no region: add ?region=… or set AWS_REGION".into()))?;
+        }
+        if cfg.prefix.is_empty() || !cfg.prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(bad(format!("prefix `{}` must be letters, digits, - or _", cfg.prefix)));
+        }
+        Ok(cfg)
+    }
+}
+
+/// The SQS broker. Cheap to clone.
+#[derive(Clone)]
+pub struct SqsBroker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: SqsConfig,
+    client: Client,
+    urls: tokio::sync::Mutex<HashMap<String, String>>,
+    paused: Mutex<std::collections::HashSet<String>>,
+}
+
+struct SqsReceipt {
+    url: String,
+    handle: String,
+    queue: String,
+    body: Arc<String>,
+    attrs: HashMap<String, MessageAttributeValue>,
+}
+
+fn attr(v: impl Into<String>) -> MessageAttributeValue {
+    MessageAttributeValue::builder().data_type("String").string_value(v).build().expect("data type is set")
+}
+
+impl SqsBroker {
+    /// Connects with the settings of an `sqs://` URL.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let cfg = SqsConfig::from_url(url)?;
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(cfg.region.clone()));
+        if let Some(e) = &cfg.endpoint {
+            loader = loader.endpoint_url(e);
+        }
+        let client = Client::new(&loader.load().await);
+        Ok(SqsBroker { inner: Arc::new(Inner { cfg, client, urls: Default::default(), paused: Default::default() }) })
+    }
+
+    fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    fn sqs_name(&self, queue: &str, archive: bool) -> String {
+        let (base, fifo) = match queue.strip_suffix(".fifo") {
+            Some(b) => (b, true),
+            None => (queue, false),
+        };
+        let clean: String = base.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let name = format!("{}-{clean}{}", self.inner.cfg.prefix, if archive { "-archive" } else { "" });
+        if fifo {
+            format!("{name}.fifo")
+        } else {
+            name
+        }
+    }
+
+    /// The URL of a queue (or its archive), created if missing and allowed.
+    async fn url(&self, queue: &str, archive: bool) -> Result<String> {
+        let name = self.sqs_name(queue, archive);
+        if let Some(u) = self.inner.urls.lock().await.get(&name) {
+            return Ok(u.clone());
+        }
+        let url = if self.inner.cfg.create {
+            let mut req = self.client().create_queue().queue_name(&name);
+            if name.ends_with(".fifo") {
+                req = req.attributes(QueueAttributeName::FifoQueue, "true");
+            }
+            req.send().await.map_err(err)?.queue_url().map(str::to_owned)
+        } else {
+            self.client().get_queue_url().queue_name(&name).send().await.map_err(err)?.queue_url().map(str::to_owned)
+        }
+        .ok_or_else(|| Error::broker(format!("SQS returned no URL for queue `{name}`")))?;
+        self.inner.urls.lock().await.insert(name, url.clone());
+        Ok(url)
+    }
+
+    /// Sends one body, delayed until `due_ms` if it is in the future.
+    async fn send(
+        &self,
+        queue: &str,
+        archive: bool,
+        body: &str,
+        mut attrs: HashMap<String, MessageAttributeValue>,
+        due_ms: Option<i64>,
+        dedup: &str,
+    ) -> Result<()> {
+        if body.len() > MAX_BODY {
+            return Err(Error::PayloadTooLarge { size: body.len(), limit: MAX_BODY });
+        }
+        let url = self.url(queue, archive).await?;
+        let fifo = queue.ends_with(".fifo");
+        let mut req = self.client().send_message().queue_url(&url).message_body(body);
+        if let Some(due) = due_ms.filter(|d| *d > now_ms()) {
+            attrs.insert(DUE.into(), attr(due.to_string()));
+            if !fifo {
+                let secs = ((due - now_ms()).max(0) as u64).div_ceil(1000).min(MAX_DELAY_S);
+                req = req.delay_seconds(secs as i32);
+            }
+        } else {
+            attrs.remove(DUE);
+        }
+        for (k, v) in attrs {
+            req = req.message_attributes(k, v);
+        }
+        if fifo {
+            req = req.message_group_id(queue).message_deduplication_id(dedup);
+        }
+        req.send().await.map_err(err)?;
+        Ok(())
+    }
+
+    fn receipt<'a>(&self, d: &'a Delivery) -> Result<&'a SqsReceipt> {
+        d.receipt.get::<SqsReceipt>().ok_or_else(|| Error::broker("receipt was not issued by an SQS broker"))
+    }
+
+    async fn delete(&self, r: &SqsReceipt) -> Result<()> {
+        self.client().delete_message().queue_url(&r.url).receipt_handle(&r.handle).send().await.map_err(err)?;
+        Ok(())
+    }
+
+    /// One ReceiveMessage call on `queue`.
+    async fn poll(&self, queue: &str, max: usize, wait_s: i32, lease: Duration) -> Result<Vec<Delivery>> {
+        let url = self.url(queue, false).await?;
+        let out = self
+            .client()
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(max.clamp(1, 10) as i32)
+            .wait_time_seconds(wait_s)
+            .visibility_timeout(lease.as_secs().clamp(1, 43_200) as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(err)?;
+        let mut deliveries = Vec::new();
+        for m in out.messages() {
+            let (Some(body), Some(handle)) = (m.body(), m.receipt_handle()) else { continue };
+            let attrs = m.message_attributes().cloned().unwrap_or_default();
+            let r = SqsReceipt {
+                url: url.clone(),
+                handle: handle.to_owned(),
+                queue: queue.to_owned(),
+                body: Arc::new(body.to_owned()),
+                attrs: attrs.clone(),
+            };
+            // Not due yet: send the rest of the delay on, or (FIFO) stay invisible until due.
+            if let Some(due) = attrs.get(DUE).and_then(|v| v.string_value()).and_then(|v| v.parse::<i64>().ok()) {
+                if due > now_ms() {
+                    if queue.ends_with(".fifo") {
+                        let secs = ((due - now_ms()) as u64).div_ceil(1000).clamp(1, 43_200);
+                        self.client()
+                            .change_message_visibility()
+                            .queue_url(&url)
+                            .receipt_handle(handle)
+                            .visibility_timeout(secs as i32)
+                            .send()
+                            .await
+                            .map_err(err)?;
+                    } else {
+                        let dedup = format!("hop-{}", now_ms());
+                        self.send(queue, false, body, attrs.clone(), Some(due), &dedup).await?;
+                        self.delete(&r).await?;
+                    }
+                    continue;
+                }
+            }
+            let received: u32 = m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            let bytes = match attrs.get(ENCODING).and_then(|v| v.string_value()) {
+                Some("base64") => b64::decode(body).unwrap_or_else(|| body.as_bytes().to_vec()),
+                _ => body.as_bytes().to_vec(),
+            };
+            let payload = match TaskMessage::decode(&bytes) {
+                Ok(t) => Payload::Task(Arc::new(t)),
+                Err(e) => Payload::Undecodable { raw: bytes, error: e.to_string() },
+            };
+            let lost = received.saturating_sub(1);
+            deliveries.push(Delivery {
+                receipt: Receipt::new(r),
+                queue: Arc::from(queue),
+                payload,
+                redelivered: lost > 0,
+                lost_leases: lost,
+            });
+        }
+        Ok(deliveries)
+    }
+
+    async fn queue_counts(&self, url: &str) -> Result<HashMap<QueueAttributeName, String>> {
+        let out = self
+            .client()
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(out.attributes().cloned().unwrap_or_default())
+    }
+}
+
+fn count(attrs: &HashMap<QueueAttributeName, String>, name: QueueAttributeName) -> u64 {
+    attrs.get(&name).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+#[async_trait]
+impl Broker for SqsBroker {
+    fn kind(&self) -> &'static str {
+        "sqs"
+    }
+
+    async fn publish(&self, task: &TaskMessage) -> Result<()> {
+        let body = String::from_utf8(task.encode()?).map_err(|e| Error::broker(e.to_string()))?;
+        let dedup = task.unique_key.clone().unwrap_or_else(|| format!("{}-{}", task.id, task.retried));
+        let due = task.eta.map(|e| time::to_millis(e) as i64);
+        self.send(&task.queue, false, &body, HashMap::new(), due, &dedup).await
+    }
+
+    async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>> {
+        let deadline = tokio::time::Instant::now() + req.wait;
+        let queues: Vec<&str> = {
+            let paused = self.inner.paused.lock().unwrap_or_else(|e| e.into_inner());
+            req.queues.iter().copied().filter(|q| !paused.contains(*q)).collect()
+        };
+        loop {
+            let mut out = Vec::new();
+            for q in &queues {
+                if out.len() >= req.max {
+                    break;
+                }
+                match self.poll(q, req.max - out.len(), 0, req.lease).await {
+                    Ok(got) => out.extend(got),
+                    Err(e) if !out.is_empty() => {
+                        tracing::warn!(queue = %q, error = %e, "receive failed part-way");
+                        return Ok(out);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !out.is_empty() || left.is_zero() || req.stop.is_cancelled() || queues.is_empty() {
+                return Ok(out);
+            }
+            // Long poll: the whole wait on a single queue, a second at a time on several.
+            let wait_s = if queues.len() == 1 { left.as_secs().clamp(1, 20) } else { 1 } as i32;
+            let got = self.poll(queues[0], req.max, wait_s, req.lease).await?;
+            if !got.is_empty() {
+                return Ok(got);
+            }
+        }
+    }
+
+    async fn ack(&self, d: &Delivery) -> Result<()> {
+        self.delete(self.receipt(d)?).await
+    }
+
+    async fn retry(&self, d: &Delivery, task: &TaskMessage, delay: Duration) -> Result<()> {
+        let r = self.receipt(d)?;
+        let body = String::from_utf8(task.encode()?).map_err(|e| Error::broker(e.to_string()))?;
+        let due = (!delay.is_zero()).then(|| now_ms() + delay.as_millis().min(i64::MAX as u128 / 2) as i64);
+        let dedup = format!("{}-{}", task.id, task.retried);
+        self.send(&task.queue, false, &body, HashMap::new(), due, &dedup).await?;
+        self.delete(r).await
+    }
+
+    async fn archive(&self, d: &Delivery, reason: &str) -> Result<()> {
+        let r = self.receipt(d)?;
+        let mut attrs = r.attrs.clone();
+        attrs.insert(REASON.into(), attr(reason));
+        attrs.insert(ARCHIVED_AT.into(), attr(now_ms().to_string()));
+        let dedup = format!("archive-{}", now_ms());
+        self.send(&r.queue, true, &r.body, attrs, None, &dedup).await?;
+        self.delete(r).await
+    }
+
+    async fn release(&self, d: &Delivery) -> Result<()> {
+        // A fresh copy, so that the hand-back is not counted as a lost lease.
+        let r = self.receipt(d)?;
+        let dedup = format!("release-{}", now_ms());
+        self.send(&r.queue, false, &r.body, r.attrs.clone(), None, &dedup).await?;
+        self.delete(r).await
+    }
+
+    async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<()> {
+        let mut by_url: HashMap<&str, Vec<&SqsReceipt>> = HashMap::new();
+        for r in receipts {
+            let r = r.get::<SqsReceipt>().ok_or_else(|| Error::broker("receipt was not issued by an SQS broker"))?;
+            by_url.entry(&r.url).or_default().push(r);
+        }
+        let secs = lease.as_secs().clamp(1, 43_200) as i32;
+        for (url, rs) in by_url {
+            for chunk in rs.chunks(10) {
+                let mut req = self.client().change_message_visibility_batch().queue_url(url);
+                for (i, r) in chunk.iter().enumerate() {
+                    let entry = ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(&r.handle)
+                        .visibility_timeout(secs)
+                        .build()
+                        .map_err(err)?;
+                    req = req.entries(entry);
+                }
+                req.send().await.map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats> {
+        let main = self.queue_counts(&self.url(queue, false).await?).await?;
+        let arch = self.queue_counts(&self.url(queue, true).await?).await?;
+        let mut s = QueueStats::default();
+        s.queue = queue.to_owned();
+        s.pending = count(&main, QueueAttributeName::ApproximateNumberOfMessages);
+        s.active = count(&main, QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
+        s.scheduled = count(&main, QueueAttributeName::ApproximateNumberOfMessagesDelayed);
+        s.archived = count(&arch, QueueAttributeName::ApproximateNumberOfMessages);
+        s.paused = self.inner.paused.lock().unwrap_or_else(|e| e.into_inner()).contains(queue);
+        Ok(s)
+    }
+
+    fn admin(&self) -> Option<&dyn QueueAdmin> {
+        Some(self)
+    }
+
+    fn raw(&self) -> Option<&dyn RawPublish> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for SqsBroker {
+    async fn pause(&self, queue: &str) -> Result<()> {
+        self.inner.paused.lock().unwrap_or_else(|e| e.into_inner()).insert(queue.to_owned());
+        Ok(())
+    }
+
+    async fn resume(&self, queue: &str) -> Result<()> {
+        self.inner.paused.lock().unwrap_or_else(|e| e.into_inner()).remove(queue);
+        Ok(())
+    }
+
+    async fn archived(&self, queue: &str, offset: usize, limit: usize) -> Result<Vec<ArchivedTask>> {
+        // Peeks (visibility 0) until no new message shows up; SQS gives no order or paging.
+        let url = self.url(queue, true).await?;
+        let mut seen: HashMap<String, ArchivedTask> = HashMap::new();
+        for _ in 0..20 {
+            let out = self
+                .client()
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .visibility_timeout(0)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .map_err(err)?;
+            let mut new = 0;
+            for m in out.messages() {
+                let Some(id) = m.message_id() else { continue };
+                if seen.contains_key(id) {
+                    continue;
+                }
+                new += 1;
+                let attrs = m.message_attributes().cloned().unwrap_or_default();
+                let s = |k: &str| attrs.get(k).and_then(|v| v.string_value()).map(str::to_owned);
+                let body = m.body().unwrap_or_default();
+                let bytes = match s(ENCODING).as_deref() {
+                    Some("base64") => b64::decode(body).unwrap_or_else(|| body.as_bytes().to_vec()),
+                    _ => body.as_bytes().to_vec(),
+                };
+                let payload = match TaskMessage::decode(&bytes) {
+                    Ok(t) => Payload::Task(Arc::new(t)),
+                    Err(e) => Payload::Undecodable { raw: bytes, error: e.to_string() },
+                };
+                let at = s(ARCHIVED_AT).and_then(|v| v.parse().ok()).map_or(SystemTime::UNIX_EPOCH, time::from_millis);
+                seen.insert(id.to_owned(), ArchivedTask::new(payload, s(REASON).unwrap_or_default(), at));
+            }
+            if new == 0 || seen.len() >= offset.saturating_add(limit) {
+                break;
+            }
+        }
+        let mut all: Vec<ArchivedTask> = seen.into_values().collect();
+        all.sort_by_key(|a| std::cmp::Reverse(a.archived_at));
+        Ok(all.into_iter().skip(offset).take(limit).collect())
+    }
+}
+
+#[async_trait]
+impl RawPublish for SqsBroker {
+    async fn publish_raw(&self, queue: &str, bytes: Vec<u8>) -> Result<()> {
+        let dedup = format!("raw-{}", now_ms());
+        match String::from_utf8(bytes) {
+            Ok(text) if b64::sqs_safe(&text) => self.send(queue, false, &text, HashMap::new(), None, &dedup).await,
+            Ok(text) => self.send_encoded(queue, text.as_bytes(), &dedup).await,
+            Err(e) => self.send_encoded(queue, e.as_bytes(), &dedup).await,
+        }
+    }
+}
+
+impl SqsBroker {
+    async fn send_encoded(&self, queue: &str, bytes: &[u8], dedup: &str) -> Result<()> {
+        let attrs = HashMap::from([(ENCODING.to_owned(), attr("base64"))]);
+        self.send(queue, false, &b64::encode(bytes), attrs, None, dedup).await
+    }
+}
