@@ -13,9 +13,10 @@
 //! `{"broker":…,"tasks":…,"concurrency":…,"enqueue_per_s":…,"process_per_s":…,"p50_ms":…,"p99_ms":…}`.
 //! `--retention SECS` sets how long results are kept (default: Conveyor's default, 24 h);
 //! `--prefetch N` the worker's prefetch (default: a quarter of the concurrency).
-//! `--baseline` (with an `amqp://` broker and the `amqp` feature) first runs the same workload on
-//! raw lapin — publish with confirms one by one, consume with a prefetch of the concurrency, ack
-//! each — and prints it as broker `amqp-raw`, for comparison.
+//! `--baseline` first runs the same workload without Conveyor and prints it as broker
+//! `amqp-raw` or `sqs-raw`: on raw lapin (publish with confirms one by one, consume with a
+//! prefetch of the concurrency, ack each) or raw aws-sdk-sqs (send, receive and delete one
+//! message at a time).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -104,10 +105,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     if args.baseline {
-        #[cfg(feature = "amqp")]
-        raw_amqp::run(&args.broker, args.tasks, args.concurrency).await?;
-        #[cfg(not(feature = "amqp"))]
-        return Err("--baseline needs the `amqp` feature and an amqp:// broker".into());
+        match args.broker.split(':').next() {
+            #[cfg(feature = "amqp")]
+            Some("amqp" | "amqps") => raw_amqp::run(&args.broker, args.tasks, args.concurrency).await?,
+            #[cfg(feature = "sqs")]
+            Some("sqs") => raw_sqs::run(&args.broker, args.tasks).await?,
+            _ => return Err("--baseline needs an amqp:// or sqs:// broker and its feature".into()),
+        }
     }
     let broker = conveyor::broker(&args.broker).await?;
     let backend = conveyor::backend(&args.backend).await?;
@@ -246,6 +250,58 @@ mod raw_amqp {
         println!(
             "{{\"broker\":\"amqp-raw\",\"tasks\":{tasks},\"concurrency\":{concurrency},\"enqueue_per_s\":{enqueue_per_s:.0},\"process_per_s\":{process_per_s:.0}}}"
         );
+        Ok(())
+    }
+}
+
+/// The raw aws-sdk-sqs baseline: one message per call, no framework.
+#[cfg(feature = "sqs")]
+mod raw_sqs {
+    use std::time::Instant;
+
+    use conveyor::sqs::aws_config::{self, BehaviorVersion, Region};
+    use conveyor::sqs::aws_sdk_sqs::Client;
+
+    pub async fn run(url: &str, tasks: u64) -> Result<(), Box<dyn std::error::Error>> {
+        let parsed = url::Url::parse(url)?;
+        let q: std::collections::HashMap<_, _> = parsed.query_pairs().into_owned().collect();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(q.get("region").cloned().unwrap_or_else(|| "us-east-1".into())));
+        if let Some(e) = q.get("endpoint") {
+            loader = loader.endpoint_url(e);
+        }
+        let client = Client::new(&loader.load().await);
+        let name = format!("bench-raw-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let queue = client.create_queue().queue_name(&name).send().await?.queue_url().unwrap_or_default().to_owned();
+        let body = "x".repeat(220);
+        let start = Instant::now();
+        for _ in 0..tasks {
+            client.send_message().queue_url(&queue).message_body(&body).send().await?;
+        }
+        let enqueue_per_s = tasks as f64 / start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let mut n = 0;
+        while n < tasks {
+            let out = client
+                .receive_message()
+                .queue_url(&queue)
+                .max_number_of_messages(1)
+                .wait_time_seconds(1)
+                .send()
+                .await?;
+            for m in out.messages() {
+                client
+                    .delete_message()
+                    .queue_url(&queue)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await?;
+                n += 1;
+            }
+        }
+        let process_per_s = n as f64 / start.elapsed().as_secs_f64();
+        client.delete_queue().queue_url(&queue).send().await?;
+        println!("{{\"broker\":\"sqs-raw\",\"tasks\":{tasks},\"enqueue_per_s\":{enqueue_per_s:.0},\"process_per_s\":{process_per_s:.0}}}");
         Ok(())
     }
 }

@@ -76,6 +76,8 @@ pub mod amqp {
 /// The AWS SQS broker (feature `sqs`).
 #[cfg(feature = "sqs")]
 pub mod sqs {
+    #[doc(hidden)]
+    pub use conveyor_broker_sqs::{aws_config, aws_sdk_sqs};
     pub use conveyor_broker_sqs::{SqsBroker, SqsConfig, MAX_BODY};
 }
 

@@ -14,6 +14,8 @@ pub fn url() -> String {
         std::env::set_var("AWS_ACCESS_KEY_ID", "test");
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
     }
+    // Never look for EC2 instance credentials from a test (only loopback traffic is allowed).
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     std::env::var("CONVEYOR_TEST_SQS_URL")
         .unwrap_or_else(|_| "sqs://?region=us-east-1&endpoint=http://127.0.0.1:4590".into())
 }

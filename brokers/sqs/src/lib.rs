@@ -22,6 +22,11 @@
 //! credentials come from the standard AWS chain (environment, profile, instance role).
 
 mod b64;
+mod deleter;
+
+/// The AWS SDK in use, for the benchmark's raw baseline. Not part of the API.
+#[doc(hidden)]
+pub use {aws_config, aws_sdk_sqs};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,7 +51,7 @@ const REASON: &str = "conveyor-reason";
 const ARCHIVED_AT: &str = "conveyor-archived-at";
 const ENCODING: &str = "conveyor-encoding";
 
-fn err<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
+pub(crate) fn err<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
     Error::broker(DisplayErrorContext(e).to_string())
 }
 
@@ -108,6 +113,7 @@ struct Inner {
     client: Client,
     urls: tokio::sync::Mutex<HashMap<String, String>>,
     paused: Mutex<std::collections::HashSet<String>>,
+    deletes: tokio::sync::mpsc::UnboundedSender<deleter::DeleteRequest>,
 }
 
 struct SqsReceipt {
@@ -132,7 +138,9 @@ impl SqsBroker {
             loader = loader.endpoint_url(e);
         }
         let client = Client::new(&loader.load().await);
-        Ok(SqsBroker { inner: Arc::new(Inner { cfg, client, urls: Default::default(), paused: Default::default() }) })
+        let deletes = deleter::start(client.clone());
+        let inner = Inner { cfg, client, urls: Default::default(), paused: Default::default(), deletes };
+        Ok(SqsBroker { inner: Arc::new(inner) })
     }
 
     fn client(&self) -> &Client {
@@ -213,8 +221,10 @@ impl SqsBroker {
     }
 
     async fn delete(&self, r: &SqsReceipt) -> Result<()> {
-        self.client().delete_message().queue_url(&r.url).receipt_handle(&r.handle).send().await.map_err(err)?;
-        Ok(())
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let req = deleter::DeleteRequest { url: r.url.clone(), handle: r.handle.clone(), done };
+        self.inner.deletes.send(req).map_err(|_| Error::broker("the delete flusher has stopped"))?;
+        answer.await.map_err(|_| Error::broker("the delete flusher has stopped"))?
     }
 
     /// One ReceiveMessage call on `queue`.
@@ -289,6 +299,31 @@ impl SqsBroker {
         Ok(deliveries)
     }
 
+    /// One entry of a `SendMessageBatch`, with its queue URL.
+    async fn batch_entry(
+        &self,
+        i: usize,
+        t: &TaskMessage,
+    ) -> Result<(String, aws_sdk_sqs::types::SendMessageBatchRequestEntry)> {
+        let body = String::from_utf8(t.encode()?).map_err(|e| Error::broker(e.to_string()))?;
+        if body.len() > MAX_BODY {
+            return Err(Error::PayloadTooLarge { size: body.len(), limit: MAX_BODY });
+        }
+        let url = self.url(&t.queue, false).await?;
+        let mut e = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(body);
+        if let Some(due) = t.eta.map(|e| time::to_millis(e) as i64).filter(|d| *d > now_ms()) {
+            e = e.message_attributes(DUE, attr(due.to_string()));
+            if !t.queue.ends_with(".fifo") {
+                e = e.delay_seconds(((due - now_ms()).max(0) as u64).div_ceil(1000).min(MAX_DELAY_S) as i32);
+            }
+        }
+        if t.queue.ends_with(".fifo") {
+            let dedup = t.unique_key.clone().unwrap_or_else(|| format!("{}-{}", t.id, t.retried));
+            e = e.message_group_id(&t.queue).message_deduplication_id(dedup);
+        }
+        Ok((url, e.build().map_err(err)?))
+    }
+
     async fn queue_counts(&self, url: &str) -> Result<HashMap<QueueAttributeName, String>> {
         let out = self
             .client()
@@ -317,6 +352,53 @@ impl Broker for SqsBroker {
         let dedup = task.unique_key.clone().unwrap_or_else(|| format!("{}-{}", task.id, task.retried));
         let due = task.eta.map(|e| time::to_millis(e) as i64);
         self.send(&task.queue, false, &body, HashMap::new(), due, &dedup).await
+    }
+
+    async fn publish_many(&self, tasks: &[TaskMessage]) -> Vec<Result<()>> {
+        // SendMessageBatch, 10 per call, the calls of different chunks at once.
+        let mut out: Vec<Result<()>> = tasks.iter().map(|_| Ok(())).collect();
+        type Entry = aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+        let mut chunks: Vec<(String, Vec<(usize, Entry)>)> = Vec::new();
+        for (i, t) in tasks.iter().enumerate() {
+            match self.batch_entry(i, t).await {
+                Ok((url, e)) => match chunks.iter_mut().rev().find(|(u, es)| *u == url && es.len() < 10) {
+                    Some((_, es)) => es.push((i, e)),
+                    None => chunks.push((url, vec![(i, e)])),
+                },
+                Err(e) => out[i] = Err(e),
+            }
+        }
+        let mut calls = tokio::task::JoinSet::new();
+        for (url, entries) in chunks {
+            let client = self.client().clone();
+            calls.spawn(async move {
+                let ids: Vec<usize> = entries.iter().map(|(i, _)| *i).collect();
+                let mut req = client.send_message_batch().queue_url(&url);
+                for (_, e) in entries {
+                    req = req.entries(e);
+                }
+                (ids, req.send().await.map_err(err))
+            });
+        }
+        while let Some(joined) = calls.join_next().await {
+            let Ok((ids, res)) = joined else { continue };
+            match res {
+                Ok(o) => {
+                    for f in o.failed() {
+                        if let Ok(i) = f.id().parse::<usize>() {
+                            out[i] = Err(Error::broker(f.message().unwrap_or("send failed").to_owned()));
+                        }
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for i in ids {
+                        out[i] = Err(Error::broker(msg.clone()));
+                    }
+                }
+            }
+        }
+        out
     }
 
     async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>> {
