@@ -65,6 +65,16 @@ pub enum Payload {
     },
 }
 
+impl Payload {
+    /// Decodes a message body: a task, or the bytes with why they are not one.
+    pub fn decode(bytes: Vec<u8>) -> Self {
+        match TaskMessage::decode(&bytes) {
+            Ok(t) => Payload::Task(Arc::new(t)),
+            Err(e) => Payload::Undecodable { error: e.to_string(), raw: bytes },
+        }
+    }
+}
+
 /// A task handed to a receiver, owned by it under a lease until acked, retried, archived or
 /// released.
 #[derive(Debug, Clone)]
@@ -256,7 +266,7 @@ pub trait QueueAdmin: Send + Sync {
     async fn pause(&self, queue: &str) -> Result<()>;
     /// Undoes [`QueueAdmin::pause`].
     async fn resume(&self, queue: &str) -> Result<()>;
-    /// Up to `limit` archived tasks of `queue`, newest first, skipping `offset`.
+    /// Up to `limit` archived tasks of `queue`, newest first, after the first `offset`.
     async fn archived(&self, queue: &str, offset: usize, limit: usize) -> Result<Vec<ArchivedTask>>;
 }
 

@@ -30,6 +30,9 @@
 //!
 //! URL: `amqp://user:pass@host:port/vhost?prefix=NAME&prefetch=N` (vhost `/` is `%2f`).
 
+mod admin;
+mod config;
+mod consume;
 mod headers;
 mod topology;
 
@@ -38,15 +41,14 @@ mod topology;
 pub use {futures_util, lapin};
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use conveyor_core::{
-    time, ArchivedTask, Broker, Delivery, Error, Payload, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest,
-    Result, TaskMessage,
+    time, Broker, Delivery, Error, Payload, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest, Result,
+    TaskMessage,
 };
-use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
     ConfirmSelectOptions,
@@ -56,6 +58,7 @@ use lapin::{Acker, BasicProperties, Channel, Confirmation, Connection, Connectio
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+pub use config::AmqpConfig;
 use topology::Names;
 
 fn err(e: lapin::Error) -> Error {
@@ -64,53 +67,6 @@ fn err(e: lapin::Error) -> Error {
 
 fn now_ms() -> i64 {
     time::to_millis(SystemTime::now()) as i64
-}
-
-/// Settings of an AMQP broker.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct AmqpConfig {
-    /// The URL handed to lapin (without Conveyor's parameters).
-    pub url: String,
-    /// Queue name prefix (default `conveyor`): Conveyor queue `q` is RabbitMQ queue `prefix.q`.
-    pub prefix: String,
-    /// Prefetch per queue consumer; `None`: the worker's free slots at its first receive.
-    pub prefetch: Option<u16>,
-}
-
-impl AmqpConfig {
-    /// Parses `amqp://user:pass@host:port/vhost?prefix=NAME&prefetch=N`.
-    pub fn from_url(url: &str) -> Result<Self> {
-        let bad = |reason: String| Error::InvalidUrl { url: url.to_owned(), reason };
-        let mut parsed = conveyor_core::parse_url(url)?;
-        if !matches!(parsed.scheme(), "amqp" | "amqps") {
-            return Err(bad(format!("expected amqp:// or amqps://, got {}://", parsed.scheme())));
-        }
-        let mut cfg = AmqpConfig { url: String::new(), prefix: "conveyor".into(), prefetch: None };
-        let mut rest = Vec::new();
-        for (k, v) in parsed.query_pairs() {
-            match &*k {
-                "prefix" if !v.is_empty() => cfg.prefix = v.into_owned(),
-                "prefix" => return Err(bad("prefix must not be empty".into())),
-                "prefetch" => {
-                    cfg.prefetch = Some(
-                        v.parse()
-                            .ok()
-                            .filter(|n| *n > 0)
-                            .ok_or_else(|| bad(format!("prefetch `{v}` must be 1 to 65535")))?,
-                    )
-                }
-                _ => rest.push((k.into_owned(), v.into_owned())),
-            }
-        }
-        if rest.is_empty() {
-            parsed.set_query(None);
-        } else {
-            parsed.query_pairs_mut().clear().extend_pairs(rest);
-        }
-        cfg.url = parsed.to_string();
-        Ok(cfg)
-    }
 }
 
 /// The RabbitMQ broker. Cheap to clone.
@@ -184,7 +140,7 @@ impl AmqpBroker {
             }),
         };
         b.link().await?;
-        tokio::spawn(sweep_leases(Arc::downgrade(&b.inner)));
+        tokio::spawn(consume::sweep_leases(Arc::downgrade(&b.inner)));
         Ok(b)
     }
 
@@ -304,7 +260,7 @@ impl AmqpBroker {
                 .await
                 .map_err(err)?;
             self.state().consumers.insert((*q).to_owned(), gen);
-            tokio::spawn(consume(Arc::downgrade(&self.inner), (*q).to_owned(), gen, consumer, conn_ch));
+            tokio::spawn(consume::consume(Arc::downgrade(&self.inner), (*q).to_owned(), gen, consumer, conn_ch));
         }
         Ok(())
     }
@@ -326,10 +282,7 @@ impl AmqpBroker {
         }
         let lost =
             headers::int(&d.properties, headers::DELIVERY_COUNT).unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32;
-        let payload = match TaskMessage::decode(&d.data) {
-            Ok(t) => Payload::Task(Arc::new(t)),
-            Err(e) => Payload::Undecodable { raw: d.data.clone(), error: e.to_string() },
-        };
+        let payload = Payload::decode(d.data.clone());
         let mut st = self.state();
         if inc.gen != st.gen {
             return Ok(None); // its connection is gone; RabbitMQ has returned it to the queue
@@ -435,66 +388,6 @@ impl AmqpBroker {
             if self.enqueue_bytes(&q, &inc.delivery.data, due).await.is_ok() {
                 let _ = inc.delivery.acker.ack(BasicAckOptions::default()).await;
             }
-        }
-    }
-}
-
-/// Moves a consumer's deliveries into the buffer until it ends.
-async fn consume(inner: Weak<Inner>, queue: String, gen: u64, mut consumer: lapin::Consumer, _ch: Channel) {
-    while let Some(item) = consumer.next().await {
-        let Some(inner) = inner.upgrade() else { return };
-        match item {
-            Ok(delivery) => {
-                let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(n) = st.owed.get_mut(&queue) {
-                    *n = n.saturating_sub(1);
-                }
-                st.buffers.entry(queue.clone()).or_default().push_back(Incoming { delivery, gen, pushed: true });
-                drop(st);
-                inner.notify.notify_waiters();
-            }
-            Err(e) => {
-                tracing::warn!(queue = %queue, error = %e, "RabbitMQ consumer ended");
-                break;
-            }
-        }
-    }
-    if let Some(inner) = inner.upgrade() {
-        let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.consumers.get(&queue) == Some(&gen) {
-            st.consumers.remove(&queue);
-            // Its unacked deliveries went back to the queue with its channel: drop our copies.
-            if let Some(b) = st.buffers.get_mut(&queue) {
-                b.retain(|i| !i.pushed);
-            }
-        }
-        drop(st);
-        inner.notify.notify_waiters();
-    }
-}
-
-/// Returns deliveries whose lease expired to their queue (RabbitMQ counts it in
-/// `x-delivery-count`).
-async fn sweep_leases(inner: Weak<Inner>) {
-    loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let Some(inner) = inner.upgrade() else { return };
-        let now = Instant::now();
-        let expired: Vec<Lease> = {
-            let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-            let ids: Vec<u64> = st.leases.iter().filter(|(_, l)| l.until <= now).map(|(id, _)| *id).collect();
-            ids.into_iter().filter_map(|id| st.leases.remove(&id)).collect()
-        };
-        {
-            let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-            for l in expired.iter().filter(|l| l.pushed) {
-                *st.owed.entry(l.queue.clone()).or_default() += 1;
-            }
-        }
-        for l in expired {
-            tracing::warn!(queue = %l.queue, "lease expired: returning the task to its queue");
-            // reject, not nack: newer RabbitMQ versions count only rejects in x-delivery-count.
-            let _ = l.acker.reject(BasicRejectOptions { requeue: true }).await;
         }
     }
 }
@@ -687,59 +580,5 @@ impl Broker for AmqpBroker {
 
     fn raw(&self) -> Option<&dyn RawPublish> {
         Some(self)
-    }
-}
-
-#[async_trait]
-impl QueueAdmin for AmqpBroker {
-    async fn pause(&self, queue: &str) -> Result<()> {
-        self.state().paused.insert(queue.to_owned());
-        Ok(())
-    }
-
-    async fn resume(&self, queue: &str) -> Result<()> {
-        self.state().paused.remove(queue);
-        self.inner.notify.notify_waiters();
-        Ok(())
-    }
-
-    async fn archived(&self, queue: &str, offset: usize, limit: usize) -> Result<Vec<ArchivedTask>> {
-        // Read without acking on a channel of its own, then close it: RabbitMQ puts them back.
-        self.declare(queue).await?;
-        let ch = {
-            let link = self.inner.link.lock().await;
-            link.as_ref().ok_or_else(|| Error::broker("not connected"))?.conn.create_channel().await.map_err(err)?
-        };
-        let n = self.names(queue);
-        let mut all = Vec::new();
-        while all.len() < offset + limit {
-            match ch.basic_get(n.archive.as_str().into(), BasicGetOptions::default()).await.map_err(err)? {
-                Some(m) => all.push(m.delivery),
-                None => break,
-            }
-        }
-        let _ = ch.close(200, "listing done".into()).await;
-        Ok(all
-            .into_iter()
-            .rev()
-            .skip(offset)
-            .take(limit)
-            .map(|d| {
-                let payload = match TaskMessage::decode(&d.data) {
-                    Ok(t) => Payload::Task(Arc::new(t)),
-                    Err(e) => Payload::Undecodable { raw: d.data.clone(), error: e.to_string() },
-                };
-                let at = headers::int(&d.properties, headers::ARCHIVED_AT)
-                    .map_or(SystemTime::UNIX_EPOCH, |ms| time::from_millis(ms.max(0) as u64));
-                ArchivedTask::new(payload, headers::string(&d.properties, headers::REASON).unwrap_or_default(), at)
-            })
-            .collect())
-    }
-}
-
-#[async_trait]
-impl RawPublish for AmqpBroker {
-    async fn publish_raw(&self, queue: &str, bytes: Vec<u8>) -> Result<()> {
-        self.enqueue_bytes(queue, &bytes, None).await
     }
 }

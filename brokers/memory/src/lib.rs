@@ -328,10 +328,7 @@ impl QueueAdmin for MemoryBroker {
 #[async_trait]
 impl RawPublish for MemoryBroker {
     async fn publish_raw(&self, queue: &str, bytes: Vec<u8>) -> Result<()> {
-        let payload = match TaskMessage::decode(&bytes) {
-            Ok(t) => Payload::Task(Arc::new(t)),
-            Err(e) => Payload::Undecodable { raw: bytes, error: e.to_string() },
-        };
+        let payload = Payload::decode(bytes);
         self.push(queue, Entry::new(payload), Duration::ZERO);
         Ok(())
     }

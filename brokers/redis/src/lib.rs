@@ -176,10 +176,7 @@ impl RedisBroker {
         let deliveries = items
             .into_iter()
             .map(|(id, payload, lost, token)| {
-                let payload = match TaskMessage::decode(&payload) {
-                    Ok(t) => Payload::Task(Arc::new(t)),
-                    Err(e) => Payload::Undecodable { raw: payload, error: e.to_string() },
-                };
+                let payload = Payload::decode(payload);
                 let lost_leases = lost.parse().unwrap_or(0);
                 Delivery {
                     receipt: Receipt::new(RedisReceipt { queue: queue.clone(), id, token }),
@@ -483,10 +480,7 @@ impl QueueAdmin for RedisBroker {
             .into_iter()
             .map(|(msg, reason, at)| {
                 let raw = msg.unwrap_or_default();
-                let payload = match TaskMessage::decode(&raw) {
-                    Ok(t) => Payload::Task(Arc::new(t)),
-                    Err(e) => Payload::Undecodable { raw, error: e.to_string() },
-                };
+                let payload = Payload::decode(raw);
                 let at =
                     at.and_then(|a| a.parse().ok()).map_or(SystemTime::UNIX_EPOCH, conveyor_core::time::from_millis);
                 ArchivedTask::new(payload, reason.unwrap_or_default(), at)

@@ -283,10 +283,7 @@ impl SqsBroker {
                 Some("base64") => b64::decode(body).unwrap_or_else(|| body.as_bytes().to_vec()),
                 _ => body.as_bytes().to_vec(),
             };
-            let payload = match TaskMessage::decode(&bytes) {
-                Ok(t) => Payload::Task(Arc::new(t)),
-                Err(e) => Payload::Undecodable { raw: bytes, error: e.to_string() },
-            };
+            let payload = Payload::decode(bytes);
             let lost = received.saturating_sub(1);
             deliveries.push(Delivery {
                 receipt: Receipt::new(r),
@@ -554,10 +551,7 @@ impl QueueAdmin for SqsBroker {
                     Some("base64") => b64::decode(body).unwrap_or_else(|| body.as_bytes().to_vec()),
                     _ => body.as_bytes().to_vec(),
                 };
-                let payload = match TaskMessage::decode(&bytes) {
-                    Ok(t) => Payload::Task(Arc::new(t)),
-                    Err(e) => Payload::Undecodable { raw: bytes, error: e.to_string() },
-                };
+                let payload = Payload::decode(bytes);
                 let at = s(ARCHIVED_AT).and_then(|v| v.parse().ok()).map_or(SystemTime::UNIX_EPOCH, time::from_millis);
                 seen.insert(id.to_owned(), ArchivedTask::new(payload, s(REASON).unwrap_or_default(), at));
             }

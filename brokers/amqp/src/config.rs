@@ -1,0 +1,50 @@
+//! `amqp://` URL parsing: Conveyor's own parameters are taken out, the rest goes to lapin.
+
+use conveyor_core::{Error, Result};
+
+/// Settings of an AMQP broker.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AmqpConfig {
+    /// The URL handed to lapin (without Conveyor's parameters).
+    pub url: String,
+    /// Queue name prefix (default `conveyor`): Conveyor queue `q` is RabbitMQ queue `prefix.q`.
+    pub prefix: String,
+    /// Prefetch per queue consumer; `None`: the worker's free slots at its first receive.
+    pub prefetch: Option<u16>,
+}
+
+impl AmqpConfig {
+    /// Parses `amqp://user:pass@host:port/vhost?prefix=NAME&prefetch=N`.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let bad = |reason: String| Error::InvalidUrl { url: url.to_owned(), reason };
+        let mut parsed = conveyor_core::parse_url(url)?;
+        if !matches!(parsed.scheme(), "amqp" | "amqps") {
+            return Err(bad(format!("expected amqp:// or amqps://, got {}://", parsed.scheme())));
+        }
+        let mut cfg = AmqpConfig { url: String::new(), prefix: "conveyor".into(), prefetch: None };
+        let mut rest = Vec::new();
+        for (k, v) in parsed.query_pairs() {
+            match &*k {
+                "prefix" if !v.is_empty() => cfg.prefix = v.into_owned(),
+                "prefix" => return Err(bad("prefix must not be empty".into())),
+                "prefetch" => {
+                    cfg.prefetch = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|n| *n > 0)
+                            .ok_or_else(|| bad(format!("prefetch `{v}` must be 1 to 65535")))?,
+                    )
+                }
+                _ => rest.push((k.into_owned(), v.into_owned())),
+            }
+        }
+        if rest.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(rest);
+        }
+        cfg.url = parsed.to_string();
+        Ok(cfg)
+    }
+}
