@@ -44,6 +44,16 @@ pub fn parse_url(url: &str) -> Result<url::Url> {
     url::Url::parse(url).map_err(|e| Error::InvalidUrl { url: url.to_owned(), reason: e.to_string() })
 }
 
+/// Replaces a URL's query with `pairs` (removing it when empty): what a driver gets after
+/// Conveyor's own parameters were taken out.
+pub fn replace_query(url: &mut url::Url, pairs: &[(String, String)]) {
+    if pairs.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+}
+
 /// Items the `#[task]` macro expands to. Not a public API.
 #[doc(hidden)]
 pub mod __private {

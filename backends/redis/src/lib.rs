@@ -65,11 +65,7 @@ impl RedisBackend {
                 }
             })
             .collect();
-        if rest.is_empty() {
-            parsed.set_query(None);
-        } else {
-            parsed.query_pairs_mut().clear().extend_pairs(rest);
-        }
+        conveyor_core::replace_query(&mut parsed, &rest);
         let client = redis::Client::open(parsed.as_str())
             .map_err(|e| Error::InvalidUrl { url: url.to_owned(), reason: e.to_string() })?;
         let cfg = ConnectionManagerConfig::new()

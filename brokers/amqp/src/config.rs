@@ -39,11 +39,7 @@ impl AmqpConfig {
                 _ => rest.push((k.into_owned(), v.into_owned())),
             }
         }
-        if rest.is_empty() {
-            parsed.set_query(None);
-        } else {
-            parsed.query_pairs_mut().clear().extend_pairs(rest);
-        }
+        conveyor_core::replace_query(&mut parsed, &rest);
         cfg.url = parsed.to_string();
         Ok(cfg)
     }
