@@ -219,4 +219,12 @@ pub trait ResultBackend: Send + Sync + 'static {
 
     /// The members stored in `group`, as `(index, value)` sorted by index.
     async fn group_members(&self, group: &str) -> Result<Vec<(u32, Box<RawValue>)>>;
+
+    /// Prepends `value` to the capped list `key`, keeping its newest `cap` items, and (re)sets
+    /// the list's expiry to `ttl`, as one atomic step. The scheduler keeps each periodic
+    /// entry's fire history here. Redis: `LPUSH` + `LTRIM` + `PEXPIRE` in a transaction.
+    async fn list_push(&self, key: &str, value: &str, cap: usize, ttl: Duration) -> Result<()>;
+
+    /// The newest `limit` items of the list `key`, newest first (empty if there is none).
+    async fn list_recent(&self, key: &str, limit: usize) -> Result<Vec<String>>;
 }

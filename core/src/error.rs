@@ -48,6 +48,22 @@ pub enum Error {
         feature: &'static str,
     },
 
+    /// A cron expression could not be parsed. Nothing was registered.
+    #[error("invalid cron expression `{expr}`: {reason}")]
+    InvalidSchedule {
+        /// The expression as given.
+        expr: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A time zone name is not in the IANA time zone database (e.g. `Europe/Paris`).
+    #[error("unknown time zone `{name}` (expected an IANA name such as `Europe/Paris` or `UTC`)")]
+    InvalidTimeZone {
+        /// The name as given.
+        name: String,
+    },
+
     /// Any other configuration problem (a bad option value, a conflicting setting).
     #[error("configuration error: {0}")]
     Config(String),

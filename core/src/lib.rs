@@ -13,6 +13,7 @@ mod error;
 pub mod handler;
 pub mod middleware;
 pub mod retry;
+pub mod scheduler;
 pub mod task;
 pub mod time;
 pub mod worker;
@@ -29,6 +30,7 @@ pub use handler::{
     TaskResult,
 };
 pub use retry::{ExponentialBackoff, RetryPolicy};
+pub use scheduler::{EntryProvider, MissedTicks, PeriodicEntry, Scheduler};
 pub use task::{
     TaskId, TaskMessage, TaskState, UniqueRelease, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, MAX_PRIORITY, WIRE_VERSION,
 };

@@ -8,7 +8,7 @@
 
 mod records;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ struct Inner {
     locks: Mutex<Expiring<String>>,
     counters: Mutex<Expiring<i64>>,
     groups: Mutex<Expiring<BTreeMap<u32, Box<RawValue>>>>,
+    lists: Mutex<Expiring<VecDeque<String>>>,
 }
 
 /// A map whose entries may expire; swept now and then so it cannot grow without bound.
@@ -179,6 +180,27 @@ impl ResultBackend for MemoryBackend {
         Ok(groups
             .live(group, Instant::now())
             .map(|(members, _)| members.iter().map(|(i, v)| (*i, v.clone())).collect())
+            .unwrap_or_default())
+    }
+
+    async fn list_push(&self, key: &str, value: &str, cap: usize, ttl: Duration) -> Result<()> {
+        let now = Instant::now();
+        let mut lists = lock(&self.inner.lists);
+        if lists.live(key, now).is_none() {
+            lists.map.insert(key.to_owned(), (VecDeque::new(), None));
+        }
+        let (items, exp) = lists.map.get_mut(key).expect("inserted above");
+        items.push_front(value.to_owned());
+        items.truncate(cap.max(1));
+        *exp = now.checked_add(ttl);
+        Ok(())
+    }
+
+    async fn list_recent(&self, key: &str, limit: usize) -> Result<Vec<String>> {
+        let mut lists = lock(&self.inner.lists);
+        Ok(lists
+            .live(key, Instant::now())
+            .map(|(items, _)| items.iter().take(limit).cloned().collect())
             .unwrap_or_default())
     }
 }

@@ -248,4 +248,33 @@ impl ResultBackend for RedisBackend {
         out.sort_by_key(|(i, _)| *i);
         Ok(out)
     }
+
+    async fn list_push(&self, key: &str, value: &str, cap: usize, ttl: Duration) -> Result<()> {
+        let key = format!("{}:list:{key}", self.prefix);
+        let last = cap.max(1) as i64 - 1;
+        redis::pipe()
+            .atomic()
+            .lpush(&key, value)
+            .ignore()
+            .ltrim(&key, 0, last as isize)
+            .ignore()
+            .pexpire(&key, ms(ttl) as i64)
+            .ignore()
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(err)
+    }
+
+    async fn list_recent(&self, key: &str, limit: usize) -> Result<Vec<String>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        redis::cmd("LRANGE")
+            .arg(format!("{}:list:{key}", self.prefix))
+            .arg(0)
+            .arg(limit as i64 - 1)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)
+    }
 }

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use queues::QueuePriority;
+pub(crate) use run::wait_for_signal;
 
 use crate::backend::{ResultBackend, DEFAULT_RETENTION};
 use crate::broker::Broker;
@@ -96,6 +97,7 @@ pub struct WorkerBuilder {
     layers: Vec<Arc<dyn Layer>>,
     retry: Arc<dyn RetryPolicy>,
     config: WorkerConfig,
+    scheduler: Option<crate::scheduler::Scheduler>,
 }
 
 impl WorkerBuilder {
@@ -189,6 +191,13 @@ impl WorkerBuilder {
         self
     }
 
+    /// Runs `scheduler` inside this worker: started with it, stopped when its shutdown begins.
+    /// Every worker may run one; each tick is still enqueued once (see [`crate::scheduler`]).
+    pub fn scheduler(mut self, scheduler: crate::scheduler::Scheduler) -> Self {
+        self.scheduler = Some(scheduler);
+        self
+    }
+
     /// Checks the settings and builds the worker.
     pub fn build(mut self) -> Result<Worker> {
         let c = &mut self.config;
@@ -225,6 +234,7 @@ impl WorkerBuilder {
         );
         let (broker, backend) = (self.broker, self.backend);
         Ok(Worker {
+            scheduler: self.scheduler,
             shared: Arc::new(run::Shared {
                 broker: broker.clone(),
                 backend: backend.clone(),
@@ -242,6 +252,7 @@ impl WorkerBuilder {
 /// Receives tasks and runs their handlers, at most `concurrency` at a time, until shut down.
 pub struct Worker {
     shared: Arc<run::Shared>,
+    scheduler: Option<crate::scheduler::Scheduler>,
 }
 
 impl Worker {
@@ -254,6 +265,7 @@ impl Worker {
             layers: Vec::new(),
             retry: Arc::new(ExponentialBackoff::default()),
             config: WorkerConfig::default(),
+            scheduler: None,
         }
     }
 
@@ -277,13 +289,26 @@ impl Worker {
             tracing::warn!("second signal: handing running tasks back now");
             h.cancel();
         });
-        let out = run::run(self.shared, stop, hard).await;
+        let out = self.run_with(stop, hard).await;
         signals.abort();
         out
     }
 
     /// Runs until `shutdown` is cancelled, then shuts down gracefully as [`Worker::run`] does.
     pub async fn run_until(self, shutdown: tokio_util::sync::CancellationToken) -> Result<()> {
-        run::run(self.shared, shutdown, tokio_util::sync::CancellationToken::new()).await
+        self.run_with(shutdown, tokio_util::sync::CancellationToken::new()).await
+    }
+
+    async fn run_with(
+        self,
+        stop: tokio_util::sync::CancellationToken,
+        hard: tokio_util::sync::CancellationToken,
+    ) -> Result<()> {
+        let scheduler = self.scheduler.map(|s| tokio::spawn(s.run_until(stop.clone())));
+        let out = run::run(self.shared, stop, hard).await;
+        if let Some(s) = scheduler {
+            let _ = s.await;
+        }
+        out
     }
 }

@@ -282,6 +282,53 @@ impl Canvas {
         self
     }
 
+    /// Gives every task and group an id derived from `prefix`, in a fixed order: the task that
+    /// runs first gets `prefix` itself, the other tasks `prefix.N`, the groups `prefix.gN`.
+    /// (Periodic fires get deterministic ids this way.)
+    pub(crate) fn assign_ids(&mut self, prefix: &str) {
+        let (mut tasks, mut groups) = (0u32, 0u32);
+        self.assign(prefix, &mut tasks, &mut groups);
+    }
+
+    fn assign(&mut self, prefix: &str, tasks: &mut u32, groups: &mut u32) {
+        let sig = |s: &mut Signature, tasks: &mut u32| {
+            s.id = if *tasks == 0 { prefix.into() } else { format!("{prefix}.{tasks}").into() };
+            *tasks += 1;
+        };
+        match self {
+            Canvas::Task(s) => {
+                sig(s, tasks);
+                for c in &mut s.on_success {
+                    c.assign(prefix, tasks, groups);
+                }
+                for e in &mut s.on_error {
+                    sig(e, tasks);
+                }
+            }
+            Canvas::Chain { steps, on_error } => {
+                for c in steps {
+                    c.assign(prefix, tasks, groups);
+                }
+                for e in on_error {
+                    sig(e, tasks);
+                }
+            }
+            Canvas::Group { id, members, body, on_error } => {
+                *id = format!("{prefix}.g{groups}");
+                *groups += 1;
+                for c in members {
+                    c.assign(prefix, tasks, groups);
+                }
+                if let Some(b) = body {
+                    b.assign(prefix, tasks, groups);
+                }
+                for e in on_error {
+                    sig(e, tasks);
+                }
+            }
+        }
+    }
+
     /// Checks the workflow: no empty chain or group, and no task id used twice (a signature
     /// reused in two places, which would make the workflow a cycle or run a step once only).
     pub fn validate(&self) -> Result<()> {

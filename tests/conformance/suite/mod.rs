@@ -2,6 +2,7 @@
 
 pub mod basic;
 pub mod failures;
+pub mod periodic;
 pub mod scheduling;
 pub mod tasks;
 pub mod unique;
@@ -135,6 +136,10 @@ macro_rules! conformance_suite {
             unique::release_policies,
             unique::retention_of_results,
             unique::lock_edges,
+            periodic::once_per_tick_with_three_schedulers,
+            periodic::dead_claimer_tick_is_taken_over,
+            periodic::dynamic_entries_take_effect_without_restart,
+            periodic::missed_ticks_policy,
         );
     };
     (@tests $env:path; $($module:ident :: $test:ident),* $(,)?) => {

@@ -1,0 +1,220 @@
+//! Cron expressions: the 5-field Unix form, and the 6/7-field form with seconds (and years).
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::error::{Error, Result};
+
+/// A parsed cron expression with the time zone it is read in.
+#[derive(Debug, Clone)]
+pub(crate) struct CronSchedule {
+    schedule: cron::Schedule,
+    tz: Tz,
+}
+
+impl CronSchedule {
+    /// Parses `expr` (see [`PeriodicEntry`](super::PeriodicEntry) for the forms), read in UTC.
+    pub(crate) fn parse(expr: &str) -> Result<Self> {
+        let bad = |reason: String| Error::InvalidSchedule { expr: expr.to_owned(), reason };
+        let normalized = normalize(expr).map_err(bad)?;
+        let schedule = cron::Schedule::from_str(&normalized).map_err(|e| bad(describe(&e.to_string(), &normalized)))?;
+        let parsed = CronSchedule { schedule, tz: Tz::UTC };
+        if parsed.next_after(Utc::now()).is_none() {
+            return Err(bad("the expression never fires (an impossible date, or only past years)".into()));
+        }
+        Ok(parsed)
+    }
+
+    /// The same schedule read in the time zone `name` (an IANA name).
+    pub(crate) fn in_zone(mut self, name: &str) -> Result<Self> {
+        self.tz = Tz::from_str(name).map_err(|_| Error::InvalidTimeZone { name: name.to_owned() })?;
+        Ok(self)
+    }
+
+    /// The time zone's name.
+    pub(crate) fn zone(&self) -> &'static str {
+        self.tz.name()
+    }
+
+    /// The first fire time strictly after `t`.
+    pub(crate) fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.schedule.after(&t.with_timezone(&self.tz)).next().map(|d| d.with_timezone(&Utc))
+    }
+
+    /// The last fire time strictly before `t`.
+    pub(crate) fn last_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.schedule.after(&t.with_timezone(&self.tz)).next_back().map(|d| d.with_timezone(&Utc))
+    }
+}
+
+/// Turns the accepted forms into the `cron` crate's (seconds first, days of week 1–7 from
+/// Sunday): a 5-field expression gets second 0, and its Unix day-of-week numbers (0–7, Sunday
+/// being 0 or 7) are translated.
+fn normalize(expr: &str) -> std::result::Result<String, String> {
+    let trimmed = expr.trim();
+    if let Some(word) = trimmed.strip_prefix('@') {
+        return match word {
+            "yearly" | "annually" => Ok("@yearly".into()),
+            "monthly" | "weekly" | "daily" | "hourly" => Ok(format!("@{word}")),
+            "midnight" => Ok("@daily".into()),
+            _ => Err(format!("unknown shorthand `@{word}` (known: @yearly, @monthly, @weekly, @daily, @hourly)")),
+        };
+    }
+    let fields: Vec<&str> = trimmed.split_whitespace().collect();
+    match fields.len() {
+        5 => {
+            let days = unix_days(fields[4]).map_err(|e| format!("bad day-of-week field `{}`: {e}", fields[4]))?;
+            Ok(format!("0 {} {} {} {} {days}", fields[0], fields[1], fields[2], fields[3]))
+        }
+        6 | 7 => Ok(fields.join(" ")),
+        n => Err(format!(
+            "expected 5 fields (minute hour day-of-month month day-of-week), or 6 or 7 with a seconds field \
+             first (and a year last); found {n}"
+        )),
+    }
+}
+
+/// Translates a Unix day-of-week field (0–7, Sunday = 0 or 7, names, ranges, steps, lists)
+/// into an explicit list in the `cron` crate's numbering (1–7, Sunday = 1).
+fn unix_days(field: &str) -> std::result::Result<String, String> {
+    if field == "*" || field == "?" {
+        return Ok(field.to_owned());
+    }
+    let mut days = [false; 7];
+    for part in field.split(',') {
+        let (base, step) = match part.split_once('/') {
+            Some((b, s)) => {
+                let step: u32 =
+                    s.parse().ok().filter(|s| *s > 0).ok_or_else(|| format!("bad step `{s}` in `{part}`"))?;
+                (b, step)
+            }
+            None => (part, 1),
+        };
+        let (lo, hi) = match base.split_once('-') {
+            _ if base == "*" => (0, 6),
+            Some((a, b)) => (day(a)?, day(b)?),
+            None if part.contains('/') => (day(base)?, 6),
+            None => (day(base)?, day(base)?),
+        };
+        if lo > hi {
+            return Err(format!("day-of-week range `{base}` runs backwards"));
+        }
+        let mut d = lo;
+        while d <= hi {
+            days[(d % 7) as usize] = true;
+            d += step;
+        }
+    }
+    let list: Vec<String> = (0..7).filter(|d| days[*d]).map(|d| (d + 1).to_string()).collect();
+    Ok(list.join(","))
+}
+
+/// A Unix day of week: 0–7 or a three-letter English name.
+fn day(s: &str) -> std::result::Result<u32, String> {
+    const NAMES: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+    if let Ok(n) = s.parse::<u32>() {
+        return if n <= 7 { Ok(n) } else { Err(format!("day of week {n} is out of range (0-7, Sunday is 0 or 7)")) };
+    }
+    let lower = s.to_ascii_lowercase();
+    NAMES
+        .iter()
+        .position(|n| *n == lower)
+        .map(|p| p as u32)
+        .ok_or_else(|| format!("`{s}` is not a day of week (0-7 or sun, mon, ...)"))
+}
+
+/// The `cron` crate reports a syntax error as the expression with a caret under the culprit:
+/// name the field the caret is in.
+fn describe(message: &str, normalized: &str) -> String {
+    const FIELDS: [&str; 7] = ["second", "minute", "hour", "day-of-month", "month", "day-of-week", "year"];
+    let caret = message.lines().nth(1).and_then(|l| l.find('^'));
+    let Some(col) = caret else { return message.replace('\n', " ") };
+    let mut start = 0;
+    for (i, field) in normalized.split(' ').enumerate() {
+        if col < start + field.len() + 1 || i == FIELDS.len() - 1 {
+            let name = FIELDS.get(i).copied().unwrap_or("last");
+            return format!("bad {name} field `{field}`");
+        }
+        start += field.len() + 1;
+    }
+    "the expression ends too early".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn five_fields_fire_on_the_minute() {
+        let s = CronSchedule::parse("*/10 * * * *").unwrap();
+        assert_eq!(s.next_after(at("2026-01-05T10:03:07Z")), Some(at("2026-01-05T10:10:00Z")));
+        assert_eq!(s.last_before(at("2026-01-05T10:03:07Z")), Some(at("2026-01-05T10:00:00Z")));
+    }
+
+    #[test]
+    fn unix_days_of_week_are_translated() {
+        // 2026-01-05 is a Monday.
+        let monday = CronSchedule::parse("0 9 * * 1").unwrap();
+        assert_eq!(monday.next_after(at("2026-01-03T00:00:00Z")), Some(at("2026-01-05T09:00:00Z")));
+        for sunday in ["0 9 * * 0", "0 9 * * 7", "0 9 * * sun", "0 9 * * 6-7"] {
+            let s = CronSchedule::parse(sunday).unwrap();
+            let next = s.next_after(at("2026-01-03T10:00:00Z")).unwrap(); // after Saturday 09:00
+            assert_eq!(next, at("2026-01-04T09:00:00Z"), "{sunday}");
+        }
+        assert_eq!(unix_days("1-5").unwrap(), "2,3,4,5,6");
+        assert_eq!(unix_days("*/2").unwrap(), "1,3,5,7");
+        assert_eq!(unix_days("MON,wed,5/2").unwrap(), "2,4,6");
+    }
+
+    #[test]
+    fn seconds_form_and_shorthands() {
+        let s = CronSchedule::parse("*/15 * * * * *").unwrap();
+        assert_eq!(s.next_after(at("2026-01-05T10:00:01Z")), Some(at("2026-01-05T10:00:15Z")));
+        let s = CronSchedule::parse("0 30 9 * * Mon-Fri 2026-2030").unwrap();
+        assert_eq!(s.next_after(at("2026-01-03T00:00:00Z")), Some(at("2026-01-05T09:30:00Z")));
+        assert!(CronSchedule::parse("@daily").is_ok());
+        assert!(CronSchedule::parse("@midnight").is_ok());
+    }
+
+    #[test]
+    fn time_zones_shift_fire_times() {
+        let s = CronSchedule::parse("0 9 * * *").unwrap().in_zone("Europe/Paris").unwrap();
+        assert_eq!(s.zone(), "Europe/Paris");
+        // 09:00 in Paris is 08:00 UTC in winter and 07:00 UTC in summer.
+        assert_eq!(s.next_after(at("2026-01-05T00:00:00Z")), Some(at("2026-01-05T08:00:00Z")));
+        assert_eq!(s.next_after(at("2026-07-06T00:00:00Z")), Some(at("2026-07-06T07:00:00Z")));
+    }
+
+    #[test]
+    fn bad_input_is_a_typed_error_naming_the_expression() {
+        let e = CronSchedule::parse("*/61 * * * *").unwrap_err().to_string();
+        assert!(e.contains("bad minute field `*/61`"), "{e}");
+        for expr in [
+            "",
+            "* * *",
+            "61 * * * *",
+            "0 0 25 * * *",
+            "* * * * 8",
+            "*/0 * * * *",
+            "0 0 30 2 *",
+            "@sometimes",
+            "x * * * *",
+        ] {
+            match CronSchedule::parse(expr) {
+                Err(Error::InvalidSchedule { expr: e, reason }) => {
+                    assert_eq!(e, expr);
+                    assert!(!reason.is_empty() && !reason.contains('\n'), "{expr}: {reason}");
+                }
+                other => panic!("{expr}: {other:?}"),
+            }
+        }
+        let e = CronSchedule::parse("* * * * *").unwrap().in_zone("Mars/Olympus").unwrap_err();
+        assert!(matches!(e, Error::InvalidTimeZone { ref name } if name == "Mars/Olympus"), "{e}");
+    }
+}
