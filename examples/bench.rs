@@ -18,28 +18,12 @@
 //! prefetch of the concurrency, ack each) or raw aws-sdk-sqs (send, receive and delete one
 //! message at a time).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+#[path = "common/workload.rs"]
+mod workload;
 
-use conveyor::{Client, TaskError, Worker};
+use std::time::Duration;
 
-static DONE: AtomicU64 = AtomicU64::new(0);
-static LATENCIES: Mutex<Vec<f64>> = Mutex::new(Vec::new());
-
-#[conveyor::task(name = "bench:noop")]
-async fn noop(_args: ()) -> Result<(), TaskError> {
-    DONE.fetch_add(1, Ordering::Relaxed);
-    Ok(())
-}
-
-/// Records the time since `sent_us` (µs since the epoch).
-#[conveyor::task(name = "bench:ping")]
-async fn ping(sent_us: u64) -> Result<(), TaskError> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64;
-    LATENCIES.lock().unwrap().push(now.saturating_sub(sent_us) as f64 / 1000.0);
-    Ok(())
-}
+use workload::Workload;
 
 struct Args {
     broker: String,
@@ -88,13 +72,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = match parse_args() {
@@ -115,87 +92,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let broker = conveyor::broker(&args.broker).await?;
     let backend = conveyor::backend(&args.backend).await?;
-    let client = Client::new(broker.clone(), backend.clone());
-    let queue = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let build = || {
-        let t = client.task(noop, ()).queue(queue.as_str());
-        match args.retention {
-            Some(r) => t.retention(r),
-            None => t,
-        }
+    let w = Workload {
+        tasks: args.tasks,
+        concurrency: args.concurrency,
+        bulk: args.bulk,
+        latency_tasks: args.latency_tasks,
+        rate: args.rate,
+        retention: args.retention,
+        prefetch: args.prefetch,
     };
-
-    // 1. Enqueue.
-    let start = Instant::now();
-    if args.bulk {
-        let mut i = 0;
-        while i < args.tasks {
-            let n = 1000.min(args.tasks - i);
-            let batch: Vec<_> = (i..i + n).map(|_| build().build()).collect::<Result<_, _>>()?;
-            for r in client.enqueue_messages(&batch).await {
-                r?;
-            }
-            i += n;
-        }
-    } else {
-        for _ in 0..args.tasks {
-            build().send().await?;
-        }
-    }
-    let enqueue_per_s = args.tasks as f64 / start.elapsed().as_secs_f64();
-
-    // 2. Process.
-    let mut worker = Worker::builder(broker.clone(), backend.clone())
-        .register(noop)
-        .register(ping)
-        .queue(queue.as_str(), 1)
-        .concurrency(args.concurrency)
-        .batch(args.concurrency.min(256));
-    if let Some(r) = args.retention {
-        worker = worker.retention(r);
-    }
-    if let Some(p) = args.prefetch {
-        worker = worker.prefetch(p);
-    }
-    let stop = conveyor::CancellationToken::new();
-    let start = Instant::now();
-    let running = tokio::spawn(worker.build()?.run_until(stop.clone()));
-    while DONE.load(Ordering::Relaxed) < args.tasks {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let process_per_s = args.tasks as f64 / start.elapsed().as_secs_f64();
-
-    // 3. Pickup latency at a steady rate.
-    let gap = Duration::from_secs_f64(1.0 / args.rate.max(0.001));
-    let mut tick = tokio::time::interval(gap);
-    for _ in 0..args.latency_tasks {
-        tick.tick().await;
-        let now_us = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as u64;
-        let mut t = client.task(ping, now_us).queue(queue.as_str());
-        if let Some(r) = args.retention {
-            t = t.retention(r);
-        }
-        t.send().await?;
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while (LATENCIES.lock().unwrap().len() as u64) < args.latency_tasks && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    stop.cancel();
-    running.await??;
-
-    let mut lat = LATENCIES.lock().unwrap().clone();
-    lat.sort_by(f64::total_cmp);
+    let r = workload::run(broker.clone(), backend, &w).await?;
     println!(
         "{{\"broker\":\"{}\",\"tasks\":{},\"concurrency\":{},\"bulk\":{},\"enqueue_per_s\":{:.0},\"process_per_s\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
         broker.kind(),
         args.tasks,
         args.concurrency,
         args.bulk,
-        enqueue_per_s,
-        process_per_s,
-        percentile(&lat, 0.50),
-        percentile(&lat, 0.99)
+        r.enqueue_per_s,
+        r.process_per_s,
+        r.p50_ms,
+        r.p99_ms
     );
     Ok(())
 }

@@ -34,7 +34,7 @@ pub use scheduler::{EntryProvider, MissedTicks, PeriodicEntry, Scheduler};
 pub use task::{
     TaskId, TaskMessage, TaskState, UniqueRelease, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, MAX_PRIORITY, WIRE_VERSION,
 };
-pub use worker::{QueuePriority, UnknownTask, Worker, WorkerBuilder, WorkerConfig};
+pub use worker::{shutdown_signal, QueuePriority, UnknownTask, Worker, WorkerBuilder, WorkerConfig};
 pub use workflow::{chain, chord, group, Canvas, Failure, Signature, TaskExt, WorkflowHandle};
 
 /// Re-exported for handlers and the macro.

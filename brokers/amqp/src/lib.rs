@@ -463,6 +463,8 @@ impl Broker for AmqpBroker {
                     let buffered = self.state().buffers.get_mut(*q).and_then(VecDeque::pop_front);
                     let inc = match buffered {
                         Some(i) => i,
+                        // Hand out what we have rather than wait on a round trip for more.
+                        None if !out.is_empty() => return Ok(out),
                         None => match self.pull(q).await? {
                             Some(i) => i,
                             // Nothing ready: but a message pushed after our last ack may have

@@ -346,7 +346,7 @@ impl Scheduler {
         let stop = CancellationToken::new();
         let s = stop.clone();
         let signals = tokio::spawn(async move {
-            crate::worker::wait_for_signal().await;
+            crate::shutdown_signal().await;
             s.cancel();
         });
         self.run_until(stop).await;

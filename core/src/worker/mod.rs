@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use queues::QueuePriority;
-pub(crate) use run::wait_for_signal;
+pub use run::shutdown_signal;
 
 use crate::backend::{ResultBackend, DEFAULT_RETENTION};
 use crate::broker::Broker;
@@ -282,10 +282,10 @@ impl Worker {
         let hard = tokio_util::sync::CancellationToken::new();
         let (s, h) = (stop.clone(), hard.clone());
         let signals = tokio::spawn(async move {
-            run::wait_for_signal().await;
+            run::shutdown_signal().await;
             tracing::info!("shutdown signal received: finishing running tasks (signal again to stop now)");
             s.cancel();
-            run::wait_for_signal().await;
+            run::shutdown_signal().await;
             tracing::warn!("second signal: handing running tasks back now");
             h.cancel();
         });

@@ -150,8 +150,10 @@ async fn heartbeat(shared: Arc<Shared>) {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM (Ctrl-C where there are no Unix signals).
-pub(crate) async fn wait_for_signal() {
+/// Resolves on SIGINT or SIGTERM (Ctrl-C where there are no Unix signals): the signals a
+/// worker shuts down on, for programs that stop other things with it (an HTTP server's
+/// graceful shutdown, say).
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -163,7 +165,7 @@ pub(crate) async fn wait_for_signal() {
                 }
             }
             _ => {
-                tracing::error!("cannot install signal handlers; the worker stops only when cancelled");
+                tracing::error!("cannot install signal handlers; waiting for cancellation only");
                 std::future::pending::<()>().await;
             }
         }
