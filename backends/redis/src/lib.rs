@@ -251,7 +251,7 @@ impl ResultBackend for RedisBackend {
 
     async fn list_push(&self, key: &str, value: &str, cap: usize, ttl: Duration) -> Result<()> {
         let key = format!("{}:list:{key}", self.prefix);
-        let last = cap.max(1) as i64 - 1;
+        let last = cap.clamp(1, i64::MAX as usize) as i64 - 1;
         redis::pipe()
             .atomic()
             .lpush(&key, value)
@@ -272,7 +272,7 @@ impl ResultBackend for RedisBackend {
         redis::cmd("LRANGE")
             .arg(format!("{}:list:{key}", self.prefix))
             .arg(0)
-            .arg(limit as i64 - 1)
+            .arg(limit.min(i64::MAX as usize) as i64 - 1)
             .query_async(&mut self.conn())
             .await
             .map_err(err)

@@ -39,13 +39,17 @@ impl CronSchedule {
     }
 
     /// The first fire time strictly after `t`.
+    ///
+    /// Around a daylight-saving change the `cron` crate reads an ambiguous local time as its
+    /// earlier instant, which can lie before `t`: such candidates are passed over, so fire times
+    /// only move forward, and a local time that occurs twice fires once.
     pub(crate) fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.schedule.after(&t.with_timezone(&self.tz)).next().map(|d| d.with_timezone(&Utc))
+        self.schedule.after(&t.with_timezone(&self.tz)).take(1000).map(|d| d.with_timezone(&Utc)).find(|d| *d > t)
     }
 
     /// The last fire time strictly before `t`.
     pub(crate) fn last_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.schedule.after(&t.with_timezone(&self.tz)).next_back().map(|d| d.with_timezone(&Utc))
+        self.schedule.after(&t.with_timezone(&self.tz)).rev().take(1000).map(|d| d.with_timezone(&Utc)).find(|d| *d < t)
     }
 }
 
@@ -189,6 +193,27 @@ mod tests {
         // 09:00 in Paris is 08:00 UTC in winter and 07:00 UTC in summer.
         assert_eq!(s.next_after(at("2026-01-05T00:00:00Z")), Some(at("2026-01-05T08:00:00Z")));
         assert_eq!(s.next_after(at("2026-07-06T00:00:00Z")), Some(at("2026-07-06T07:00:00Z")));
+    }
+
+    #[test]
+    fn daylight_saving_changes_fire_once_and_move_forward() {
+        // Europe/Paris falls back on 2026-10-25: 03:00 CEST (01:00 UTC) becomes 02:00 CET, so
+        // 02:30 happens at 00:30 UTC and again at 01:30 UTC.
+        let daily = CronSchedule::parse("30 2 * * *").unwrap().in_zone("Europe/Paris").unwrap();
+        let first = daily.next_after(at("2026-10-24T12:00:00Z")).unwrap();
+        let next = daily.next_after(first).unwrap();
+        assert!(next > first + chrono::Duration::hours(12), "{first} then {next}");
+        assert!(daily.last_before(at("2026-10-25T00:45:00Z")).unwrap() < at("2026-10-25T00:45:00Z"));
+        let every10 = CronSchedule::parse("*/10 * * * *").unwrap().in_zone("Europe/Paris").unwrap();
+        let mut t = at("2026-10-24T23:00:00Z");
+        for _ in 0..30 {
+            let n = every10.next_after(t).unwrap();
+            assert!(n > t, "{n} after {t}");
+            t = n;
+        }
+        // Spring forward (2026-03-29): 02:30 does not exist that day.
+        let spring = daily.next_after(at("2026-03-28T12:00:00Z")).unwrap();
+        assert_eq!(spring, at("2026-03-30T00:30:00Z"));
     }
 
     #[test]

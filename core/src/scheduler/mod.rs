@@ -6,7 +6,8 @@
 //! gets a deterministic id (`periodic:ENTRY:FIRE_TIME`), so a tick that slips past one guard
 //! is stopped by the other. A scheduler that dies after claiming a tick but before enqueueing
 //! it lets its claim lapse; the others, which saw the claim, check again once it expired and
-//! enqueue the tick themselves.
+//! enqueue the tick themselves. (Known limit: one that dies in the instant between recording the
+//! tick's task and publishing it loses that tick, as for workflow steps.)
 //!
 //! ```no_run
 //! # use std::time::Duration;
@@ -200,8 +201,8 @@ pub struct FireRecord {
     pub catch_up: bool,
 }
 
-/// The newest `limit` fires of `entry`, newest first (kept 30 days, at most the scheduler's
-/// [`history_len`](SchedulerBuilder::history_len)).
+/// The newest `limit` fires of `entry`, newest first (at most the scheduler's
+/// [`history_len`](SchedulerBuilder::history_len), kept 400 days after the entry's last fire).
 pub async fn history(backend: &dyn ResultBackend, entry: &str, limit: usize) -> Result<Vec<FireRecord>> {
     let items = backend.list_recent(&run::history_key(entry), limit).await?;
     items
@@ -297,8 +298,15 @@ impl SchedulerBuilder {
                 c.claim_ttl, c.misfire_grace
             )));
         }
-        if c.sync_interval < Duration::from_millis(100) {
-            return Err(Error::Config("the sync interval must be at least 100ms".into()));
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        if c.sync_interval < Duration::from_millis(100) || c.sync_interval > DAY {
+            return Err(Error::Config("the sync interval must be 100ms to 1 day".into()));
+        }
+        if c.misfire_grace > 7 * DAY || c.claim_ttl > DAY {
+            return Err(Error::Config("the misfire grace must be at most 7 days, the claim TTL at most 1 day".into()));
+        }
+        if c.history_len == 0 || c.history_len > 100_000 {
+            return Err(Error::Config("the history length must be 1 to 100000".into()));
         }
         Ok(Scheduler {
             client: self.client,

@@ -56,6 +56,8 @@ pub(crate) struct Runner {
     slots: Vec<Slot>,
     watch: Vec<Watch>,
     next_sync: Instant,
+    /// False until the first sync: entries found then resume from their history.
+    synced: bool,
 }
 
 impl Runner {
@@ -69,6 +71,7 @@ impl Runner {
             slots: Vec::new(),
             watch: Vec::new(),
             next_sync: Instant::now(),
+            synced: false,
         }
     }
 
@@ -122,7 +125,10 @@ impl Runner {
                 }
                 None => {
                     tracing::info!(entry = %entry.id, spec = %entry.spec, zone = entry.zone(), "periodic entry added");
-                    slots.push(Slot { entry: Arc::new(entry.clone()), cursor: None, retry_at: None });
+                    // At start-up an entry resumes after its last fire (a restart loses no tick);
+                    // one added later starts now (re-adding a removed entry fires no backlog).
+                    let cursor = self.synced.then(Utc::now);
+                    slots.push(Slot { entry: Arc::new(entry.clone()), cursor, retry_at: None });
                 }
             }
         }
@@ -130,6 +136,7 @@ impl Runner {
             tracing::info!(entry = %gone.entry.id, "periodic entry removed");
         }
         self.slots = slots;
+        self.synced = true;
     }
 
     /// Enqueues the due ticks of one entry, in order; stops at the first failure (retried).
@@ -168,8 +175,9 @@ impl Runner {
 
     /// Where a new entry starts: after its last recorded fire (by any scheduler), or now.
     async fn start_cursor(&self, entry: &PeriodicEntry) -> Result<DateTime<Utc>> {
-        let last = super::history(self.client.backend().as_ref(), &entry.id, 1).await?;
-        Ok(last.first().map_or_else(Utc::now, |r| r.fire_time.into()))
+        // The newest few: a tick taken over late is recorded after later ones.
+        let recent = super::history(self.client.backend().as_ref(), &entry.id, 5).await?;
+        Ok(recent.iter().map(|r| DateTime::<Utc>::from(r.fire_time)).max().unwrap_or_else(Utc::now))
     }
 
     /// Claims `tick` and enqueues it, unless another scheduler claimed it (then it is watched).
@@ -188,6 +196,8 @@ impl Runner {
     }
 
     /// Enqueues a tick this scheduler holds the claim of, then marks it done and records it.
+    /// The claim is renewed while the enqueue runs, so a slow broker cannot make it lapse and
+    /// let another scheduler enqueue the tick too.
     async fn enqueue_claimed(
         &self,
         entry: &PeriodicEntry,
@@ -199,7 +209,21 @@ impl Runner {
         let mut canvas = entry.canvas.clone();
         canvas.assign_ids(name);
         let task_id = canvas.first_task_id().clone();
-        if let Err(e) = self.client.enqueue_workflow(canvas).await {
+        let enqueue = self.client.enqueue_workflow(canvas);
+        tokio::pin!(enqueue);
+        let mut renew = tokio::time::interval(self.config.claim_ttl / 3);
+        renew.tick().await;
+        let enqueued = loop {
+            tokio::select! {
+                r = &mut enqueue => break r,
+                _ = renew.tick() => {
+                    if let Err(e) = backend.try_lock(name, &self.instance, self.config.claim_ttl).await {
+                        tracing::warn!(entry = %entry.id, error = %e, "cannot renew the claim on a tick");
+                    }
+                }
+            }
+        };
+        if let Err(e) = enqueued {
             if !e.is_duplicate() {
                 let _ = backend.unlock(name, &self.instance).await;
                 return Err(e);
@@ -207,8 +231,16 @@ impl Runner {
         }
         // The claim becomes a "done" mark, outliving every scheduler's interest in the tick.
         let done = self.config.misfire_grace + self.config.claim_ttl + Duration::from_secs(300);
-        if let Err(e) = backend.try_lock(name, &self.instance, done).await {
-            tracing::warn!(entry = %entry.id, error = %e, "cannot mark the tick done (deduplicated by its task id)");
+        match backend.try_lock(name, &self.instance, done).await {
+            Ok(LockResult::Acquired) => {}
+            Ok(LockResult::Held { holder }) => {
+                // Our claim lapsed and `holder` took the tick over: it records the fire.
+                tracing::warn!(entry = %entry.id, tick = %tick, %holder, "another scheduler took this tick over");
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::warn!(entry = %entry.id, error = %e, "cannot mark the tick done (its task id still deduplicates it)")
+            }
         }
         let record = FireRecord {
             entry: entry.id.clone(),
@@ -232,7 +264,12 @@ impl Runner {
         let (due, later): (Vec<Watch>, Vec<Watch>) =
             std::mem::take(&mut self.watch).into_iter().partition(|w| w.check_at <= now);
         self.watch = later;
-        for w in due {
+        for mut w in due {
+            // The entry as it is now; a removed entry's ticks are dropped.
+            match self.slots.iter().find(|s| s.entry.id == w.entry.id) {
+                Some(slot) => w.entry = slot.entry.clone(),
+                None => continue,
+            }
             let name = tick_name(&w.entry.id, w.tick);
             let taken = match self.client.backend().try_lock(&name, &self.instance, self.config.claim_ttl).await {
                 Ok(LockResult::Held { .. }) => Ok(()),
