@@ -66,14 +66,20 @@ async fn process(ctx: &Ctx, d: Delivery) {
         };
     };
 
-    log_err(s.backend.update(&task, StateUpdate::to(TaskState::Active, task.retried)).await, "record active state");
+    // The handler starts while the `active` state is being recorded (not a round trip later);
+    // both finish before the outcome is recorded, so the states stay in order.
+    let active = s.backend.update(&task, StateUpdate::to(TaskState::Active, task.retried));
     // The handler chain is wrapped in CatchPanic outermost and innermost (see WorkerBuilder::build).
     let fut = handler.call(Request { task: task.clone(), shutdown: ctx.shutdown.clone() });
-    let out: Option<TaskResult> = tokio::select! {
-        biased;
-        r = run_limited(fut, attempt_limit(&task, now)) => Some(r),
-        _ = ctx.hard.cancelled() => None,
+    let run = async {
+        tokio::select! {
+            biased;
+            r = run_limited(fut, attempt_limit(&task, now)) => Some(r),
+            _ = ctx.hard.cancelled() => None,
+        }
     };
+    let (recorded, out): (Result<()>, Option<TaskResult>) = tokio::join!(active, run);
+    log_err(recorded, "record active state");
 
     match out {
         None => hand_back(s, &d, &task).await,
