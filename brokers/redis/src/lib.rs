@@ -16,6 +16,7 @@
 //! URL: `redis://[user:pass@]host[:port][/db][?prefix=NAME&archive_limit=N]`.
 
 mod acker;
+mod claim;
 mod config;
 mod keys;
 mod scripts;
@@ -30,7 +31,6 @@ use conveyor_core::{
     Result, TaskId, TaskMessage,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::AsyncConnectionConfig;
 
 pub use config::RedisConfig;
 use keys::QueueKeys;
@@ -144,88 +144,6 @@ impl RedisBroker {
         inv.key(&k.pending).key(&k.delayed).key(&k.seq).key(&k.signal).key(k.task(id)).key(&k.active).key(&k.archived);
         inv.arg(id).arg(payload).arg(priority).arg(ms(delay));
         inv
-    }
-
-    /// Claims up to `max` tasks of one queue; also says in how many ms something becomes due.
-    async fn claim(&self, queue: &str, max: usize, lease: Duration) -> Result<(Vec<Delivery>, Option<u64>)> {
-        let k = self.keys(queue);
-        type Claimed = (Vec<(String, Vec<u8>, String, String)>, String, String, String);
-        let (items, next_delayed, next_lease, now): Claimed = scripts::CLAIM
-            .key(&k.pending)
-            .key(&k.delayed)
-            .key(&k.active)
-            .key(&k.signal)
-            .key(&k.paused)
-            .key(&k.seq)
-            .key(&k.tokens)
-            .key(&k.leases)
-            .arg(max.min(MAX_CLAIM))
-            .arg(ms(lease))
-            .arg(&k.task_prefix)
-            .arg(TaskId::random().as_str())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(err)?;
-        let now: f64 = now.parse().unwrap_or(0.0);
-        let wake = [next_delayed, next_lease]
-            .iter()
-            .filter_map(|s| s.parse::<f64>().ok())
-            .map(|t| (t - now).max(0.0) as u64)
-            .min();
-        let queue: Arc<str> = Arc::from(queue);
-        let deliveries = items
-            .into_iter()
-            .map(|(id, payload, lost, token)| {
-                let payload = Payload::decode(payload);
-                let lost_leases = lost.parse().unwrap_or(0);
-                Delivery {
-                    receipt: Receipt::new(RedisReceipt { queue: queue.clone(), id, token }),
-                    queue: queue.clone(),
-                    payload,
-                    redelivered: lost_leases > 0,
-                    lost_leases,
-                }
-            })
-            .collect();
-        Ok((deliveries, wake))
-    }
-
-    /// Waits up to `wait` for a publish signal on any of `queues`.
-    async fn wait_signal(
-        &self,
-        queues: &[&str],
-        wait: Duration,
-        stop: &conveyor_core::CancellationToken,
-    ) -> Result<()> {
-        let conn = self.inner.idle_blocking.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut conn = match conn {
-            Some(c) => c,
-            None => {
-                let cfg = AsyncConnectionConfig::new()
-                    .set_response_timeout(None)
-                    .set_connection_timeout(Some(Duration::from_secs(5)));
-                self.inner.client.get_multiplexed_async_connection_with_config(&cfg).await.map_err(err)?
-            }
-        };
-        let mut cmd = redis::cmd("BLPOP");
-        for q in queues {
-            cmd.arg(&self.keys(q).signal);
-        }
-        cmd.arg(wait.as_secs_f64().max(0.01));
-        // The client-side limit guards against a silently dead connection.
-        let call = tokio::time::timeout(wait + Duration::from_secs(2), cmd.query_async::<redis::Value>(&mut conn));
-        tokio::select! {
-            r = call => match r {
-                Ok(Ok(_)) => {
-                    self.inner.idle_blocking.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
-                    Ok(())
-                }
-                Ok(Err(e)) => Err(err(e)),
-                Err(_) => Ok(()), // dropped: the connection is discarded
-            },
-            // The BLPOP is abandoned with its connection, which is not reused.
-            _ = stop.cancelled() => Ok(()),
-        }
     }
 
     async fn settle(&self, result: redis::RedisResult<i64>) -> Result<()> {
