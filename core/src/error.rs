@@ -57,11 +57,14 @@ pub enum Error {
         reason: String,
     },
 
-    /// A time zone name is not in the IANA time zone database (e.g. `Europe/Paris`).
-    #[error("unknown time zone `{name}` (expected an IANA name such as `Europe/Paris` or `UTC`)")]
+    /// A time zone is not `UTC`, a fixed offset (`+02:00`) or an IANA name (`Europe/Paris`,
+    /// with the `tz` feature).
+    #[error("invalid time zone `{name}`: {reason}")]
     InvalidTimeZone {
         /// The name as given.
         name: String,
+        /// What is wrong with it.
+        reason: String,
     },
 
     /// Any other configuration problem (a bad option value, a conflicting setting).

@@ -2,8 +2,7 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
+use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 
 use crate::error::{Error, Result};
 
@@ -11,7 +10,50 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 pub(crate) struct CronSchedule {
     schedule: cron::Schedule,
-    tz: Tz,
+    zone: Zone,
+}
+
+/// The time zone a schedule is read in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Zone {
+    Utc,
+    Fixed(FixedOffset),
+    /// An IANA zone, from the tz database embedded by the `tz` feature.
+    #[cfg(feature = "tz")]
+    Named(chrono_tz::Tz),
+}
+
+impl Zone {
+    fn parse(name: &str) -> std::result::Result<Zone, String> {
+        if matches!(name, "UTC" | "Etc/UTC" | "Z") {
+            return Ok(Zone::Utc);
+        }
+        if name.starts_with(['+', '-']) {
+            return FixedOffset::from_str(name)
+                .map(Zone::Fixed)
+                .map_err(|_| "a fixed offset is written `+HH:MM` or `-HH:MM`".to_owned());
+        }
+        #[cfg(feature = "tz")]
+        {
+            chrono_tz::Tz::from_str(name).map(Zone::Named).map_err(|_| "not in the IANA time zone database".to_owned())
+        }
+        #[cfg(not(feature = "tz"))]
+        {
+            Err("time zones by name need the `tz` feature of the `conveyor` crate (UTC and fixed offsets \
+                 such as `+02:00` work without it)"
+                .to_owned())
+        }
+    }
+}
+
+/// The first fire time of `s` strictly after `t`, read in `z` (see [`CronSchedule::next_after`]).
+fn next_in<Z: TimeZone>(s: &cron::Schedule, t: DateTime<Utc>, z: &Z) -> Option<DateTime<Utc>> {
+    s.after(&t.with_timezone(z)).take(1000).map(|d| d.with_timezone(&Utc)).find(|d| *d > t)
+}
+
+/// The last fire time of `s` strictly before `t`, read in `z`.
+fn last_in<Z: TimeZone>(s: &cron::Schedule, t: DateTime<Utc>, z: &Z) -> Option<DateTime<Utc>> {
+    s.after(&t.with_timezone(z)).rev().take(1000).map(|d| d.with_timezone(&Utc)).find(|d| *d < t)
 }
 
 impl CronSchedule {
@@ -20,22 +62,28 @@ impl CronSchedule {
         let bad = |reason: String| Error::InvalidSchedule { expr: expr.to_owned(), reason };
         let normalized = normalize(expr).map_err(bad)?;
         let schedule = cron::Schedule::from_str(&normalized).map_err(|e| bad(describe(&e.to_string(), &normalized)))?;
-        let parsed = CronSchedule { schedule, tz: Tz::UTC };
+        let parsed = CronSchedule { schedule, zone: Zone::Utc };
         if parsed.next_after(Utc::now()).is_none() {
             return Err(bad("the expression never fires (an impossible date, or only past years)".into()));
         }
         Ok(parsed)
     }
 
-    /// The same schedule read in the time zone `name` (an IANA name).
+    /// The same schedule read in the time zone `name`: `UTC`, a fixed offset (`+02:00`), or an
+    /// IANA name (`Europe/Paris`, with the `tz` feature).
     pub(crate) fn in_zone(mut self, name: &str) -> Result<Self> {
-        self.tz = Tz::from_str(name).map_err(|_| Error::InvalidTimeZone { name: name.to_owned() })?;
+        self.zone = Zone::parse(name).map_err(|reason| Error::InvalidTimeZone { name: name.to_owned(), reason })?;
         Ok(self)
     }
 
     /// The time zone's name.
-    pub(crate) fn zone(&self) -> &'static str {
-        self.tz.name()
+    pub(crate) fn zone(&self) -> String {
+        match self.zone {
+            Zone::Utc => "UTC".to_owned(),
+            Zone::Fixed(o) => o.to_string(),
+            #[cfg(feature = "tz")]
+            Zone::Named(tz) => tz.name().to_owned(),
+        }
     }
 
     /// The first fire time strictly after `t`.
@@ -44,12 +92,22 @@ impl CronSchedule {
     /// earlier instant, which can lie before `t`: such candidates are passed over, so fire times
     /// only move forward, and a local time that occurs twice fires once.
     pub(crate) fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.schedule.after(&t.with_timezone(&self.tz)).take(1000).map(|d| d.with_timezone(&Utc)).find(|d| *d > t)
+        match &self.zone {
+            Zone::Utc => next_in(&self.schedule, t, &Utc),
+            Zone::Fixed(o) => next_in(&self.schedule, t, o),
+            #[cfg(feature = "tz")]
+            Zone::Named(tz) => next_in(&self.schedule, t, tz),
+        }
     }
 
     /// The last fire time strictly before `t`.
     pub(crate) fn last_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.schedule.after(&t.with_timezone(&self.tz)).rev().take(1000).map(|d| d.with_timezone(&Utc)).find(|d| *d < t)
+        match &self.zone {
+            Zone::Utc => last_in(&self.schedule, t, &Utc),
+            Zone::Fixed(o) => last_in(&self.schedule, t, o),
+            #[cfg(feature = "tz")]
+            Zone::Named(tz) => last_in(&self.schedule, t, tz),
+        }
     }
 }
 
@@ -187,6 +245,17 @@ mod tests {
     }
 
     #[test]
+    fn fixed_offsets_and_utc_need_no_feature() {
+        let s = CronSchedule::parse("0 9 * * *").unwrap().in_zone("+02:00").unwrap();
+        assert_eq!(s.zone(), "+02:00");
+        assert_eq!(s.next_after(at("2026-01-05T00:00:00Z")), Some(at("2026-01-05T07:00:00Z")));
+        assert_eq!(CronSchedule::parse("0 9 * * *").unwrap().in_zone("UTC").unwrap().zone(), "UTC");
+        let e = CronSchedule::parse("* * * * *").unwrap().in_zone("+25:00").unwrap_err();
+        assert!(matches!(e, Error::InvalidTimeZone { .. }), "{e}");
+    }
+
+    #[cfg(feature = "tz")]
+    #[test]
     fn time_zones_shift_fire_times() {
         let s = CronSchedule::parse("0 9 * * *").unwrap().in_zone("Europe/Paris").unwrap();
         assert_eq!(s.zone(), "Europe/Paris");
@@ -195,6 +264,7 @@ mod tests {
         assert_eq!(s.next_after(at("2026-07-06T00:00:00Z")), Some(at("2026-07-06T07:00:00Z")));
     }
 
+    #[cfg(feature = "tz")]
     #[test]
     fn daylight_saving_changes_fire_once_and_move_forward() {
         // Europe/Paris falls back on 2026-10-25: 03:00 CEST (01:00 UTC) becomes 02:00 CET, so
@@ -240,6 +310,6 @@ mod tests {
             }
         }
         let e = CronSchedule::parse("* * * * *").unwrap().in_zone("Mars/Olympus").unwrap_err();
-        assert!(matches!(e, Error::InvalidTimeZone { ref name } if name == "Mars/Olympus"), "{e}");
+        assert!(matches!(e, Error::InvalidTimeZone { ref name, .. } if name == "Mars/Olympus"), "{e}");
     }
 }

@@ -104,8 +104,9 @@ impl PeriodicEntry {
         Ok(PeriodicEntry { id, spec: spec.to_owned(), schedule, canvas, missed: MissedTicks::default() })
     }
 
-    /// Reads the schedule in the IANA time zone `name` (e.g. `"Europe/Paris"`; default UTC).
-    /// An unknown name is [`Error::InvalidTimeZone`].
+    /// Reads the schedule in the time zone `name` (default UTC): `"UTC"`, a fixed offset such as
+    /// `"+02:00"`, or, with the `tz` feature (which embeds the IANA database), a name such as
+    /// `"Europe/Paris"`. Anything else is [`Error::InvalidTimeZone`].
     pub fn time_zone(mut self, name: &str) -> Result<Self> {
         self.schedule = self.schedule.in_zone(name)?;
         Ok(self)
@@ -128,7 +129,7 @@ impl PeriodicEntry {
     }
 
     /// The time zone the schedule is read in.
-    pub fn zone(&self) -> &'static str {
+    pub fn zone(&self) -> String {
         self.schedule.zone()
     }
 

@@ -124,7 +124,7 @@ impl Runner {
                     slots.push(Slot { entry: Arc::new(entry.clone()), ..old });
                 }
                 None => {
-                    tracing::info!(entry = %entry.id, spec = %entry.spec, zone = entry.zone(), "periodic entry added");
+                    tracing::info!(entry = %entry.id, spec = %entry.spec, zone = %entry.zone(), "periodic entry added");
                     // At start-up an entry resumes after its last fire (a restart loses no tick);
                     // one added later starts now (re-adding a removed entry fires no backlog).
                     let cursor = self.synced.then(Utc::now);
