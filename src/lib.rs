@@ -39,11 +39,19 @@
 //! - `redis`: the Redis broker and result backend (`redis://host:port/?prefix=app`).
 //! - `amqp`: the RabbitMQ broker (`amqp://user:pass@host:port/vhost?prefix=app`).
 //! - `sqs`: the AWS SQS broker (`sqs://?region=us-east-1`, credentials from the AWS chain).
+//! - `tz`: IANA time zone names for periodic entries (embeds the tz database); UTC and fixed
+//!   offsets work without it.
 //!
 //! The in-memory broker and backend are always available (`memory://`).
 //!
+//! ## Beyond single tasks
+//! - [`workflow`]: chains, groups and chords as data ([`chain`], [`group`], [`chord`]).
+//! - [`scheduler`]: periodic tasks on cron schedules, enqueued once per tick however many
+//!   schedulers run.
+//! - [`middleware`]: layers around every handler (logging, panics, metrics, your own).
+//!
 //! ## Choosing the broker at run time
-//! [`broker`] and [`backend`] build from a URL; [`broker_from_env`] and [`backend_from_env`]
+//! [`broker()`] and [`backend()`] build from a URL; [`broker_from_env`] and [`backend_from_env`]
 //! read `CONVEYOR_BROKER` and `CONVEYOR_BACKEND` (default `memory://`). An unknown scheme, or
 //! one whose feature is not compiled in, is an error naming the problem, never a panic.
 
