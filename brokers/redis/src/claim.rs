@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::{CancellationToken, Delivery, Payload, Receipt, Result, TaskId};
-use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 
 use crate::{err, ms, scripts, RedisBroker, RedisReceipt, MAX_CLAIM};
@@ -29,52 +28,38 @@ impl RedisBroker {
         Ok(deliveries(queue, claimed))
     }
 
-    /// A connection for blocking commands (no response timeout), from the idle pool or new.
-    async fn blocking_conn(&self) -> Result<MultiplexedConnection> {
-        if let Some(c) = self.inner.idle_blocking.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-            return Ok(c);
+    /// Waits up to `wait` for a publish signal on any of `queues`, on a connection of its own
+    /// with no response timeout (blocking commands would trip one).
+    pub(crate) async fn wait_signal(&self, queues: &[&str], wait: Duration, stop: &CancellationToken) -> Result<()> {
+        let idle = self.inner.idle_blocking.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match idle {
+            Some(c) => c,
+            None => {
+                let cfg = AsyncConnectionConfig::new()
+                    .set_response_timeout(None)
+                    .set_connection_timeout(Some(Duration::from_secs(5)));
+                self.inner.client.get_multiplexed_async_connection_with_config(&cfg).await.map_err(err)?
+            }
+        };
+        let mut cmd = redis::cmd("BLPOP");
+        for q in queues {
+            cmd.arg(&self.keys(q).signal);
         }
-        let cfg = AsyncConnectionConfig::new()
-            .set_response_timeout(None)
-            .set_connection_timeout(Some(Duration::from_secs(5)));
-        self.inner.client.get_multiplexed_async_connection_with_config(&cfg).await.map_err(err)
-    }
-
-    /// Runs `pipe` (a blocking pop of up to `wait`) on a blocking connection;
-    /// `None` if `stop` came first or the server did not answer in time (the connection is then
-    /// dropped, not reused).
-    async fn blocking<T: redis::FromRedisValue>(
-        &self,
-        pipe: &redis::Pipeline,
-        wait: Duration,
-        stop: &CancellationToken,
-    ) -> Result<Option<T>> {
-        let mut conn = self.blocking_conn().await?;
+        cmd.arg(wait.as_secs_f64().max(0.01));
         // The client-side limit guards against a silently dead connection.
-        let call = tokio::time::timeout(wait + Duration::from_secs(2), pipe.query_async::<T>(&mut conn));
+        let call = tokio::time::timeout(wait + Duration::from_secs(2), cmd.query_async::<redis::Value>(&mut conn));
         tokio::select! {
             r = call => match r {
-                Ok(Ok(v)) => {
+                Ok(Ok(_)) => {
                     self.inner.idle_blocking.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
-                    Ok(Some(v))
+                    Ok(())
                 }
                 Ok(Err(e)) => Err(err(e)),
-                Err(_) => Ok(None),
+                Err(_) => Ok(()), // dropped: the connection is discarded
             },
-            _ = stop.cancelled() => Ok(None),
+            // The BLPOP is abandoned with its connection, which is not reused.
+            _ = stop.cancelled() => Ok(()),
         }
-    }
-
-    /// Waits up to `wait` for a publish signal on any of `queues`.
-    pub(crate) async fn wait_signal(&self, queues: &[&str], wait: Duration, stop: &CancellationToken) -> Result<()> {
-        let mut blpop = redis::cmd("BLPOP");
-        for q in queues {
-            blpop.arg(&self.keys(q).signal);
-        }
-        blpop.arg(wait.as_secs_f64().max(0.01));
-        let mut pipe = redis::pipe();
-        pipe.add_command(blpop).ignore();
-        self.blocking::<()>(&pipe, wait, stop).await.map(|_| ())
     }
 }
 

@@ -41,7 +41,8 @@ struct Slot {
 
 /// A tick another scheduler claimed: checked again once its claim would have lapsed.
 struct Watch {
-    entry: Arc<PeriodicEntry>,
+    /// The entry's id: it is looked up again when checked (it may have changed or gone).
+    entry: String,
     tick: DateTime<Utc>,
     catch_up: bool,
     check_at: Instant,
@@ -181,14 +182,14 @@ impl Runner {
     }
 
     /// Claims `tick` and enqueues it, unless another scheduler claimed it (then it is watched).
-    async fn fire(&mut self, entry: &Arc<PeriodicEntry>, tick: DateTime<Utc>, catch_up: bool) -> Result<()> {
+    async fn fire(&mut self, entry: &PeriodicEntry, tick: DateTime<Utc>, catch_up: bool) -> Result<()> {
         let name = tick_name(&entry.id, tick);
         match self.client.backend().try_lock(&name, &self.instance, self.config.claim_ttl).await? {
             LockResult::Acquired => self.enqueue_claimed(entry, tick, catch_up, &name).await,
             LockResult::Held { holder } => {
                 if holder != self.instance {
                     let check_at = Instant::now() + self.config.claim_ttl + Duration::from_millis(500);
-                    self.watch.push(Watch { entry: entry.clone(), tick, catch_up, check_at });
+                    self.watch.push(Watch { entry: entry.id.clone(), tick, catch_up, check_at });
                 }
                 Ok(())
             }
@@ -264,23 +265,22 @@ impl Runner {
         let (due, later): (Vec<Watch>, Vec<Watch>) =
             std::mem::take(&mut self.watch).into_iter().partition(|w| w.check_at <= now);
         self.watch = later;
-        for mut w in due {
+        for w in due {
             // The entry as it is now; a removed entry's ticks are dropped.
-            match self.slots.iter().find(|s| s.entry.id == w.entry.id) {
-                Some(slot) => w.entry = slot.entry.clone(),
-                None => continue,
-            }
-            let name = tick_name(&w.entry.id, w.tick);
+            let Some(entry) = self.slots.iter().find(|s| s.entry.id == w.entry).map(|s| s.entry.clone()) else {
+                continue;
+            };
+            let name = tick_name(&w.entry, w.tick);
             let taken = match self.client.backend().try_lock(&name, &self.instance, self.config.claim_ttl).await {
                 Ok(LockResult::Held { .. }) => Ok(()),
                 Ok(LockResult::Acquired) => {
-                    tracing::info!(entry = %w.entry.id, tick = %w.tick, "the scheduler that claimed this tick did not enqueue it; enqueueing it");
-                    self.enqueue_claimed(&w.entry, w.tick, w.catch_up, &name).await
+                    tracing::info!(entry = %w.entry, tick = %w.tick, "the scheduler that claimed this tick did not enqueue it; enqueueing it");
+                    self.enqueue_claimed(&entry, w.tick, w.catch_up, &name).await
                 }
                 Err(e) => Err(e),
             };
             if let Err(e) = taken {
-                tracing::warn!(entry = %w.entry.id, tick = %w.tick, error = %e, "cannot check a claimed tick; retrying");
+                tracing::warn!(entry = %w.entry, tick = %w.tick, error = %e, "cannot check a claimed tick; retrying");
                 self.watch.push(Watch { check_at: Instant::now() + RETRY, ..w });
             }
         }
