@@ -1,5 +1,5 @@
 //! Fault tests against the real Redis server: a worker killed mid-task, Redis restarted
-//! mid-run, garbage where a task should be.
+//! mid-run, garbage where a task should be, a structure key of the wrong type, scripts flushed.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -129,6 +129,39 @@ async fn wrong_type_structure_key_loses_nothing() {
             .register_handler("fault:count", |_req: Request| async { ok() })
             .queue("broken", 1),
     );
+    assert_eq!(client.wait(&rec.id, Duration::from_secs(10)).await.unwrap().state, TaskState::Completed);
+    w.stop().await;
+}
+
+/// Redis forgetting its scripts (`SCRIPT FLUSH`, or a restart that keeps the connections'
+/// peers) while a worker waits: the worker loads them again and goes on consuming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_flushed_while_waiting_are_loaded_again() {
+    // A server of its own: flushing the shared one's scripts would disturb the other tests.
+    let port = 6392;
+    let dir = format!("/tmp/conveyor-redis-flush-{}", std::process::id());
+    redis_script("start", port, &dir);
+    let _stop = Stop(port, dir.clone());
+    let server = format!("redis://127.0.0.1:{port}");
+    let url = url_with_prefix(&server);
+    let broker = conveyor::broker(&url).await.unwrap();
+    let backend = Arc::new(MemoryBackend::new());
+    let client = Client::new(broker.clone(), backend.clone());
+    let w = Running::start(
+        Worker::builder(broker.clone(), backend.clone())
+            .register_handler("fault:count", |_req: Request| async { ok() })
+            .queue("flushed", 1),
+    );
+    let mut conn = redis::Client::open(server).unwrap().get_multiplexed_async_connection().await.unwrap();
+    for round in 0..3 {
+        let rec = client.enqueue_message(message("fault:count", "flushed")).await.unwrap();
+        let state = client.wait(&rec.id, Duration::from_secs(10)).await.unwrap().state;
+        assert_eq!(state, TaskState::Completed, "round {round}");
+        // The worker is waiting (with a claim pipelined behind its wait) when the scripts go.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        redis::cmd("SCRIPT").arg("FLUSH").query_async::<()>(&mut conn).await.unwrap();
+    }
+    let rec = client.enqueue_message(message("fault:count", "flushed")).await.unwrap();
     assert_eq!(client.wait(&rec.id, Duration::from_secs(10)).await.unwrap().state, TaskState::Completed);
     w.stop().await;
 }

@@ -1,10 +1,12 @@
 -- KEYS: pending, delayed, active, signal, paused, seq, tokens (unused), leases (hash id -> token)
--- ARGV: max (at most 1000), lease_ms, task key prefix, nonce (random, per call)
+-- ARGV: max (at most 1000), lease_ms, task key prefix, nonce (random, per call), and
+--       optionally 'nowake' (the caller does not need the next due times)
 -- One step: moves due delayed tasks to pending, returns tasks whose lease expired to pending
 -- (counting the lost lease), then leases up to `max` pending tasks to the caller. Work per task
 -- is one HMGET; everything else is one call per batch.
 -- Returns { {id, payload, lost, token}..., next_delayed_ms, next_lease_ms, now_ms }.
-expect_types({ KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[6], 'string', KEYS[8], 'hash' })
+-- Every key is read or type-checked before the first write that could leave tasks half-moved
+-- if a later call failed on a key of another type.
 local now = now_ms()
 local prefix = ARGV[3]
 local function prio_of(id)
@@ -21,11 +23,14 @@ local function requeue(ids)
   redis.call('ZADD', KEYS[1], unpack(args))
 end
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 500)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 500)
+if #due > 0 or #expired > 0 then
+  expect_types({ KEYS[1], 'zset', KEYS[6], 'string', KEYS[8], 'hash' })
+end
 if #due > 0 then
   redis.call('ZREM', KEYS[2], unpack(due))
   requeue(due)
 end
-local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 500)
 if #expired > 0 then
   redis.call('ZREM', KEYS[3], unpack(expired))
   redis.call('HDEL', KEYS[8], unpack(expired))
@@ -39,7 +44,9 @@ if #expired > 0 then
 end
 local out = {}
 if redis.call('EXISTS', KEYS[5]) == 0 then
-  local popped = redis.call('ZPOPMIN', KEYS[1], math.min(tonumber(ARGV[1]), 1000))
+  expect_types({ KEYS[8], 'hash' })
+  local max = math.min(tonumber(ARGV[1]), 1000)
+  local popped = redis.call('ZPOPMIN', KEYS[1], max)
   if #popped > 0 then
     -- A random nonce per call: tokens stay unique even if Redis loses its last writes.
     local base = ARGV[4]
@@ -67,10 +74,14 @@ if redis.call('EXISTS', KEYS[5]) == 0 then
     end
     redis.call('ZADD', KEYS[3], unpack(leases))
     redis.call('HSET', KEYS[8], unpack(tokens))
-    if redis.call('ZCARD', KEYS[1]) > 0 then
+    -- A full batch may have left tasks behind: wake another receiver for them.
+    if #popped == 2 * max then
       signal(KEYS[4])
     end
   end
+end
+if ARGV[5] == 'nowake' then
+  return { out, '', '', tostring(now) }
 end
 local nd = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local na = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')

@@ -1,19 +1,27 @@
-//! Claiming tasks, and waiting for them: the claim script and the blocking wait on the queues'
-//! signal lists.
+//! Claiming tasks, and waiting for them: the claim script, and the blocking wait on the queues'
+//! signal lists with a claim pipelined behind it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::{CancellationToken, Delivery, Payload, Receipt, Result, TaskId};
+use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 
+use crate::keys::QueueKeys;
 use crate::{err, ms, scripts, RedisBroker, RedisReceipt, MAX_CLAIM};
 
 /// What the claim script answers: `{id, payload, lost, token}...`, next delayed, next lease, now.
 type Claimed = (Vec<(String, Vec<u8>, String, String)>, String, String, String);
 
 /// Claimed deliveries, and in how many ms something in the queue falls due.
-type ClaimResult = (Vec<Delivery>, Option<u64>);
+pub(crate) type ClaimResult = (Vec<Delivery>, Option<u64>);
+
+/// A connection for blocking waits (no response timeout), with its Redis client id.
+pub(crate) struct BlockingConn {
+    conn: MultiplexedConnection,
+    id: i64,
+}
 
 impl RedisBroker {
     /// Claims up to `max` tasks of one queue.
@@ -22,45 +30,97 @@ impl RedisBroker {
         let mut inv = scripts::CLAIM.prepare_invoke();
         inv.key(&k.pending).key(&k.delayed).key(&k.active).key(&k.signal).key(&k.paused).key(&k.seq);
         inv.key(&k.tokens).key(&k.leases);
-        // A random nonce per call keeps lease tokens unique.
         inv.arg(max.min(MAX_CLAIM)).arg(ms(lease)).arg(&k.task_prefix).arg(TaskId::random().as_str());
         let claimed: Claimed = inv.invoke_async(&mut self.conn()).await.map_err(err)?;
         Ok(deliveries(queue, claimed))
     }
 
-    /// Waits up to `wait` for a publish signal on any of `queues`, on a connection of its own
-    /// with no response timeout (blocking commands would trip one).
-    pub(crate) async fn wait_signal(&self, queues: &[&str], wait: Duration, stop: &CancellationToken) -> Result<()> {
-        let idle = self.inner.idle_blocking.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut conn = match idle {
-            Some(c) => c,
-            None => {
-                let cfg = AsyncConnectionConfig::new()
-                    .set_response_timeout(None)
-                    .set_connection_timeout(Some(Duration::from_secs(5)));
-                self.inner.client.get_multiplexed_async_connection_with_config(&cfg).await.map_err(err)?
+    /// Waits up to `wait` for a publish signal on any of `queues`, then claims up to `max`
+    /// tasks of `first`, in one round trip: the claim is pipelined behind the `BLPOP`, so Redis
+    /// runs it the moment the wait ends (a signal, or the time is up). This saves the round
+    /// trip (and the two wake-ups) that a claim sent after the signal would cost.
+    ///
+    /// The wait runs on a connection of its own with no response timeout (blocking commands
+    /// would trip one). On `stop`, the wait is cut short with `CLIENT UNBLOCK` and whatever the
+    /// claim took is returned, for the caller to hand back: never left leased to nobody.
+    pub(crate) async fn wait_then_claim(
+        &self,
+        queues: &[&str],
+        wait: Duration,
+        (first, max, lease): (&str, usize, Duration),
+        stop: &CancellationToken,
+    ) -> Result<ClaimResult> {
+        let bc = self.blocking_conn().await?;
+        let mut pipe = redis::pipe();
+        let blpop = pipe.cmd("BLPOP");
+        for q in queues {
+            blpop.arg(&self.keys(q).signal);
+        }
+        blpop.arg(wait.as_secs_f64().max(0.01));
+        pipe.add_command(claim_eval(&self.keys(first), max, lease));
+        // The client-side limit guards against a silently dead connection.
+        let limit = wait + Duration::from_secs(2);
+        // A clone shares the connection; `bc` goes back to the pool only once the call ended.
+        let mut conn = bc.conn.clone();
+        let call = pipe.query_async::<(redis::Value, Claimed)>(&mut conn);
+        tokio::pin!(call);
+        let answer = tokio::select! {
+            r = tokio::time::timeout(limit, &mut call) => r,
+            _ = stop.cancelled() => {
+                // Ends the BLPOP now; without the right to, it ends within `wait` anyway.
+                let unblock = redis::cmd("CLIENT").arg("UNBLOCK").arg(bc.id).query_async::<i64>(&mut self.conn()).await;
+                if let Err(e) = unblock {
+                    tracing::debug!(error = %e, "CLIENT UNBLOCK failed; waiting for the blocking call to end");
+                }
+                tokio::time::timeout(limit, &mut call).await
             }
         };
-        let mut cmd = redis::cmd("BLPOP");
-        for q in queues {
-            cmd.arg(&self.keys(q).signal);
-        }
-        cmd.arg(wait.as_secs_f64().max(0.01));
-        // The client-side limit guards against a silently dead connection.
-        let call = tokio::time::timeout(wait + Duration::from_secs(2), cmd.query_async::<redis::Value>(&mut conn));
-        tokio::select! {
-            r = call => match r {
-                Ok(Ok(_)) => {
-                    self.inner.idle_blocking.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
-                    Ok(())
-                }
-                Ok(Err(e)) => Err(err(e)),
-                Err(_) => Ok(()), // dropped: the connection is discarded
-            },
-            // The BLPOP is abandoned with its connection, which is not reused.
-            _ = stop.cancelled() => Ok(()),
+        match answer {
+            Ok(Ok((_, claimed))) => {
+                self.inner.idle_blocking.lock().unwrap_or_else(|e| e.into_inner()).push(bc);
+                Ok(deliveries(first, claimed))
+            }
+            // Redis lost its scripts (a restart): load the claim script again; the caller claims
+            // on its own meanwhile.
+            Ok(Err(e)) if e.code() == Some("NOSCRIPT") => {
+                let mut conn = bc.conn.clone();
+                scripts::CLAIM.prepare_invoke().load_async(&mut conn).await.map_err(err)?;
+                self.inner.idle_blocking.lock().unwrap_or_else(|e| e.into_inner()).push(bc);
+                Ok((Vec::new(), None))
+            }
+            Ok(Err(e)) => Err(err(e)),
+            // The connection is dropped. If Redis did run the claim, its tasks come back when
+            // their lease expires, as after a worker crash.
+            Err(_) => Ok((Vec::new(), None)),
         }
     }
+
+    async fn blocking_conn(&self) -> Result<BlockingConn> {
+        if let Some(c) = self.inner.idle_blocking.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(c);
+        }
+        let cfg = AsyncConnectionConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(Duration::from_secs(5)));
+        let mut conn = self.inner.client.get_multiplexed_async_connection_with_config(&cfg).await.map_err(err)?;
+        let id = redis::cmd("CLIENT").arg("ID").query_async::<i64>(&mut conn).await.map_err(err)?;
+        scripts::CLAIM.prepare_invoke().load_async(&mut conn).await.map_err(err)?;
+        Ok(BlockingConn { conn, id })
+    }
+}
+
+/// The claim script as a plain `EVALSHA` command, for a pipeline (the blocking connection
+/// loaded the script when it was opened).
+fn claim_eval(k: &QueueKeys, max: usize, lease: Duration) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(scripts::CLAIM.get_hash()).arg(8);
+    cmd.arg(&k.pending).arg(&k.delayed).arg(&k.active).arg(&k.signal).arg(&k.paused).arg(&k.seq);
+    cmd.arg(&k.tokens).arg(&k.leases);
+    // A random nonce per call keeps lease tokens unique.
+    cmd.arg(max.min(MAX_CLAIM)).arg(ms(lease)).arg(&k.task_prefix).arg(TaskId::random().as_str());
+    // The caller claims again (with the due times) when this finds nothing.
+    cmd.arg("nowake");
+    cmd
 }
 
 /// Turns the claim script's answer into deliveries and a wake-up time.

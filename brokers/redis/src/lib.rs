@@ -10,7 +10,8 @@
 //!   when due, inside the claim script: never held in a worker, never early.
 //! - **Wake-up** without polling: publishing pushes a token on the queue's signal list; an idle
 //!   receiver waits on it with `BLPOP` on its own connection, timed to the next due delay or
-//!   lease expiry.
+//!   lease expiry, with the claim pipelined behind it, so Redis claims the moment the wait
+//!   ends: pickup costs no extra round trip.
 //! - Per-task priority (0–9) within a queue; pause/resume; an archive capped per queue.
 //!
 //! URL: `redis://[user:pass@]host[:port][/db][?prefix=NAME&archive_limit=N]`.
@@ -30,7 +31,7 @@ use conveyor_core::{
     ArchivedTask, Broker, Delivery, Error, Payload, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest,
     Result, TaskId, TaskMessage,
 };
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use config::RedisConfig;
 use keys::QueueKeys;
@@ -49,7 +50,7 @@ struct Inner {
     conns: Vec<ConnectionManager>,
     next: std::sync::atomic::AtomicUsize,
     /// Connections for blocking waits, one per waiting receiver.
-    idle_blocking: Mutex<Vec<MultiplexedConnection>>,
+    idle_blocking: Mutex<Vec<claim::BlockingConn>>,
     keys: Mutex<HashMap<String, Arc<QueueKeys>>>,
     acks: tokio::sync::mpsc::UnboundedSender<acker::AckRequest>,
 }
@@ -240,7 +241,14 @@ impl Broker for RedisBroker {
             if let Some(w) = wake {
                 wait = wait.min(Duration::from_millis(w.max(1)));
             }
-            self.wait_signal(req.queues, wait, req.stop).await?;
+            let Some(first) = req.queues.first() else {
+                tokio::time::sleep(wait).await;
+                continue;
+            };
+            let (got, _) = self.wait_then_claim(req.queues, wait, (first, req.max, req.lease), req.stop).await?;
+            if !got.is_empty() || req.stop.is_cancelled() {
+                return Ok(got);
+            }
         }
     }
 

@@ -102,7 +102,6 @@ async fn fetch_loop(ctx: &Arc<Ctx>, slots: &Arc<Semaphore>, running: &Arc<Semaph
             }
             Ok(deliveries) => {
                 backoff = Duration::from_millis(50);
-                let full = deliveries.len() == asked;
                 for d in deliveries {
                     let Some(permit) = permits.split(1) else {
                         // A broker returned more than asked: hand the extra back untouched.
@@ -115,11 +114,10 @@ async fn fetch_loop(ctx: &Arc<Ctx>, slots: &Arc<Semaphore>, running: &Arc<Semaph
                         drop(permit);
                     });
                 }
-                if full {
-                    // A backlog: let the handlers just spawned run first, so that the next
-                    // receive takes a larger batch instead of one task per call.
-                    tokio::task::yield_now().await;
-                }
+                // Let the handlers just spawned start first (on this thread, without waking
+                // another): under a backlog the next receive then takes a larger batch, and
+                // when idle the handler starts without waiting behind the next receive.
+                tokio::task::yield_now().await;
             }
             Err(e) => {
                 tracing::error!(error = %e, retry_in = ?backoff, "receive failed");
