@@ -18,7 +18,7 @@ const MAX_BATCH: usize = 512;
 pub(crate) struct AckRequest {
     pub(crate) keys: Arc<QueueKeys>,
     pub(crate) id: String,
-    pub(crate) token: String,
+    pub(crate) token: Arc<str>,
     pub(crate) done: oneshot::Sender<Result<bool>>,
 }
 
@@ -47,7 +47,7 @@ async fn flush_loop(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver
             let mut inv = scripts::ACK_MANY.key(&keys.active);
             inv.key(&keys.leases).arg(&keys.task_prefix);
             for r in &reqs {
-                inv.arg(&r.id).arg(&r.token);
+                inv.arg(&r.id).arg(&*r.token);
             }
             match inv.invoke_async::<Vec<i64>>(&mut conn).await {
                 Ok(acked) => {

@@ -11,8 +11,8 @@ use redis::AsyncConnectionConfig;
 use crate::keys::QueueKeys;
 use crate::{err, ms, scripts, RedisBroker, RedisReceipt, MAX_CLAIM};
 
-/// What the claim script answers: `{id, payload, lost, token}...`, next delayed, next lease, now.
-type Claimed = (Vec<(String, Vec<u8>, String, String)>, String, String, String);
+/// What the claim script answers: `{id, payload, lost}...` (flat), next delayed, next lease, now.
+type Claimed = (Vec<(String, Vec<u8>, String)>, String, String, String);
 
 /// Claimed deliveries, and in how many ms something in the queue falls due.
 pub(crate) type ClaimResult = (Vec<Delivery>, Option<u64>);
@@ -30,9 +30,11 @@ impl RedisBroker {
         let mut inv = scripts::CLAIM.prepare_invoke();
         inv.key(&k.pending).key(&k.delayed).key(&k.active).key(&k.signal).key(&k.paused).key(&k.seq);
         inv.key(&k.tokens).key(&k.leases);
-        inv.arg(max.min(MAX_CLAIM)).arg(ms(lease)).arg(&k.task_prefix).arg(TaskId::random().as_str());
+        // A random nonce per call: the lease token of every task it claims.
+        let nonce: Arc<str> = Arc::from(TaskId::random().as_str());
+        inv.arg(max.min(MAX_CLAIM)).arg(ms(lease)).arg(&k.task_prefix).arg(&*nonce);
         let claimed: Claimed = inv.invoke_async(&mut self.conn()).await.map_err(err)?;
-        Ok(deliveries(queue, claimed))
+        Ok(deliveries(queue, k, nonce, claimed))
     }
 
     /// Waits up to `wait` for a publish signal on any of `queues`, then claims up to `max`
@@ -57,7 +59,9 @@ impl RedisBroker {
             blpop.arg(&self.keys(q).signal);
         }
         blpop.arg(wait.as_secs_f64().max(0.01));
-        pipe.add_command(claim_eval(&self.keys(first), max, lease));
+        let k = self.keys(first);
+        let nonce: Arc<str> = Arc::from(TaskId::random().as_str());
+        pipe.add_command(claim_eval(&k, max, lease, &nonce));
         // The client-side limit guards against a silently dead connection.
         let limit = wait + Duration::from_secs(2);
         // A clone shares the connection; `bc` goes back to the pool only once the call ended.
@@ -78,7 +82,7 @@ impl RedisBroker {
         match answer {
             Ok(Ok((_, claimed))) => {
                 self.inner.idle_blocking.lock().unwrap_or_else(|e| e.into_inner()).push(bc);
-                Ok(deliveries(first, claimed))
+                Ok(deliveries(first, k, nonce, claimed))
             }
             // Redis lost its scripts (a restart): load the claim script again; the caller claims
             // on its own meanwhile.
@@ -111,20 +115,24 @@ impl RedisBroker {
 
 /// The claim script as a plain `EVALSHA` command, for a pipeline (the blocking connection
 /// loaded the script when it was opened).
-fn claim_eval(k: &QueueKeys, max: usize, lease: Duration) -> redis::Cmd {
+fn claim_eval(k: &QueueKeys, max: usize, lease: Duration, nonce: &str) -> redis::Cmd {
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(scripts::CLAIM.get_hash()).arg(8);
     cmd.arg(&k.pending).arg(&k.delayed).arg(&k.active).arg(&k.signal).arg(&k.paused).arg(&k.seq);
     cmd.arg(&k.tokens).arg(&k.leases);
-    // A random nonce per call keeps lease tokens unique.
-    cmd.arg(max.min(MAX_CLAIM)).arg(ms(lease)).arg(&k.task_prefix).arg(TaskId::random().as_str());
+    cmd.arg(max.min(MAX_CLAIM)).arg(ms(lease)).arg(&k.task_prefix).arg(nonce);
     // The caller claims again (with the due times) when this finds nothing.
     cmd.arg("nowake");
     cmd
 }
 
 /// Turns the claim script's answer into deliveries and a wake-up time.
-fn deliveries(queue: &str, (items, next_delayed, next_lease, now): Claimed) -> ClaimResult {
+fn deliveries(
+    queue: &str,
+    keys: Arc<QueueKeys>,
+    token: Arc<str>,
+    (items, next_delayed, next_lease, now): Claimed,
+) -> ClaimResult {
     let now: f64 = now.parse().unwrap_or(0.0);
     let wake = [next_delayed, next_lease]
         .iter()
@@ -134,10 +142,15 @@ fn deliveries(queue: &str, (items, next_delayed, next_lease, now): Claimed) -> C
     let queue: Arc<str> = Arc::from(queue);
     let deliveries = items
         .into_iter()
-        .map(|(id, payload, lost, token)| {
+        .map(|(id, payload, lost)| {
             let lost_leases = lost.parse().unwrap_or(0);
             Delivery {
-                receipt: Receipt::new(RedisReceipt { queue: queue.clone(), id, token }),
+                receipt: Receipt::new(RedisReceipt {
+                    keys: keys.clone(),
+                    queue: queue.clone(),
+                    id,
+                    token: token.clone(),
+                }),
                 queue: queue.clone(),
                 payload: Payload::decode(payload),
                 redelivered: lost_leases > 0,

@@ -57,9 +57,11 @@ struct Inner {
 
 /// What a Redis receipt holds.
 struct RedisReceipt {
+    keys: Arc<QueueKeys>,
     queue: Arc<str>,
     id: String,
-    token: String,
+    /// The claim's nonce, shared by the tasks of one claim.
+    token: Arc<str>,
 }
 
 fn err(e: redis::RedisError) -> Error {
@@ -255,7 +257,7 @@ impl Broker for RedisBroker {
     async fn ack(&self, d: &Delivery) -> Result<()> {
         let r = self.receipt(d)?;
         let (done, answer) = tokio::sync::oneshot::channel();
-        let req = acker::AckRequest { keys: self.keys(&r.queue), id: r.id.clone(), token: r.token.clone(), done };
+        let req = acker::AckRequest { keys: r.keys.clone(), id: r.id.clone(), token: r.token.clone(), done };
         self.inner.acks.send(req).map_err(|_| Error::broker("the ack flusher has stopped"))?;
         match answer.await.map_err(|_| Error::broker("the ack flusher has stopped"))?? {
             true => Ok(()),
@@ -265,7 +267,7 @@ impl Broker for RedisBroker {
 
     async fn retry(&self, d: &Delivery, task: &TaskMessage, delay: Duration) -> Result<()> {
         let r = self.receipt(d)?;
-        let k = self.keys(&r.queue);
+        let k = &r.keys;
         let res = scripts::RETRY
             .key(&k.active)
             .key(&k.delayed)
@@ -275,7 +277,7 @@ impl Broker for RedisBroker {
             .key(k.task(&r.id))
             .key(&k.leases)
             .arg(&r.id)
-            .arg(&r.token)
+            .arg(&*r.token)
             .arg(task.encode()?)
             .arg(ms(delay))
             .arg(task.priority)
@@ -286,14 +288,14 @@ impl Broker for RedisBroker {
 
     async fn archive(&self, d: &Delivery, reason: &str) -> Result<()> {
         let r = self.receipt(d)?;
-        let k = self.keys(&r.queue);
+        let k = &r.keys;
         let res = scripts::ARCHIVE
             .key(&k.active)
             .key(&k.archived)
             .key(k.task(&r.id))
             .key(&k.leases)
             .arg(&r.id)
-            .arg(&r.token)
+            .arg(&*r.token)
             .arg(reason)
             .arg(self.inner.cfg.archive_limit)
             .arg(&k.task_prefix)
@@ -304,7 +306,7 @@ impl Broker for RedisBroker {
 
     async fn release(&self, d: &Delivery) -> Result<()> {
         let r = self.receipt(d)?;
-        let k = self.keys(&r.queue);
+        let k = &r.keys;
         let res = scripts::RELEASE
             .key(&k.active)
             .key(&k.pending)
@@ -313,7 +315,7 @@ impl Broker for RedisBroker {
             .key(&k.front)
             .key(&k.leases)
             .arg(&r.id)
-            .arg(&r.token)
+            .arg(&*r.token)
             .invoke_async(&mut self.conn())
             .await;
         self.settle(res).await
@@ -331,7 +333,7 @@ impl Broker for RedisBroker {
                 let mut inv = scripts::EXTEND.key(&k.active);
                 inv.key(&k.leases).arg(ms(lease));
                 for r in chunk {
-                    inv.arg(&r.id).arg(&r.token);
+                    inv.arg(&r.id).arg(&*r.token);
                 }
                 inv.invoke_async::<i64>(&mut self.conn()).await.map_err(err)?;
             }
