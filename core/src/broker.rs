@@ -178,7 +178,7 @@ pub trait Broker: Send + Sync + 'static {
     /// Stores `task` in its queue (or, when `task.eta` is in the future, until it is due) and
     /// returns once the broker holds it.
     ///
-    /// - Redis: one Lua script (`LPUSH` to the queue list or `ZADD` to the scheduled set).
+    /// - Redis: one Lua script (`XADD` to the priority's stream, or `ZADD` to the scheduled set).
     /// - RabbitMQ: persistent publish; awaits the publisher confirm (a nack is an error). A
     ///   delay goes to a TTL bucket queue that dead-letters into the target queue.
     /// - SQS: `SendMessage` with `DelaySeconds` (≤ 15 min); longer delays hop.
@@ -200,8 +200,8 @@ pub trait Broker: Send + Sync + 'static {
     /// `req.wait` for the first one. Each task is leased to the caller for `req.lease`.
     /// Paused queues are skipped.
     ///
-    /// - Redis: a Lua script moves tasks from the queue list to the active set with a lease
-    ///   deadline; blocking wake-up via a notification list.
+    /// - Redis: a Lua script reads them with `XREADGROUP`, which leases them (the group's pending
+    ///   list, where their idle time is the lease); blocking wake-up via a notification list.
     /// - RabbitMQ: consumers with prefetch; the lease is the unacked state (no deadline).
     /// - SQS: `ReceiveMessage` (long poll, up to 10) with `VisibilityTimeout = lease`.
     async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>>;
@@ -211,20 +211,20 @@ pub trait Broker: Send + Sync + 'static {
     /// This and the other settling calls (`retry`, `archive`, `release`) return
     /// [`Error::LeaseLost`](crate::Error::LeaseLost) when the broker no longer holds the delivery for the caller.
     ///
-    /// - Redis: script removes it from the active set. RabbitMQ: `basic.ack`. SQS: `DeleteMessage`.
+    /// - Redis: script, `XACK` + `XDEL`. RabbitMQ: `basic.ack`. SQS: `DeleteMessage`.
     async fn ack(&self, delivery: &Delivery) -> Result<()>;
 
     /// The attempt failed: store `task` (the updated envelope: `retried`, `last_error`) to run
     /// again after `delay`, and drop `delivery`, as one step where the broker allows.
     ///
-    /// - Redis: script removes from active and `ZADD`s to the retry set.
+    /// - Redis: script acks the entry and `ZADD`s the task to the scheduled set.
     /// - RabbitMQ: publish to a delay bucket (confirmed), then ack the original.
     /// - SQS: send the new envelope with a delay, then delete the original.
     async fn retry(&self, delivery: &Delivery, task: &TaskMessage, delay: Duration) -> Result<()>;
 
     /// Moves the delivery to the queue's archive (dead letters) with `reason`.
     ///
-    /// - Redis: script moves it to the archive sorted set with the reason.
+    /// - Redis: script acks the entry and moves the task to the archive sorted set with the reason.
     /// - RabbitMQ: publish to the queue's archive queue with an `x-conveyor-reason` header, ack.
     /// - SQS: send to the archive queue with a `reason` attribute, delete the original.
     async fn archive(&self, delivery: &Delivery, reason: &str) -> Result<()>;
@@ -232,19 +232,20 @@ pub trait Broker: Send + Sync + 'static {
     /// Hands an unfinished delivery back, ready again at once, without using an attempt
     /// (graceful shutdown).
     ///
-    /// - Redis: script moves it from active back to the head of its queue.
+    /// - Redis: script acks the entry and re-adds the task to its priority's hand-back stream,
+    ///   read first.
     /// - RabbitMQ: `basic.nack` with requeue. SQS: `ChangeMessageVisibility` to 0.
     async fn release(&self, delivery: &Delivery) -> Result<()>;
 
     /// Extends the leases of running deliveries to `lease` from now (the worker's heartbeat).
     ///
-    /// - Redis: `ZADD XX` of new deadlines. RabbitMQ: nothing to do (unacked messages stay
+    /// - Redis: `XCLAIM … JUSTID` (resets the idle time). RabbitMQ: nothing to do (unacked messages stay
     ///   owned while the channel lives). SQS: `ChangeMessageVisibilityBatch`.
     async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<()>;
 
     /// Counts for one queue.
     ///
-    /// - Redis: `LLEN`/`ZCARD`. RabbitMQ: passive declare (pending only, others estimated).
+    /// - Redis: `XLEN`/`XPENDING`/`ZCARD`. RabbitMQ: passive declare (pending only, others estimated).
     /// - SQS: `GetQueueAttributes` (approximate).
     async fn stats(&self, queue: &str) -> Result<QueueStats>;
 

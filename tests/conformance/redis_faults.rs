@@ -1,5 +1,6 @@
 //! Fault tests against the real Redis server: a worker killed mid-task, Redis restarted
-//! mid-run, garbage where a task should be, a structure key of the wrong type, scripts flushed.
+//! mid-run, garbage where a task should be, a structure key of the wrong type, scripts flushed,
+//! a stream replaced without its consumer group.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -66,13 +67,26 @@ async fn garbage_where_a_task_should_be_is_archived() {
     let broker = conveyor::broker(&url).await.unwrap();
     let backend = Arc::new(MemoryBackend::new());
     let client = Client::new(broker.clone(), backend.clone());
+    // Something else wrote into the queue's stream: an entry with a payload that is not a
+    // task, and one with no task fields at all.
+    let stream = format!("{prefix}:{{{prefix}:garbage}}:s0");
     let a = client.enqueue_message(message("fault:count", "garbage")).await.unwrap();
-    let b = client.enqueue_message(message("fault:count", "garbage")).await.unwrap();
-    // Something else overwrote the tasks: one key with the wrong type, one with a bad payload.
-    let key = |id: &conveyor::TaskId| format!("{prefix}:{{{prefix}:garbage}}:t:{id}");
     let mut conn = redis::Client::open(crate::redis::url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("SET").arg(key(&a.id)).arg("\u{0}garbage").query_async::<()>(&mut conn).await.unwrap();
-    redis::cmd("HSET").arg(key(&b.id)).arg("msg").arg("{not json").query_async::<()>(&mut conn).await.unwrap();
+    redis::cmd("XADD").arg(&stream).arg("*").arg("m").arg("{not json").query_async::<()>(&mut conn).await.unwrap();
+    redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("junk")
+        .arg("\u{0}garbage")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    // And overwrote a scheduled task's key with something that is not a task hash.
+    let mut later = message("fault:count", "garbage");
+    later.eta = Some(std::time::SystemTime::now() + Duration::from_millis(300));
+    let b = client.enqueue_message(later).await.unwrap();
+    let key = format!("{prefix}:{{{prefix}:garbage}}:t:{}", b.id);
+    redis::cmd("SET").arg(&key).arg("\u{0}garbage").query_async::<()>(&mut conn).await.unwrap();
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();
     let w = Running::start(
@@ -83,10 +97,12 @@ async fn garbage_where_a_task_should_be_is_archived() {
             })
             .queue("garbage", 1),
     );
-    eventually(Duration::from_secs(10), "both archived", || async {
-        broker.stats("garbage").await.unwrap().archived == 2
+    eventually(Duration::from_secs(10), "all three archived", || async {
+        broker.stats("garbage").await.unwrap().archived == 3
     })
     .await;
+    // The real task around them ran.
+    assert_eq!(client.wait(&a.id, Duration::from_secs(10)).await.unwrap().state, TaskState::Completed);
     let archived = broker.admin().unwrap().archived("garbage", 0, 10).await.unwrap();
     for a in &archived {
         assert!(a.reason.starts_with("undecodable payload"), "{}", a.reason);
@@ -95,7 +111,7 @@ async fn garbage_where_a_task_should_be_is_archived() {
     // The worker goes on.
     let c = client.enqueue_message(message("fault:count", "garbage")).await.unwrap();
     assert_eq!(client.wait(&c.id, Duration::from_secs(10)).await.unwrap().state, TaskState::Completed);
-    assert_eq!(ran.load(Ordering::SeqCst), 1);
+    assert_eq!(ran.load(Ordering::SeqCst), 2);
     w.stop().await;
 }
 
@@ -108,9 +124,9 @@ async fn wrong_type_structure_key_loses_nothing() {
     let broker = conveyor::broker(&url).await.unwrap();
     let backend = Arc::new(MemoryBackend::new());
     let client = Client::new(broker.clone(), backend.clone());
-    let leases = format!("{prefix}:{{{prefix}:broken}}:leases");
+    let delayed = format!("{prefix}:{{{prefix}:broken}}:delayed");
     let mut conn = redis::Client::open(crate::redis::url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("SET").arg(&leases).arg("oops").query_async::<()>(&mut conn).await.unwrap();
+    redis::cmd("SET").arg(&delayed).arg("oops").query_async::<()>(&mut conn).await.unwrap();
     let rec = client.enqueue_message(message("fault:count", "broken")).await.unwrap();
     let stop = conveyor::CancellationToken::new();
     let req = conveyor::ReceiveRequest {
@@ -121,9 +137,9 @@ async fn wrong_type_structure_key_loses_nothing() {
         stop: &stop,
     };
     let err = broker.receive(&req).await.unwrap_err();
-    assert!(err.to_string().contains("holds a string, expected a hash"), "{err}");
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    redis::cmd("DEL").arg(&delayed).query_async::<()>(&mut conn).await.unwrap();
     assert_eq!(broker.stats("broken").await.unwrap().pending, 1, "nothing removed by the failed claim");
-    redis::cmd("DEL").arg(&leases).query_async::<()>(&mut conn).await.unwrap();
     let w = Running::start(
         Worker::builder(broker.clone(), backend.clone())
             .register_handler("fault:count", |_req: Request| async { ok() })
@@ -163,5 +179,33 @@ async fn scripts_flushed_while_waiting_are_loaded_again() {
     }
     let rec = client.enqueue_message(message("fault:count", "flushed")).await.unwrap();
     assert_eq!(client.wait(&rec.id, Duration::from_secs(10)).await.unwrap().state, TaskState::Completed);
+    w.stop().await;
+}
+
+/// A queue's stream replaced by something else (deleted, then written without the consumer
+/// group): the next claim gives it its group back, archives the foreign entry and runs the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_stream_gets_its_group_back() {
+    let url = url_with_prefix(&crate::redis::url());
+    let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
+    let broker = conveyor::broker(&url).await.unwrap();
+    let backend = Arc::new(MemoryBackend::new());
+    let client = Client::new(broker.clone(), backend.clone());
+    client.enqueue_message(message("fault:count", "regrouped")).await.unwrap();
+    let stream = format!("{prefix}:{{{prefix}:regrouped}}:s0");
+    let mut conn = redis::Client::open(crate::redis::url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("DEL").arg(&stream).query_async::<()>(&mut conn).await.unwrap();
+    redis::cmd("XADD").arg(&stream).arg("*").arg("junk").arg("x").query_async::<()>(&mut conn).await.unwrap();
+    let rec = client.enqueue_message(message("fault:count", "regrouped")).await.unwrap();
+    let w = Running::start(
+        Worker::builder(broker.clone(), backend.clone())
+            .register_handler("fault:count", |_req: Request| async { ok() })
+            .queue("regrouped", 1),
+    );
+    assert_eq!(client.wait(&rec.id, Duration::from_secs(10)).await.unwrap().state, TaskState::Completed);
+    eventually(Duration::from_secs(10), "the foreign entry archived", || async {
+        broker.stats("regrouped").await.unwrap().archived == 1
+    })
+    .await;
     w.stop().await;
 }

@@ -1,25 +1,31 @@
--- KEYS: active, leases (hash id -> token)
--- ARGV: task key prefix, then id, token pairs
--- Acks several tasks of one queue: each is forgotten if the caller still holds its lease.
--- Returns 1 (acked) or 0 (lease lost) per pair. A few calls per batch, not per task.
-local ids = {}
-for i = 2, #ARGV, 2 do
-  ids[#ids + 1] = ARGV[i]
-end
-local held = redis.call('HMGET', KEYS[2], unpack(ids))
-local out, done, keys = {}, {}, {}
-for n, id in ipairs(ids) do
-  if held[n] == ARGV[2 * n + 1] then
-    out[n] = 1
-    done[#done + 1] = id
-    keys[#keys + 1] = ARGV[1] .. id
-  else
-    out[n] = 0
+-- KEYS: ids (hash of live task ids)
+-- ARGV: base, then per stream: suffix, k, k entry ids, the k task ids
+-- Acks several deliveries of one queue: each is forgotten if the caller still holds it.
+-- Returns 1 (acked) or 0 (lease lost) per delivery, in the order given. Three calls per
+-- stream, not per task.
+local base = ARGV[1]
+local out, done = {}, {}
+local i = 2
+while i <= #ARGV do
+  local skey = base .. ':' .. ARGV[i]
+  local k = tonumber(ARGV[i + 1])
+  local e0, t0 = i + 2, i + 2 + k
+  local acked = redis.call('XACK', skey, GROUP, unpack(ARGV, e0, t0 - 1))
+  for j = 0, k - 1 do
+    -- Usually every one was held. If not, the ones XACK just acked are those still in the
+    -- stream: a lost lease's entry was acked and deleted when its task was queued again.
+    local eid = ARGV[e0 + j]
+    if acked == k or #redis.call('XRANGE', skey, eid, eid) > 0 then
+      out[#out + 1] = 1
+      done[#done + 1] = ARGV[t0 + j]
+    else
+      out[#out + 1] = 0
+    end
   end
+  redis.call('XDEL', skey, unpack(ARGV, e0, t0 - 1))
+  i = t0 + k
 end
 if #done > 0 then
-  redis.call('ZREM', KEYS[1], unpack(done))
-  redis.call('HDEL', KEYS[2], unpack(done))
-  redis.call('DEL', unpack(keys))
+  redis.call('HDEL', KEYS[1], unpack(done))
 end
 return out

@@ -1,21 +1,25 @@
--- KEYS: active, archived, task, leases
--- ARGV: id, token, reason, max_archived, task key prefix
--- Moves the task to the archive with its reason, if the caller still holds its lease; keeps
+-- KEYS: archived, ids
+-- ARGV: base, delivery, id, reason, max_archived
+-- Moves the task to the archive with its reason, if the caller still holds its delivery; keeps
 -- at most max_archived tasks (the oldest are deleted).
-if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then
+expect_types({ KEYS[1], 'zset', KEYS[2], 'hash' })
+local base, id = ARGV[1], ARGV[3]
+local f = take(base, ARGV[2])
+if not f then
   return 0
 end
 local now = now_ms()
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[1])
-redis.call('HSET', KEYS[3], 'reason', ARGV[3], 'archived_at', now)
-redis.call('ZADD', KEYS[2], now, ARGV[1])
+local tkey = base .. ':t:' .. id
+redis.call('HDEL', KEYS[2], id)
+redis.call('DEL', tkey)
+redis.call('HSET', tkey, 'msg', f.msg, 'reason', ARGV[4], 'archived_at', now)
+redis.call('ZADD', KEYS[1], now, id)
 -- Trims at most 100 per call, so that lowering the limit never blocks Redis.
-local extra = math.min(redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4]), 100)
+local extra = math.min(redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5]), 100)
 if extra > 0 then
-  for _, old in ipairs(redis.call('ZRANGE', KEYS[2], 0, extra - 1)) do
-    redis.call('DEL', ARGV[5] .. old)
+  for _, old in ipairs(redis.call('ZRANGE', KEYS[1], 0, extra - 1)) do
+    redis.call('DEL', base .. ':t:' .. old)
   end
-  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, extra - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1)
 end
 return 1

@@ -1,93 +1,127 @@
--- KEYS: pending, delayed, active, signal, paused, seq, tokens (unused), leases (hash id -> token)
--- ARGV: max (at most 1000), lease_ms, task key prefix, nonce (random, per call), and
---       optionally 'nowake' (the caller does not need the next due times)
--- One step: moves due delayed tasks to pending, returns tasks whose lease expired to pending
--- (counting the lost lease), then leases up to `max` pending tasks to the caller. Work per task
--- is one HMGET; everything else is one call per batch.
--- Returns { {id, payload, lost, id, payload, lost, ...}, next_delayed_ms, next_lease_ms, now_ms }
--- (flat: cheaper to build and to parse); every task's lease token is the nonce.
--- Every key is read or type-checked before the first write that could leave tasks half-moved
--- if a later call failed on a key of another type.
+-- KEYS: streams (set), delayed, ids, signal, paused, recovery mark
+-- ARGV: max (at most 1000), lease_ms, base, and optionally 'nowake' (the caller does not need
+--       the next due time)
+-- One step: moves due delayed tasks to their streams; at most every 200 ms, re-queues tasks
+-- whose lease expired (their worker died), counting the lost lease; then reads up to `max`
+-- tasks for the caller with XREADGROUP (priority 9 first, handed-back tasks first in each),
+-- which leases them: they stay in the group's pending list, under the consumer `l<lease_ms>`,
+-- until acked, and their idle time there is the lease.
+-- Returns { {id, payload, lost, delivery}... (flat), next_delayed_ms, '', now_ms }.
 local now = now_ms()
-local prefix = ARGV[3]
-local function prio_of(id)
-  local ok, p = pcall(redis.call, 'HGET', prefix .. id, 'prio')
-  return ok and clamp_prio(p) or 0
-end
--- Re-queues `ids` at the back of their priority band.
-local function requeue(ids)
-  local args = {}
-  for _, id in ipairs(ids) do
-    args[#args + 1] = pending_score(prio_of(id), redis.call('INCR', KEYS[6]))
-    args[#args + 1] = id
-  end
-  redis.call('ZADD', KEYS[1], unpack(args))
-end
+local max = math.min(tonumber(ARGV[1]), 1000)
+local lease = tonumber(ARGV[2])
+local base = ARGV[3]
+local consumer = 'l' .. ARGV[2]
+-- Reads first: keys of another type fail the script here, before any write.
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 500)
-local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 500)
-if #due > 0 or #expired > 0 then
-  expect_types({ KEYS[1], 'zset', KEYS[6], 'string', KEYS[8], 'hash' })
+-- The streams in use; a listed stream that is gone is dropped from the list, and a key of
+-- another type fails the script (before any write that matters).
+local function streams()
+  local live = {}
+  for _, s in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    local skey = base .. ':' .. s
+    local t = redis.call('TYPE', skey)['ok']
+    if t == 'stream' then
+      live[#live + 1] = s
+    elseif t == 'none' then
+      redis.call('SREM', KEYS[1], s)
+    else
+      error('conveyor: key ' .. skey .. ' holds a ' .. t .. ', expected a stream')
+    end
+  end
+  return live
 end
+local suffixes = streams()
 if #due > 0 then
+  for _, tid in ipairs(due) do
+    local tkey = base .. ':t:' .. tid
+    local f = redis.pcall('HMGET', tkey, 'msg', 'prio', 'lost')
+    if f.err then
+      -- Not a hash (garbage written by something else): its bytes become the payload, which
+      -- the worker archives as undecodable.
+      local ok, raw = pcall(redis.call, 'GET', tkey)
+      f = { ok and raw or '', 0, 0 }
+    end
+    add(KEYS[1], base, 's', clamp_prio(f[2]), tid, f[1] or '', tonumber(f[3]) or 0)
+    redis.call('DEL', tkey)
+  end
   redis.call('ZREM', KEYS[2], unpack(due))
-  requeue(due)
+  suffixes = streams()
 end
-if #expired > 0 then
-  redis.call('ZREM', KEYS[3], unpack(expired))
-  redis.call('HDEL', KEYS[8], unpack(expired))
-  for _, id in ipairs(expired) do
-    -- The lost lease must be counted, or a task that kills its worker could loop forever.
-    if not pcall(redis.call, 'HINCRBY', prefix .. id, 'lost', 1) then
-      pcall(redis.call, 'HSET', prefix .. id, 'lost', 1)
-    end
-  end
-  requeue(expired)
-end
-local out = {}
-if redis.call('EXISTS', KEYS[5]) == 0 then
-  expect_types({ KEYS[8], 'hash' })
-  local max = math.min(tonumber(ARGV[1]), 1000)
-  local popped = redis.call('ZPOPMIN', KEYS[1], max)
-  if #popped > 0 then
-    -- The lease token is the call's random nonce: ids are unique within a queue, so (id,
-    -- nonce) names one delivery, and it stays unique even if Redis loses its last writes.
-    local token = ARGV[4]
-    local until_ms = tostring(now + tonumber(ARGV[2]))
-    local leases, tokens = {}, {}
-    local n = 0
-    for i = 1, #popped, 2 do
-      local id = popped[i]
-      local key = prefix .. id
-      local f = redis.pcall('HMGET', key, 'msg', 'lost')
-      if f.err then
-        -- Not a hash (garbage written by something else): keep its bytes as the payload so the
-        -- worker archives it with the reason, and make it a task hash again.
-        local okv, raw = pcall(redis.call, 'GET', key)
-        if not okv or not raw then raw = '' end
-        redis.call('DEL', key)
-        redis.call('HSET', key, 'msg', raw, 'prio', 0, 'lost', 0)
-        f = { raw, '0' }
+-- Lost leases: entries idle in the pending list longer than their consumer's lease.
+if redis.call('SET', KEYS[6], 1, 'NX', 'PX', 200) then
+  for _, s in ipairs(suffixes) do
+    local skey = base .. ':' .. s
+    local consumers = redis.pcall('XINFO', 'CONSUMERS', skey, GROUP)
+    -- A stream without its group (replaced by something else) has no leases to recover; the
+    -- read below gives it its group back.
+    if consumers.err then consumers = {} end
+    for _, c in ipairs(consumers) do
+      local info = {}
+      for i = 1, #c, 2 do
+        info[c[i]] = c[i + 1]
       end
-      leases[i] = until_ms
-      leases[i + 1] = id
-      tokens[i] = id
-      tokens[i + 1] = token
-      out[n + 1] = id
-      out[n + 2] = f[1] or ''
-      out[n + 3] = f[2] or '0'
-      n = n + 3
-    end
-    redis.call('ZADD', KEYS[3], unpack(leases))
-    redis.call('HSET', KEYS[8], unpack(tokens))
-    -- A full batch may have left tasks behind: wake another receiver for them.
-    if #popped == 2 * max then
-      signal(KEYS[4])
+      local clease = tonumber(string.sub(info['name'], 2))
+      if info['pending'] > 0 and clease then
+        local stale = redis.call('XPENDING', skey, GROUP, 'IDLE', clease, '-', '+', 100, info['name'])
+        for _, p in ipairs(stale) do
+          local eid = p[1]
+          local e = redis.call('XRANGE', skey, eid, eid)
+          redis.call('XACK', skey, GROUP, eid)
+          redis.call('XDEL', skey, eid)
+          if e[1] then
+            -- The lost lease must be counted, or a task that kills its worker could loop forever.
+            local tid, msg, lost = entry_task(eid, e[1][2])
+            add(KEYS[1], base, 's', clamp_prio(string.sub(s, 2)), tid, msg, lost + 1)
+          end
+        end
+      end
     end
   end
+  suffixes = streams()
 end
-if ARGV[5] == 'nowake' then
+local out, n, got = {}, 0, 0
+if redis.call('EXISTS', KEYS[5]) == 0 and #suffixes > 0 then
+  -- Priority 9 first; within a priority, handed-back tasks ('f') before the others ('s').
+  table.sort(suffixes, function(a, b)
+    local pa, pb = tonumber(string.sub(a, 2)), tonumber(string.sub(b, 2))
+    if pa ~= pb then return pa > pb end
+    return a < b
+  end)
+  for _, s in ipairs(suffixes) do
+    if got >= max then break end
+    local skey = base .. ':' .. s
+    local r = redis.pcall('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', max - got, 'STREAMS', skey, '>')
+    if type(r) == 'table' and r.err then
+      if not string.find(r.err, 'NOGROUP', 1, true) then
+        -- Tasks read from earlier streams are leased already: hand them over, not the error.
+        if got > 0 then break end
+        return redis.error_reply(r.err)
+      end
+      -- The stream was replaced by something else: give it its group back, from the start.
+      redis.call('XGROUP', 'CREATE', skey, GROUP, '0')
+      r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', max - got, 'STREAMS', skey, '>')
+    end
+    if r then
+      for _, e in ipairs(r[1][2]) do
+        local eid = e[1]
+        local tid, msg, lost = entry_task(eid, e[2])
+        out[n + 1] = tid
+        out[n + 2] = msg
+        out[n + 3] = lost
+        out[n + 4] = s .. '|' .. eid
+        n = n + 4
+        got = got + 1
+      end
+    end
+  end
+  -- A full batch may have left tasks behind: wake another receiver for them.
+  if got == max then
+    signal(KEYS[4])
+  end
+end
+if ARGV[4] == 'nowake' then
   return { out, '', '', tostring(now) }
 end
 local nd = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-local na = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-return { out, nd[2] or '', na[2] or '', tostring(now) }
+return { out, nd[2] or '', '', tostring(now) }

@@ -1,17 +1,24 @@
--- KEYS: active, leases
--- ARGV: lease_ms, then id, token pairs
--- Extends the leases the caller still holds.
-local until_ms = now_ms() + tonumber(ARGV[1])
-local ids = {}
-for i = 2, #ARGV, 2 do
-  ids[#ids + 1] = ARGV[i]
+-- KEYS: streams (unused: it routes the call to the queue's slot)
+-- ARGV: base, lease_ms, then deliveries
+-- Extends the leases the caller still holds: XCLAIM to the same consumer resets their idle
+-- time (deliveries no longer pending are skipped). Returns how many were extended.
+local base = ARGV[1]
+local consumer = 'l' .. ARGV[2]
+local by_stream = {}
+for i = 3, #ARGV do
+  local skey, eid = parse_ref(base, ARGV[i])
+  by_stream[skey] = by_stream[skey] or {}
+  table.insert(by_stream[skey], eid)
 end
-local held = redis.call('HMGET', KEYS[2], unpack(ids))
 local n = 0
-for k, id in ipairs(ids) do
-  if held[k] == ARGV[2 * k + 1] then
-    redis.call('ZADD', KEYS[1], 'XX', until_ms, id)
-    n = n + 1
+for skey, eids in pairs(by_stream) do
+  if redis.call('EXISTS', skey) == 1 then
+    local args = { skey, GROUP, consumer, 0 }
+    for _, eid in ipairs(eids) do
+      args[#args + 1] = eid
+    end
+    args[#args + 1] = 'JUSTID'
+    n = n + #redis.call('XCLAIM', unpack(args))
   end
 end
 return n

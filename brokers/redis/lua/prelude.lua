@@ -32,3 +32,55 @@ local function expect_types(pairs)
     end
   end
 end
+-- Ready tasks live in streams, one per priority (`BASE:s:P`), with a consumer group `g`; tasks
+-- handed back go to `BASE:f:P`, read before `BASE:s:P`. The set of stream suffixes in use
+-- (`s0`, `f3`, ...) lets a claim find them. An entry is `{id: payload}`, plus `#lost: N` once
+-- a lease was lost (the fewer fields, the cheaper a read). A delivery is named
+-- `SUFFIX|ENTRY-ID`, unique per delivery.
+local GROUP = 'g'
+-- Appends a task to a stream of `kind` ('s' ready, 'f' handed back), creating it with its group.
+local function add(set, base, kind, prio, tid, msg, lost)
+  local suffix = kind .. prio
+  local skey = base .. ':' .. suffix
+  if redis.call('EXISTS', skey) == 0 then
+    redis.call('XGROUP', 'CREATE', skey, GROUP, '0', 'MKSTREAM')
+    redis.call('SADD', set, suffix)
+  end
+  if lost > 0 then
+    return redis.call('XADD', skey, '*', tid, msg, '#lost', lost)
+  end
+  return redis.call('XADD', skey, '*', tid, msg)
+end
+-- The task an entry carries: id, payload, lost leases. An entry written by something else
+-- still gives a task (its payload fails to decode, and the worker archives it).
+local function entry_task(eid, fl)
+  local lost = 0
+  for i = 3, #fl, 2 do
+    if fl[i] == '#lost' then
+      lost = tonumber(fl[i + 1]) or 0
+    end
+  end
+  return fl[1] or ('entry:' .. eid), fl[2] or '', lost
+end
+-- The stream key, entry id and priority of a delivery `SUFFIX|ENTRY-ID`.
+local function parse_ref(base, ref)
+  local sep = string.find(ref, '|', 1, true)
+  if not sep then
+    error('conveyor: bad delivery reference ' .. ref)
+  end
+  local suffix = string.sub(ref, 1, sep - 1)
+  return base .. ':' .. suffix, string.sub(ref, sep + 1), clamp_prio(string.sub(suffix, 2))
+end
+-- Takes a delivery out of its stream if the caller still holds it: XACK says whether it was
+-- pending (a lost lease was re-queued under a new entry, so a stale holder gets 0). Returns
+-- the task's payload, lost leases and priority, or nil.
+local function take(base, ref)
+  local skey, eid, prio = parse_ref(base, ref)
+  if redis.call('EXISTS', skey) == 0 or redis.call('XACK', skey, GROUP, eid) == 0 then
+    return nil
+  end
+  local e = redis.call('XRANGE', skey, eid, eid)
+  local _, msg, lost = entry_task(eid, e[1] and e[1][2] or {})
+  redis.call('XDEL', skey, eid)
+  return { msg = msg, lost = lost, prio = prio }
+end

@@ -1,19 +1,21 @@
--- KEYS: active, delayed, pending, seq, signal, task, leases
--- ARGV: id, token, payload, delay_ms, priority
--- Replaces the task's envelope and schedules it again, if the caller still holds its lease.
-if redis.call('HGET', KEYS[7], ARGV[1]) ~= ARGV[2] then
+-- KEYS: streams (set), delayed, ids, signal
+-- ARGV: base, delivery, id, payload, delay_ms, priority
+-- Replaces the task's envelope and schedules it again, if the caller still holds its delivery.
+expect_types({ KEYS[2], 'zset' })
+local base, id = ARGV[1], ARGV[3]
+if not take(base, ARGV[2]) then
   return 0
 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[7], ARGV[1])
-local prio = tonumber(ARGV[5])
-redis.call('HSET', KEYS[6], 'msg', ARGV[3], 'lost', 0, 'prio', prio)
-local delay = tonumber(ARGV[4])
+local prio = clamp_prio(ARGV[6])
+local delay = tonumber(ARGV[5])
 if delay > 0 then
-  redis.call('ZADD', KEYS[2], now_ms() + delay, ARGV[1])
+  local tkey = base .. ':t:' .. id
+  redis.call('DEL', tkey)
+  redis.call('HSET', tkey, 'msg', ARGV[4], 'lost', 0, 'prio', prio)
+  redis.call('ZADD', KEYS[2], now_ms() + delay, id)
 else
-  redis.call('ZADD', KEYS[3], pending_score(prio, redis.call('INCR', KEYS[4])), ARGV[1])
+  add(KEYS[1], base, 's', prio, id, ARGV[4], 0)
 end
 -- Wakes a waiting receiver: to take the task, or to time its wait to the new due time.
-signal(KEYS[5])
+signal(KEYS[4])
 return 1

@@ -18,7 +18,7 @@ const MAX_BATCH: usize = 512;
 pub(crate) struct AckRequest {
     pub(crate) keys: Arc<QueueKeys>,
     pub(crate) id: String,
-    pub(crate) token: Arc<str>,
+    pub(crate) token: String,
     pub(crate) done: oneshot::Sender<Result<bool>>,
 }
 
@@ -27,6 +27,11 @@ pub(crate) fn start(conn: ConnectionManager) -> mpsc::UnboundedSender<AckRequest
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(flush_loop(conn, rx));
     tx
+}
+
+/// The stream suffix of a delivery `SUFFIX|ENTRY-ID`.
+fn stream_of(token: &str) -> &str {
+    token.split_once('|').map_or(token, |(s, _)| s)
 }
 
 async fn flush_loop(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver<AckRequest>) {
@@ -40,14 +45,23 @@ async fn flush_loop(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver
         }
         let mut by_queue: HashMap<String, Vec<AckRequest>> = HashMap::new();
         for r in batch {
-            by_queue.entry(r.keys.active.clone()).or_default().push(r);
+            by_queue.entry(r.keys.ids.clone()).or_default().push(r);
         }
-        for (_, reqs) in by_queue {
+        for (_, mut reqs) in by_queue {
             let keys = reqs[0].keys.clone();
-            let mut inv = scripts::ACK_MANY.key(&keys.active);
-            inv.key(&keys.leases).arg(&keys.task_prefix);
-            for r in &reqs {
-                inv.arg(&r.id).arg(&*r.token);
+            // Grouped by stream (the delivery's `SUFFIX|ENTRY-ID`): the script acks a stream's
+            // deliveries with one XACK and one XDEL, and answers in this order.
+            reqs.sort_by(|a, b| stream_of(&a.token).cmp(stream_of(&b.token)));
+            let mut inv = scripts::ACK_MANY.key(&keys.ids);
+            inv.arg(&keys.base);
+            for group in reqs.chunk_by(|a, b| stream_of(&a.token) == stream_of(&b.token)) {
+                inv.arg(stream_of(&group[0].token)).arg(group.len());
+                for r in group {
+                    inv.arg(r.token.split_once('|').map_or("", |(_, e)| e));
+                }
+                for r in group {
+                    inv.arg(&r.id);
+                }
             }
             match inv.invoke_async::<Vec<i64>>(&mut conn).await {
                 Ok(acked) => {

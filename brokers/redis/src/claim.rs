@@ -4,15 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{CancellationToken, Delivery, Payload, Receipt, Result, TaskId};
+use conveyor_core::{CancellationToken, Delivery, Payload, Receipt, Result};
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 
 use crate::keys::QueueKeys;
 use crate::{err, ms, scripts, RedisBroker, RedisReceipt, MAX_CLAIM};
 
-/// What the claim script answers: `{id, payload, lost}...` (flat), next delayed, next lease, now.
-type Claimed = (Vec<(String, Vec<u8>, String)>, String, String, String);
+/// What the claim script answers: `{id, payload, lost, delivery}...` (flat), next delayed,
+/// next lease (unused), now.
+type Claimed = (Vec<(String, Vec<u8>, String, String)>, String, String, String);
 
 /// Claimed deliveries, and in how many ms something in the queue falls due.
 pub(crate) type ClaimResult = (Vec<Delivery>, Option<u64>);
@@ -28,13 +29,10 @@ impl RedisBroker {
     pub(crate) async fn claim(&self, queue: &str, max: usize, lease: Duration) -> Result<ClaimResult> {
         let k = self.keys(queue);
         let mut inv = scripts::CLAIM.prepare_invoke();
-        inv.key(&k.pending).key(&k.delayed).key(&k.active).key(&k.signal).key(&k.paused).key(&k.seq);
-        inv.key(&k.tokens).key(&k.leases);
-        // A random nonce per call: the lease token of every task it claims.
-        let nonce: Arc<str> = Arc::from(TaskId::random().as_str());
-        inv.arg(max.min(MAX_CLAIM)).arg(ms(lease)).arg(&k.task_prefix).arg(&*nonce);
+        inv.key(&k.streams).key(&k.delayed).key(&k.ids).key(&k.signal).key(&k.paused).key(&k.recovery);
+        inv.arg(max.min(MAX_CLAIM)).arg(ms(lease)).arg(&k.base);
         let claimed: Claimed = inv.invoke_async(&mut self.conn()).await.map_err(err)?;
-        Ok(deliveries(queue, k, nonce, claimed))
+        Ok(deliveries(queue, k, claimed))
     }
 
     /// Waits up to `wait` for a publish signal on any of `queues`, then claims up to `max`
@@ -60,8 +58,7 @@ impl RedisBroker {
         }
         blpop.arg(wait.as_secs_f64().max(0.01));
         let k = self.keys(first);
-        let nonce: Arc<str> = Arc::from(TaskId::random().as_str());
-        pipe.add_command(claim_eval(&k, max, lease, &nonce));
+        pipe.add_command(claim_eval(&k, max, lease));
         // The client-side limit guards against a silently dead connection.
         let limit = wait + Duration::from_secs(2);
         // A clone shares the connection; `bc` goes back to the pool only once the call ended.
@@ -82,7 +79,7 @@ impl RedisBroker {
         match answer {
             Ok(Ok((_, claimed))) => {
                 self.inner.idle_blocking.lock().unwrap_or_else(|e| e.into_inner()).push(bc);
-                Ok(deliveries(first, k, nonce, claimed))
+                Ok(deliveries(first, k, claimed))
             }
             // Redis lost its scripts (a restart): load the claim script again; the caller claims
             // on its own meanwhile.
@@ -115,24 +112,18 @@ impl RedisBroker {
 
 /// The claim script as a plain `EVALSHA` command, for a pipeline (the blocking connection
 /// loaded the script when it was opened).
-fn claim_eval(k: &QueueKeys, max: usize, lease: Duration, nonce: &str) -> redis::Cmd {
+fn claim_eval(k: &QueueKeys, max: usize, lease: Duration) -> redis::Cmd {
     let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(scripts::CLAIM.get_hash()).arg(8);
-    cmd.arg(&k.pending).arg(&k.delayed).arg(&k.active).arg(&k.signal).arg(&k.paused).arg(&k.seq);
-    cmd.arg(&k.tokens).arg(&k.leases);
-    cmd.arg(max.min(MAX_CLAIM)).arg(ms(lease)).arg(&k.task_prefix).arg(nonce);
+    cmd.arg(scripts::CLAIM.get_hash()).arg(6);
+    cmd.arg(&k.streams).arg(&k.delayed).arg(&k.ids).arg(&k.signal).arg(&k.paused).arg(&k.recovery);
+    cmd.arg(max.min(MAX_CLAIM)).arg(ms(lease)).arg(&k.base);
     // The caller claims again (with the due times) when this finds nothing.
     cmd.arg("nowake");
     cmd
 }
 
 /// Turns the claim script's answer into deliveries and a wake-up time.
-fn deliveries(
-    queue: &str,
-    keys: Arc<QueueKeys>,
-    token: Arc<str>,
-    (items, next_delayed, next_lease, now): Claimed,
-) -> ClaimResult {
+fn deliveries(queue: &str, keys: Arc<QueueKeys>, (items, next_delayed, next_lease, now): Claimed) -> ClaimResult {
     let now: f64 = now.parse().unwrap_or(0.0);
     let wake = [next_delayed, next_lease]
         .iter()
@@ -142,7 +133,7 @@ fn deliveries(
     let queue: Arc<str> = Arc::from(queue);
     let deliveries = items
         .into_iter()
-        .map(|(id, payload, lost)| {
+        .map(|(id, payload, lost, token)| {
             let lost_leases = lost.parse().unwrap_or(0);
             Delivery {
                 receipt: Receipt::new(RedisReceipt {

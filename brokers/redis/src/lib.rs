@@ -2,16 +2,21 @@
 //!
 //! - **Atomic**: every state change is one Lua script (`lua/*.lua`, one file per operation),
 //!   on the server's clock; all keys of a queue share the hash tag `{prefix:queue}`.
-//! - **At least once**: a claimed task is leased (the `active` sorted set holds its deadline)
-//!   with a token that changes at every delivery; the worker's heartbeat extends it. Each claim
-//!   returns tasks whose lease expired to their queue, counting the lost lease, so a task can
-//!   never stay claimed with no lease. A stale worker's ack is refused (`LeaseLost`).
-//! - **Delays** (`eta`, retry back-off) wait in the `delayed` sorted set and move to the queue
-//!   when due, inside the claim script: never held in a worker, never early.
+//! - **Streams**: ready tasks are entries of a Redis stream per priority, read through a
+//!   consumer group. A claim (`XREADGROUP`) leases the tasks it reads: they stay in the group's
+//!   pending list, owned by the consumer `l<lease_ms>`, whose idle time there is the lease; the
+//!   worker's heartbeat resets it (`XCLAIM … JUSTID`). An ack is `XACK` + `XDEL`.
+//! - **At least once**: at most every 200 ms a claim looks for entries idle longer than their
+//!   lease (their worker died) and queues them again as new entries, counting the lost lease,
+//!   so a task can never stay claimed with no lease. A delivery is named by its stream entry, so
+//!   a worker that lost its lease cannot settle a task that has since been redelivered
+//!   (`LeaseLost`).
+//! - **Delays** (`eta`, retry back-off) wait in the `delayed` sorted set and move to their
+//!   stream when due, inside the claim script: never held in a worker, never early.
 //! - **Wake-up** without polling: publishing pushes a token on the queue's signal list; an idle
-//!   receiver waits on it with `BLPOP` on its own connection, timed to the next due delay or
-//!   lease expiry, with the claim pipelined behind it, so Redis claims the moment the wait
-//!   ends: pickup costs no extra round trip.
+//!   receiver waits on it with `BLPOP` on its own connection, timed to the next due delay, with
+//!   the claim pipelined behind it, so Redis claims the moment the wait ends: pickup costs no
+//!   extra round trip.
 //! - Per-task priority (0–9) within a queue; pause/resume; an archive capped per queue.
 //!
 //! URL: `redis://[user:pass@]host[:port][/db][?prefix=NAME&archive_limit=N]`.
@@ -60,8 +65,8 @@ struct RedisReceipt {
     keys: Arc<QueueKeys>,
     queue: Arc<str>,
     id: String,
-    /// The claim's nonce, shared by the tasks of one claim.
-    token: Arc<str>,
+    /// The delivery: `SUFFIX|ENTRY-ID`, the stream entry that carries it.
+    token: String,
 }
 
 fn err(e: redis::RedisError) -> Error {
@@ -144,8 +149,8 @@ impl RedisBroker {
     ) -> redis::ScriptInvocation<'a> {
         let k = self.keys(queue);
         let mut inv = scripts::PUBLISH.prepare_invoke();
-        inv.key(&k.pending).key(&k.delayed).key(&k.seq).key(&k.signal).key(k.task(id)).key(&k.active).key(&k.archived);
-        inv.arg(id).arg(payload).arg(priority).arg(ms(delay));
+        inv.key(&k.streams).key(&k.delayed).key(&k.ids).key(&k.signal).key(&k.archived);
+        inv.arg(&k.base).arg(id).arg(payload).arg(priority).arg(ms(delay));
         inv
     }
 
@@ -269,15 +274,13 @@ impl Broker for RedisBroker {
         let r = self.receipt(d)?;
         let k = &r.keys;
         let res = scripts::RETRY
-            .key(&k.active)
+            .key(&k.streams)
             .key(&k.delayed)
-            .key(&k.pending)
-            .key(&k.seq)
+            .key(&k.ids)
             .key(&k.signal)
-            .key(k.task(&r.id))
-            .key(&k.leases)
+            .arg(&k.base)
+            .arg(&r.token)
             .arg(&r.id)
-            .arg(&*r.token)
             .arg(task.encode()?)
             .arg(ms(delay))
             .arg(task.priority)
@@ -290,15 +293,13 @@ impl Broker for RedisBroker {
         let r = self.receipt(d)?;
         let k = &r.keys;
         let res = scripts::ARCHIVE
-            .key(&k.active)
             .key(&k.archived)
-            .key(k.task(&r.id))
-            .key(&k.leases)
+            .key(&k.ids)
+            .arg(&k.base)
+            .arg(&r.token)
             .arg(&r.id)
-            .arg(&*r.token)
             .arg(reason)
             .arg(self.inner.cfg.archive_limit)
-            .arg(&k.task_prefix)
             .invoke_async(&mut self.conn())
             .await;
         self.settle(res).await
@@ -308,14 +309,11 @@ impl Broker for RedisBroker {
         let r = self.receipt(d)?;
         let k = &r.keys;
         let res = scripts::RELEASE
-            .key(&k.active)
-            .key(&k.pending)
+            .key(&k.streams)
             .key(&k.signal)
-            .key(k.task(&r.id))
-            .key(&k.front)
-            .key(&k.leases)
+            .arg(&k.base)
+            .arg(&r.token)
             .arg(&r.id)
-            .arg(&*r.token)
             .invoke_async(&mut self.conn())
             .await;
         self.settle(res).await
@@ -330,10 +328,11 @@ impl Broker for RedisBroker {
         for (queue, rs) in by_queue {
             let k = self.keys(queue);
             for chunk in rs.chunks(MAX_EXTEND) {
-                let mut inv = scripts::EXTEND.key(&k.active);
-                inv.key(&k.leases).arg(ms(lease));
+                // The key is not used: it routes the call to the queue's Cluster slot.
+                let mut inv = scripts::EXTEND.key(&k.streams);
+                inv.arg(&k.base).arg(ms(lease));
                 for r in chunk {
-                    inv.arg(&r.id).arg(&*r.token);
+                    inv.arg(&r.token);
                 }
                 inv.invoke_async::<i64>(&mut self.conn()).await.map_err(err)?;
             }
@@ -343,19 +342,31 @@ impl Broker for RedisBroker {
 
     async fn stats(&self, queue: &str) -> Result<QueueStats> {
         let k = self.keys(queue);
-        let (pending, scheduled, active, archived, paused): (u64, u64, u64, u64, bool) = redis::pipe()
-            .zcard(&k.pending)
-            .zcard(&k.delayed)
-            .zcard(&k.active)
-            .zcard(&k.archived)
-            .exists(&k.paused)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(err)?;
-        let mut s = QueueStats::default();
-        s.queue = queue.to_owned();
-        (s.pending, s.scheduled, s.active, s.archived, s.paused) = (pending, scheduled, active, archived, paused);
-        Ok(s)
+        let mut conn = self.conn();
+        let suffixes: Vec<String> = redis::cmd("SMEMBERS").arg(&k.streams).query_async(&mut conn).await.map_err(err)?;
+        let mut pipe = redis::pipe();
+        pipe.zcard(&k.delayed).zcard(&k.archived).exists(&k.paused);
+        for s in &suffixes {
+            // XPENDING's summary starts with the number of entries delivered and not acked.
+            pipe.cmd("XLEN").arg(k.stream(s)).cmd("XPENDING").arg(k.stream(s)).arg("g");
+        }
+        let mut values: Vec<redis::Value> = pipe.query_async(&mut conn).await.map_err(err)?;
+        let num = |v: &redis::Value| redis::from_redis_value_ref::<u64>(v).unwrap_or(0);
+        let mut st = QueueStats::default();
+        st.queue = queue.to_owned();
+        st.scheduled = values.first().map(num).unwrap_or(0);
+        st.archived = values.get(1).map(num).unwrap_or(0);
+        st.paused = values.get(2).map(num).unwrap_or(0) > 0;
+        let (mut entries, mut active) = (0, 0);
+        for pair in values.split_off(3.min(values.len())).chunks(2) {
+            entries += num(&pair[0]);
+            if let Some(redis::Value::Array(summary)) = pair.get(1) {
+                active += summary.first().map(num).unwrap_or(0);
+            }
+        }
+        st.active = active;
+        st.pending = entries.saturating_sub(active);
+        Ok(st)
     }
 
     fn admin(&self) -> Option<&dyn QueueAdmin> {
