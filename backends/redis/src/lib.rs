@@ -137,7 +137,7 @@ impl ResultBackend for RedisBackend {
     }
 
     async fn update(&self, task: &TaskMessage, u: StateUpdate) -> Result<()> {
-        // Plain commands in one transaction: cheaper for Redis than a script.
+        // Plain commands (in a transaction when there are two): cheaper for Redis than a script.
         let key = self.record_key(&task.id);
         let mut fields: Vec<(&str, String)> = vec![
             ("name", task.name.clone()),
@@ -146,6 +146,9 @@ impl ResultBackend for RedisBackend {
             ("state", u.state.as_str().to_owned()),
             ("retried", u.retried.to_string()),
             ("updated_at", time::to_millis(SystemTime::now()).to_string()),
+            // The envelope's creation time is the record's (the client wrote the record from
+            // the same envelope): writing it again keeps it, and fills in a missing record.
+            ("created_at", time::to_millis(task.created_at).to_string()),
         ];
         if let Some(e) = u.error {
             fields.push(("error", e));
@@ -153,28 +156,24 @@ impl ResultBackend for RedisBackend {
         if let Some(r) = &u.result {
             fields.push(("result", r.get().to_owned()));
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic();
         match (u.state.is_terminal(), u.retain) {
             (true, Some(d)) if d.is_zero() => {
-                pipe.del(&key).ignore();
+                redis::cmd("DEL").arg(&key).query_async::<()>(&mut self.conn()).await.map_err(err)
             }
-            (true, Some(d)) => {
-                pipe.hset_multiple(&key, &fields)
-                    .ignore()
-                    .hset_nx(&key, "created_at", time::to_millis(task.created_at))
-                    .ignore();
-                pipe.pexpire(&key, ms(d) as i64).ignore();
-            }
-            _ => {
-                pipe.hset_multiple(&key, &fields)
-                    .ignore()
-                    .hset_nx(&key, "created_at", time::to_millis(task.created_at))
-                    .ignore();
-                pipe.persist(&key).ignore();
-            }
+            (true, Some(d)) => redis::pipe()
+                .atomic()
+                .hset_multiple(&key, &fields)
+                .ignore()
+                .pexpire(&key, ms(d) as i64)
+                .ignore()
+                .query_async::<()>(&mut self.conn())
+                .await
+                .map_err(err),
+            // A non-terminal state is one command. A record that still has a finished run's
+            // TTL (only a redelivered duplicate of a completed task) keeps it: at worst the
+            // record lapses during the rerun and is written again when it ends.
+            _ => redis::cmd("HSET").arg(&key).arg(&fields).query_async::<()>(&mut self.conn()).await.map_err(err),
         }
-        pipe.query_async::<()>(&mut self.conn()).await.map_err(err)
     }
 
     async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>> {
