@@ -125,32 +125,39 @@ impl Client {
     /// whether each was enqueued (a batch can fail part-way: only the failed ones need sending
     /// again, and their ids are free for it).
     pub async fn enqueue_messages(&self, tasks: &[TaskMessage]) -> Vec<Result<()>> {
+        // The records (and unique locks) of the whole batch at once: a backend on the network
+        // pipelines them, one round trip for the batch rather than one per task.
+        let prepared = futures_util::future::join_all(tasks.iter().map(|t| async move {
+            self.check(t)?;
+            let mut guard = self.record_and_lock(t, &TaskRecord::enqueued(t)).await?;
+            Ok::<_, Error>(guard.disarm().1)
+        }))
+        .await;
         let mut out: Vec<Result<()>> = Vec::with_capacity(tasks.len());
         let mut ready = Vec::with_capacity(tasks.len());
-        let mut locks = Vec::with_capacity(tasks.len());
-        for (i, t) in tasks.iter().enumerate() {
-            let checked = match self.check(t) {
-                Ok(()) => self.record_and_lock(t, &TaskRecord::enqueued(t)).await.map(|mut g| locks.push(g.disarm().1)),
-                Err(e) => Err(e),
-            };
-            if checked.is_ok() {
-                ready.push(i);
+        for (i, p) in prepared.into_iter().enumerate() {
+            match p {
+                Ok(lock) => {
+                    ready.push((i, lock));
+                    out.push(Ok(()));
+                }
+                Err(e) => out.push(Err(e)),
             }
-            out.push(checked);
         }
         let subset: Vec<TaskMessage>;
         let batch = if ready.len() == tasks.len() {
             tasks
         } else {
-            subset = ready.iter().map(|i| tasks[*i].clone()).collect();
+            subset = ready.iter().map(|(i, _)| tasks[*i].clone()).collect();
             &subset
         };
         let mut published = self.broker.publish_many(batch).await.into_iter();
-        for i in ready {
+        for (i, lock) in ready {
             let r =
                 published.next().unwrap_or_else(|| Err(Error::broker("the broker answered for fewer tasks than sent")));
             if r.is_err() {
-                let _ = self.backend.delete(&tasks[i].id).await;
+                // Not published: neither its record nor its unique lock may claim otherwise.
+                forget(self.backend.clone(), tasks[i].id.clone(), lock).await;
             }
             out[i] = r;
         }
