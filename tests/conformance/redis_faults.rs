@@ -209,3 +209,37 @@ async fn replaced_stream_gets_its_group_back() {
     .await;
     w.stop().await;
 }
+
+/// A batch publish where one queue's key holds the wrong type: that task fails with the
+/// reason, the others are stored and run (each task of a pipeline gets its own answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_publish_with_one_broken_queue_stores_the_rest() {
+    let url = url_with_prefix(&crate::redis::url());
+    let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
+    let broker = conveyor::broker(&url).await.unwrap();
+    let backend = Arc::new(MemoryBackend::new());
+    let client = Client::new(broker.clone(), backend.clone());
+    let ids = format!("{prefix}:{{{prefix}:broken-batch}}:ids");
+    let mut conn = redis::Client::open(crate::redis::url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("SET").arg(&ids).arg("oops").query_async::<()>(&mut conn).await.unwrap();
+    let batch = vec![
+        message("fault:count", "whole-batch"),
+        message("fault:count", "broken-batch"),
+        message("fault:count", "whole-batch"),
+    ];
+    let results = client.enqueue_messages(&batch).await;
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    let err = results[1].as_ref().unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    // The failed task's record is gone, so its id is free to send again.
+    assert!(client.get(&batch[1].id).await.unwrap().is_none());
+    let w = Running::start(
+        Worker::builder(broker.clone(), backend.clone())
+            .register_handler("fault:count", |_req: Request| async { ok() })
+            .queue("whole-batch", 1),
+    );
+    for t in [&batch[0], &batch[2]] {
+        assert_eq!(client.wait(&t.id, Duration::from_secs(10)).await.unwrap().state, TaskState::Completed);
+    }
+    w.stop().await;
+}

@@ -4,12 +4,13 @@
 -- Returns 1 (acked) or 0 (lease lost) per delivery, in the order given. Three calls per
 -- stream, not per task.
 local base = ARGV[1]
-local out, done = {}, {}
+local out = {}
 local i = 2
 while i <= #ARGV do
   local skey = base .. ':' .. ARGV[i]
   local k = tonumber(ARGV[i + 1])
   local e0, t0 = i + 2, i + 2 + k
+  local done = {}
   local acked = redis.call('XACK', skey, GROUP, unpack(ARGV, e0, t0 - 1))
   for j = 0, k - 1 do
     -- Usually every one was held. If not, the ones XACK just acked are those still in the
@@ -23,9 +24,10 @@ while i <= #ARGV do
     end
   end
   redis.call('XDEL', skey, unpack(ARGV, e0, t0 - 1))
+  -- Per stream, so that a failure on a later stream leaves no acked id marked live.
+  if #done > 0 then
+    redis.call('HDEL', KEYS[1], unpack(done))
+  end
   i = t0 + k
-end
-if #done > 0 then
-  redis.call('HDEL', KEYS[1], unpack(done))
 end
 return out

@@ -33,6 +33,8 @@ local function streams()
 end
 local suffixes = streams()
 if #due > 0 then
+  -- One task at a time, each removed from the delayed set as it is queued: a failure half-way
+  -- leaves the rest scheduled, none of them twice.
   for _, tid in ipairs(due) do
     local tkey = base .. ':t:' .. tid
     local f = redis.pcall('HMGET', tkey, 'msg', 'prio', 'lost')
@@ -42,10 +44,12 @@ if #due > 0 then
       local ok, raw = pcall(redis.call, 'GET', tkey)
       f = { ok and raw or '', 0, 0 }
     end
-    add(KEYS[1], base, 's', clamp_prio(f[2]), tid, f[1] or '', tonumber(f[3]) or 0)
+    local prio = clamp_prio(f[2])
+    check_target(base, 's', prio)
+    add(KEYS[1], base, 's', prio, tid, f[1] or '', tonumber(f[3]) or 0)
     redis.call('DEL', tkey)
+    redis.call('ZREM', KEYS[2], tid)
   end
-  redis.call('ZREM', KEYS[2], unpack(due))
   suffixes = streams()
 end
 -- Lost leases: entries idle in the pending list longer than their consumer's lease.
@@ -61,8 +65,10 @@ if redis.call('SET', KEYS[6], 1, 'NX', 'PX', 200) then
       for i = 1, #c, 2 do
         info[c[i]] = c[i + 1]
       end
-      local clease = tonumber(string.sub(info['name'], 2))
-      if info['pending'] > 0 and clease then
+      -- The consumer's name carries its lease in ms (`l30000`), passed on as written.
+      local clease = string.sub(info['name'], 2)
+      if info['pending'] > 0 and string.match(clease, '^%d+$') then
+        check_target(base, 's', string.sub(s, 2))
         local stale = redis.call('XPENDING', skey, GROUP, 'IDLE', clease, '-', '+', 100, info['name'])
         for _, p in ipairs(stale) do
           local eid = p[1]
@@ -72,7 +78,7 @@ if redis.call('SET', KEYS[6], 1, 'NX', 'PX', 200) then
           if e[1] then
             -- The lost lease must be counted, or a task that kills its worker could loop forever.
             local tid, msg, lost = entry_task(eid, e[1][2])
-            add(KEYS[1], base, 's', clamp_prio(string.sub(s, 2)), tid, msg, lost + 1)
+            add(KEYS[1], base, 's', string.sub(s, 2), tid, msg, lost + 1)
           end
         end
       end

@@ -18,7 +18,11 @@ for skey, eids in pairs(by_stream) do
       args[#args + 1] = eid
     end
     args[#args + 1] = 'JUSTID'
-    n = n + #redis.call('XCLAIM', unpack(args))
+    -- One stream that fails (replaced by something else) does not stop the others.
+    local r = redis.pcall('XCLAIM', unpack(args))
+    if not r.err then
+      n = n + #r
+    end
   end
 end
 return n

@@ -10,10 +10,6 @@ local function clamp_prio(p)
   if not p or p ~= p or p < 0 or p > 9 then return 0 end
   return math.floor(p)
 end
--- Pending score: priority band first (9 = highest runs first), then arrival order.
-local function pending_score(prio, seq)
-  return (9 - clamp_prio(prio)) * 1e13 + seq
-end
 -- Wakes a waiting receiver. The list only carries wake-ups: a key of another type is replaced.
 local function signal(key)
   if not pcall(redis.call, 'LPUSH', key, 1) then
@@ -38,13 +34,19 @@ end
 -- a lease was lost (the fewer fields, the cheaper a read). A delivery is named
 -- `SUFFIX|ENTRY-ID`, unique per delivery.
 local GROUP = 'g'
+-- Fails (before any write) unless the stream a task is about to be added to is a stream or
+-- absent, so that no script takes a task out of one place and then fails to put it back.
+local function check_target(base, kind, prio)
+  expect_types({ base .. ':' .. kind .. prio, 'stream' })
+end
 -- Appends a task to a stream of `kind` ('s' ready, 'f' handed back), creating it with its group.
 local function add(set, base, kind, prio, tid, msg, lost)
   local suffix = kind .. prio
   local skey = base .. ':' .. suffix
-  if redis.call('EXISTS', skey) == 0 then
+  -- SADD every time: a stream missing from the set would never be read. A stream created
+  -- without its group (by something else) gets it from the next claim.
+  if redis.call('SADD', set, suffix) == 1 and redis.call('EXISTS', skey) == 0 then
     redis.call('XGROUP', 'CREATE', skey, GROUP, '0', 'MKSTREAM')
-    redis.call('SADD', set, suffix)
   end
   if lost > 0 then
     return redis.call('XADD', skey, '*', tid, msg, '#lost', lost)

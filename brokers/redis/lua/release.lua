@@ -2,6 +2,8 @@
 -- ARGV: base, delivery, id
 -- Hands an unfinished task back, first in line within its priority, without using an attempt.
 local base = ARGV[1]
+local _, _, prio = parse_ref(base, ARGV[2])
+check_target(base, 'f', prio)
 local f = take(base, ARGV[2])
 if not f then
   return 0

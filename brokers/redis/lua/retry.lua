@@ -3,11 +3,12 @@
 -- Replaces the task's envelope and schedules it again, if the caller still holds its delivery.
 expect_types({ KEYS[2], 'zset' })
 local base, id = ARGV[1], ARGV[3]
+local prio = clamp_prio(ARGV[6])
+local delay = tonumber(ARGV[5])
+check_target(base, 's', prio)
 if not take(base, ARGV[2]) then
   return 0
 end
-local prio = clamp_prio(ARGV[6])
-local delay = tonumber(ARGV[5])
 if delay > 0 then
   local tkey = base .. ':t:' .. id
   redis.call('DEL', tkey)

@@ -13,7 +13,7 @@ use crate::{err, ms, scripts, RedisBroker, RedisReceipt, MAX_CLAIM};
 
 /// What the claim script answers: `{id, payload, lost, delivery}...` (flat), next delayed,
 /// next lease (unused), now.
-type Claimed = (Vec<(String, Vec<u8>, String, String)>, String, String, String);
+type Claimed = (Vec<(Vec<u8>, Vec<u8>, String, String)>, String, String, String);
 
 /// Claimed deliveries, and in how many ms something in the queue falls due.
 pub(crate) type ClaimResult = (Vec<Delivery>, Option<u64>);
@@ -135,16 +135,15 @@ fn deliveries(queue: &str, keys: Arc<QueueKeys>, (items, next_delayed, next_leas
         .into_iter()
         .map(|(id, payload, lost, token)| {
             let lost_leases = lost.parse().unwrap_or(0);
+            // A hand-back (read from an `f` stream) was delivered before, as was a lost lease.
+            let redelivered = lost_leases > 0 || token.starts_with('f');
+            // Ids are text; bytes that are not (a foreign entry) must not fail the whole claim.
+            let id = String::from_utf8(id).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
             Delivery {
-                receipt: Receipt::new(RedisReceipt {
-                    keys: keys.clone(),
-                    queue: queue.clone(),
-                    id,
-                    token: token.clone(),
-                }),
+                receipt: Receipt::new(RedisReceipt { keys: keys.clone(), queue: queue.clone(), id, token }),
                 queue: queue.clone(),
                 payload: Payload::decode(payload),
-                redelivered: lost_leases > 0,
+                redelivered,
                 lost_leases,
             }
         })

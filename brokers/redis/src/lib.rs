@@ -86,6 +86,11 @@ fn ms(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX / 4)) as u64
 }
 
+/// A delay in whole ms, rounded up: a task is never due before its time.
+fn delay_ms(d: Duration) -> u64 {
+    ms(d + Duration::from_nanos(999_999))
+}
+
 impl RedisBroker {
     /// Connects to the server a `redis://` URL names (see [`RedisConfig::from_url`]).
     pub async fn connect(url: &str) -> Result<Self> {
@@ -150,7 +155,7 @@ impl RedisBroker {
         let k = self.keys(queue);
         let mut inv = scripts::PUBLISH.prepare_invoke();
         inv.key(&k.streams).key(&k.delayed).key(&k.ids).key(&k.signal).key(&k.archived);
-        inv.arg(&k.base).arg(id).arg(payload).arg(priority).arg(ms(delay));
+        inv.arg(&k.base).arg(id).arg(payload).arg(priority).arg(delay_ms(delay));
         inv
     }
 
@@ -190,20 +195,28 @@ impl Broker for RedisBroker {
         if out.iter().all(Result::is_err) {
             return out;
         }
-        // A pipeline sends EVALSHA only: the script must be loaded first.
+        // A pipeline sends EVALSHA only: the script must be loaded first. Each task gets its
+        // own answer: one failing (a queue key of another type) does not fail the others.
+        pipe.ignore_errors();
         let mut conn = self.conn();
-        let answers: redis::RedisResult<Vec<i64>> = match scripts::PUBLISH.prepare_invoke().load_async(&mut conn).await
-        {
-            Ok(_) => pipe.query_async(&mut conn).await,
-            Err(e) => Err(e),
-        };
+        let answers: redis::RedisResult<Vec<redis::RedisResult<i64>>> =
+            match scripts::PUBLISH.prepare_invoke().load_async(&mut conn).await {
+                Ok(_) => pipe.query_async(&mut conn).await,
+                Err(e) => Err(e),
+            };
         match answers {
             Ok(answers) => {
                 let mut answers = answers.into_iter();
                 for (r, t) in out.iter_mut().zip(tasks) {
-                    if r.is_ok() && answers.next() == Some(0) {
-                        *r = Err(Error::DuplicateTask { id: t.id.to_string() });
+                    if r.is_err() {
+                        continue;
                     }
+                    *r = match answers.next() {
+                        Some(Ok(0)) => Err(Error::DuplicateTask { id: t.id.to_string() }),
+                        Some(Ok(_)) => Ok(()),
+                        Some(Err(e)) => Err(err(e)),
+                        None => Err(Error::broker("Redis answered for fewer tasks than sent")),
+                    };
                 }
                 out
             }
@@ -282,7 +295,7 @@ impl Broker for RedisBroker {
             .arg(&r.token)
             .arg(&r.id)
             .arg(task.encode()?)
-            .arg(ms(delay))
+            .arg(delay_ms(delay))
             .arg(task.priority)
             .invoke_async(&mut self.conn())
             .await;
@@ -325,6 +338,7 @@ impl Broker for RedisBroker {
             let r = r.get::<RedisReceipt>().ok_or_else(|| Error::broker("receipt was not issued by a Redis broker"))?;
             by_queue.entry(&r.queue).or_default().push(r);
         }
+        let mut first_err = None;
         for (queue, rs) in by_queue {
             let k = self.keys(queue);
             for chunk in rs.chunks(MAX_EXTEND) {
@@ -334,10 +348,14 @@ impl Broker for RedisBroker {
                 for r in chunk {
                     inv.arg(&r.token);
                 }
-                inv.invoke_async::<i64>(&mut self.conn()).await.map_err(err)?;
+                // Every queue gets its extension even if another's failed; the first error is
+                // reported.
+                if let Err(e) = inv.invoke_async::<i64>(&mut self.conn()).await {
+                    first_err.get_or_insert(err(e));
+                }
             }
         }
-        Ok(())
+        first_err.map_or(Ok(()), Err)
     }
 
     async fn stats(&self, queue: &str) -> Result<QueueStats> {
@@ -350,7 +368,15 @@ impl Broker for RedisBroker {
             // XPENDING's summary starts with the number of entries delivered and not acked.
             pipe.cmd("XLEN").arg(k.stream(s)).cmd("XPENDING").arg(k.stream(s)).arg("g");
         }
-        let mut values: Vec<redis::Value> = pipe.query_async(&mut conn).await.map_err(err)?;
+        // A listed stream that is gone or lost its group counts as empty, not as an error.
+        pipe.ignore_errors();
+        let mut values: Vec<redis::Value> = pipe
+            .query_async::<Vec<redis::RedisResult<redis::Value>>>(&mut conn)
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(|r| r.unwrap_or(redis::Value::Nil))
+            .collect();
         let num = |v: &redis::Value| redis::from_redis_value_ref::<u64>(v).unwrap_or(0);
         let mut st = QueueStats::default();
         st.queue = queue.to_owned();
