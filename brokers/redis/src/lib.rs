@@ -73,7 +73,7 @@ fn err(e: redis::RedisError) -> Error {
     Error::broker(e)
 }
 
-/// Most tasks one claim takes (Lua's unpack limit is about 8,000 values).
+/// Most tasks one claim takes (one reply carries them all: a bound on its size).
 const MAX_CLAIM: usize = 1000;
 
 /// Most receipts one lease extension carries.
