@@ -17,6 +17,33 @@ fn url_with_prefix(base: &str) -> String {
     format!("{}/?prefix=f{}", base.trim_end_matches('/'), uuid::Uuid::new_v4().simple())
 }
 
+/// A fault test's world: a broker in a key namespace of its own on `server`, an in-memory
+/// result backend, a client, and a plain connection for writing into the broker's keys.
+struct Setup {
+    prefix: String,
+    broker: Arc<dyn conveyor::Broker>,
+    backend: Arc<MemoryBackend>,
+    client: Client,
+    conn: redis::aio::MultiplexedConnection,
+}
+
+impl Setup {
+    async fn new(server: &str) -> Self {
+        let url = url_with_prefix(server);
+        let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
+        let broker = conveyor::broker(&url).await.unwrap();
+        let backend = Arc::new(MemoryBackend::new());
+        let client = Client::new(broker.clone(), backend.clone());
+        let conn = redis::Client::open(server).unwrap().get_multiplexed_async_connection().await.unwrap();
+        Setup { prefix, broker, backend, client, conn }
+    }
+}
+
+/// The Redis key `name` of `queue` in the namespace `prefix`.
+fn queue_key(prefix: &str, queue: &str, name: &str) -> String {
+    format!("{prefix}:{{{prefix}:{queue}}}:{name}")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_task_outliving_its_lease_runs_once() {
     crate::faults::long_task_runs_once(&url_with_prefix(&crate::redis::url())).await;
@@ -62,16 +89,11 @@ async fn redis_restart_mid_run_loses_no_accepted_task() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_where_a_task_should_be_is_archived() {
-    let url = url_with_prefix(&crate::redis::url());
-    let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
-    let broker = conveyor::broker(&url).await.unwrap();
-    let backend = Arc::new(MemoryBackend::new());
-    let client = Client::new(broker.clone(), backend.clone());
+    let Setup { prefix, broker, backend, client, mut conn } = Setup::new(&crate::redis::url()).await;
     // Something else wrote into the queue's stream: an entry with a payload that is not a
     // task, and one with no task fields at all.
-    let stream = format!("{prefix}:{{{prefix}:garbage}}:s0");
+    let stream = queue_key(&prefix, "garbage", "s0");
     let a = client.enqueue_message(message("fault:count", "garbage")).await.unwrap();
-    let mut conn = redis::Client::open(crate::redis::url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     redis::cmd("XADD").arg(&stream).arg("*").arg("m").arg("{not json").query_async::<()>(&mut conn).await.unwrap();
     redis::cmd("XADD")
         .arg(&stream)
@@ -85,7 +107,7 @@ async fn garbage_where_a_task_should_be_is_archived() {
     let mut later = message("fault:count", "garbage");
     later.eta = Some(std::time::SystemTime::now() + Duration::from_millis(300));
     let b = client.enqueue_message(later).await.unwrap();
-    let key = format!("{prefix}:{{{prefix}:garbage}}:t:{}", b.id);
+    let key = queue_key(&prefix, "garbage", &format!("t:{}", b.id));
     redis::cmd("SET").arg(&key).arg("\u{0}garbage").query_async::<()>(&mut conn).await.unwrap();
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();
@@ -119,13 +141,8 @@ async fn garbage_where_a_task_should_be_is_archived() {
 /// any write: no task is lost, and consuming resumes once the key is repaired.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_type_structure_key_loses_nothing() {
-    let url = url_with_prefix(&crate::redis::url());
-    let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
-    let broker = conveyor::broker(&url).await.unwrap();
-    let backend = Arc::new(MemoryBackend::new());
-    let client = Client::new(broker.clone(), backend.clone());
-    let delayed = format!("{prefix}:{{{prefix}:broken}}:delayed");
-    let mut conn = redis::Client::open(crate::redis::url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let Setup { prefix, broker, backend, client, mut conn } = Setup::new(&crate::redis::url()).await;
+    let delayed = queue_key(&prefix, "broken", "delayed");
     redis::cmd("SET").arg(&delayed).arg("oops").query_async::<()>(&mut conn).await.unwrap();
     let rec = client.enqueue_message(message("fault:count", "broken")).await.unwrap();
     let stop = conveyor::CancellationToken::new();
@@ -158,17 +175,12 @@ async fn scripts_flushed_while_waiting_are_loaded_again() {
     let dir = format!("/tmp/conveyor-redis-flush-{}", std::process::id());
     redis_script("start", port, &dir);
     let _stop = Stop(port, dir.clone());
-    let server = format!("redis://127.0.0.1:{port}");
-    let url = url_with_prefix(&server);
-    let broker = conveyor::broker(&url).await.unwrap();
-    let backend = Arc::new(MemoryBackend::new());
-    let client = Client::new(broker.clone(), backend.clone());
+    let Setup { broker, backend, client, mut conn, .. } = Setup::new(&format!("redis://127.0.0.1:{port}")).await;
     let w = Running::start(
         Worker::builder(broker.clone(), backend.clone())
             .register_handler("fault:count", |_req: Request| async { ok() })
             .queue("flushed", 1),
     );
-    let mut conn = redis::Client::open(server).unwrap().get_multiplexed_async_connection().await.unwrap();
     for round in 0..3 {
         let rec = client.enqueue_message(message("fault:count", "flushed")).await.unwrap();
         let state = client.wait(&rec.id, Duration::from_secs(10)).await.unwrap().state;
@@ -186,14 +198,9 @@ async fn scripts_flushed_while_waiting_are_loaded_again() {
 /// group): the next claim gives it its group back, archives the foreign entry and runs the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaced_stream_gets_its_group_back() {
-    let url = url_with_prefix(&crate::redis::url());
-    let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
-    let broker = conveyor::broker(&url).await.unwrap();
-    let backend = Arc::new(MemoryBackend::new());
-    let client = Client::new(broker.clone(), backend.clone());
+    let Setup { prefix, broker, backend, client, mut conn } = Setup::new(&crate::redis::url()).await;
     client.enqueue_message(message("fault:count", "regrouped")).await.unwrap();
-    let stream = format!("{prefix}:{{{prefix}:regrouped}}:s0");
-    let mut conn = redis::Client::open(crate::redis::url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let stream = queue_key(&prefix, "regrouped", "s0");
     redis::cmd("DEL").arg(&stream).query_async::<()>(&mut conn).await.unwrap();
     redis::cmd("XADD").arg(&stream).arg("*").arg("junk").arg("x").query_async::<()>(&mut conn).await.unwrap();
     let rec = client.enqueue_message(message("fault:count", "regrouped")).await.unwrap();
@@ -214,13 +221,8 @@ async fn replaced_stream_gets_its_group_back() {
 /// reason, the others are stored and run (each task of a pipeline gets its own answer).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_publish_with_one_broken_queue_stores_the_rest() {
-    let url = url_with_prefix(&crate::redis::url());
-    let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
-    let broker = conveyor::broker(&url).await.unwrap();
-    let backend = Arc::new(MemoryBackend::new());
-    let client = Client::new(broker.clone(), backend.clone());
-    let ids = format!("{prefix}:{{{prefix}:broken-batch}}:ids");
-    let mut conn = redis::Client::open(crate::redis::url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let Setup { prefix, broker, backend, client, mut conn } = Setup::new(&crate::redis::url()).await;
+    let ids = queue_key(&prefix, "broken-batch", "ids");
     redis::cmd("SET").arg(&ids).arg("oops").query_async::<()>(&mut conn).await.unwrap();
     let batch = vec![
         message("fault:count", "whole-batch"),

@@ -6,7 +6,7 @@
 -- tasks for the caller with XREADGROUP (priority 9 first, handed-back tasks first in each),
 -- which leases them: they stay in the group's pending list, under the consumer `l<lease_ms>`,
 -- until acked, and their idle time there is the lease.
--- Returns { {id, payload, lost, delivery}... (flat), next_delayed_ms, '', now_ms }.
+-- Returns { {id, payload, lost, delivery}... (flat), next_delayed_ms ('' if none), now_ms }.
 local now = now_ms()
 local max = math.min(tonumber(ARGV[1]), 1000)
 local lease = tonumber(ARGV[2])
@@ -127,7 +127,7 @@ if redis.call('EXISTS', KEYS[5]) == 0 and #suffixes > 0 then
   end
 end
 if ARGV[4] == 'nowake' then
-  return { out, '', '', tostring(now) }
+  return { out, '', tostring(now) }
 end
 local nd = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-return { out, nd[2] or '', '', tostring(now) }
+return { out, nd[2] or '', tostring(now) }

@@ -78,7 +78,8 @@ end
 -- the task's payload, lost leases and priority, or nil.
 local function take(base, ref)
   local skey, eid, prio = parse_ref(base, ref)
-  if redis.call('EXISTS', skey) == 0 or redis.call('XACK', skey, GROUP, eid) == 0 then
+  -- XACK answers 0 for a stream or group that is gone, as for an entry no longer pending.
+  if redis.call('XACK', skey, GROUP, eid) == 0 then
     return nil
   end
   local e = redis.call('XRANGE', skey, eid, eid)

@@ -11,9 +11,9 @@ use redis::AsyncConnectionConfig;
 use crate::keys::QueueKeys;
 use crate::{err, ms, scripts, RedisBroker, RedisReceipt, MAX_CLAIM};
 
-/// What the claim script answers: `{id, payload, lost, delivery}...` (flat), next delayed,
-/// next lease (unused), now.
-type Claimed = (Vec<(Vec<u8>, Vec<u8>, String, String)>, String, String, String);
+/// What the claim script answers: `{id, payload, lost, delivery}...` (flat), when the next
+/// delayed task is due (empty if none), and the server's time, both in ms.
+type Claimed = (Vec<(Vec<u8>, Vec<u8>, String, String)>, String, String);
 
 /// Claimed deliveries, and in how many ms something in the queue falls due.
 pub(crate) type ClaimResult = (Vec<Delivery>, Option<u64>);
@@ -29,7 +29,9 @@ impl RedisBroker {
     pub(crate) async fn claim(&self, queue: &str, max: usize, lease: Duration) -> Result<ClaimResult> {
         let k = self.keys(queue);
         let mut inv = scripts::CLAIM.prepare_invoke();
-        inv.key(&k.streams).key(&k.delayed).key(&k.ids).key(&k.signal).key(&k.paused).key(&k.recovery);
+        for key in claim_keys(&k) {
+            inv.key(key);
+        }
         inv.arg(max.min(MAX_CLAIM)).arg(ms(lease)).arg(&k.base);
         let claimed: Claimed = inv.invoke_async(&mut self.conn()).await.map_err(err)?;
         Ok(deliveries(queue, k, claimed))
@@ -110,12 +112,17 @@ impl RedisBroker {
     }
 }
 
+/// The claim script's keys, in its order.
+fn claim_keys(k: &QueueKeys) -> [&str; 6] {
+    [&k.streams, &k.delayed, &k.ids, &k.signal, &k.paused, &k.recovery]
+}
+
 /// The claim script as a plain `EVALSHA` command, for a pipeline (the blocking connection
 /// loaded the script when it was opened).
 fn claim_eval(k: &QueueKeys, max: usize, lease: Duration) -> redis::Cmd {
     let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(scripts::CLAIM.get_hash()).arg(6);
-    cmd.arg(&k.streams).arg(&k.delayed).arg(&k.ids).arg(&k.signal).arg(&k.paused).arg(&k.recovery);
+    let keys = claim_keys(k);
+    cmd.arg(scripts::CLAIM.get_hash()).arg(keys.len()).arg(&keys[..]);
     cmd.arg(max.min(MAX_CLAIM)).arg(ms(lease)).arg(&k.base);
     // The caller claims again (with the due times) when this finds nothing.
     cmd.arg("nowake");
@@ -123,13 +130,9 @@ fn claim_eval(k: &QueueKeys, max: usize, lease: Duration) -> redis::Cmd {
 }
 
 /// Turns the claim script's answer into deliveries and a wake-up time.
-fn deliveries(queue: &str, keys: Arc<QueueKeys>, (items, next_delayed, next_lease, now): Claimed) -> ClaimResult {
+fn deliveries(queue: &str, keys: Arc<QueueKeys>, (items, next_delayed, now): Claimed) -> ClaimResult {
     let now: f64 = now.parse().unwrap_or(0.0);
-    let wake = [next_delayed, next_lease]
-        .iter()
-        .filter_map(|s| s.parse::<f64>().ok())
-        .map(|t| (t - now).max(0.0) as u64)
-        .min();
+    let wake = next_delayed.parse::<f64>().ok().map(|t| (t - now).max(0.0) as u64);
     let queue: Arc<str> = Arc::from(queue);
     let deliveries = items
         .into_iter()
@@ -140,7 +143,7 @@ fn deliveries(queue: &str, keys: Arc<QueueKeys>, (items, next_delayed, next_leas
             // Ids are text; bytes that are not (a foreign entry) must not fail the whole claim.
             let id = String::from_utf8(id).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
             Delivery {
-                receipt: Receipt::new(RedisReceipt { keys: keys.clone(), queue: queue.clone(), id, token }),
+                receipt: Receipt::new(RedisReceipt { keys: keys.clone(), id, token }),
                 queue: queue.clone(),
                 payload: Payload::decode(payload),
                 redelivered,

@@ -63,7 +63,6 @@ struct Inner {
 /// What a Redis receipt holds.
 struct RedisReceipt {
     keys: Arc<QueueKeys>,
-    queue: Arc<str>,
     id: String,
     /// The delivery: `SUFFIX|ENTRY-ID`, the stream entry that carries it.
     token: String,
@@ -336,11 +335,11 @@ impl Broker for RedisBroker {
         let mut by_queue: HashMap<&str, Vec<&RedisReceipt>> = HashMap::new();
         for r in receipts {
             let r = r.get::<RedisReceipt>().ok_or_else(|| Error::broker("receipt was not issued by a Redis broker"))?;
-            by_queue.entry(&r.queue).or_default().push(r);
+            by_queue.entry(&r.keys.base).or_default().push(r);
         }
         let mut first_err = None;
-        for (queue, rs) in by_queue {
-            let k = self.keys(queue);
+        for rs in by_queue.into_values() {
+            let k = &rs[0].keys;
             for chunk in rs.chunks(MAX_EXTEND) {
                 // The key is not used: it routes the call to the queue's Cluster slot.
                 let mut inv = scripts::EXTEND.key(&k.streams);
