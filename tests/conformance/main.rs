@@ -20,6 +20,8 @@ mod memory;
 mod redis;
 #[cfg(feature = "redis")]
 mod redis_faults;
+#[cfg(feature = "redis")]
+mod redis_streams;
 mod signal;
 #[cfg(feature = "sqs")]
 mod sqs;

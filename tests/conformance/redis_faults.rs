@@ -19,16 +19,16 @@ fn url_with_prefix(base: &str) -> String {
 
 /// A fault test's world: a broker in a key namespace of its own on `server`, an in-memory
 /// result backend, a client, and a plain connection for writing into the broker's keys.
-struct Setup {
-    prefix: String,
-    broker: Arc<dyn conveyor::Broker>,
-    backend: Arc<MemoryBackend>,
-    client: Client,
-    conn: redis::aio::MultiplexedConnection,
+pub(crate) struct Setup {
+    pub(crate) prefix: String,
+    pub(crate) broker: Arc<dyn conveyor::Broker>,
+    pub(crate) backend: Arc<MemoryBackend>,
+    pub(crate) client: Client,
+    pub(crate) conn: redis::aio::MultiplexedConnection,
 }
 
 impl Setup {
-    async fn new(server: &str) -> Self {
+    pub(crate) async fn new(server: &str) -> Self {
         let url = url_with_prefix(server);
         let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
         let broker = conveyor::broker(&url).await.unwrap();
@@ -40,7 +40,7 @@ impl Setup {
 }
 
 /// The Redis key `name` of `queue` in the namespace `prefix`.
-fn queue_key(prefix: &str, queue: &str, name: &str) -> String {
+pub(crate) fn queue_key(prefix: &str, queue: &str, name: &str) -> String {
     format!("{prefix}:{{{prefix}:{queue}}}:{name}")
 }
 

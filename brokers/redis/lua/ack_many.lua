@@ -1,7 +1,7 @@
 -- KEYS: ids (hash of live task ids)
--- ARGV: base, then per stream: suffix, k, k entry ids, the k task ids
+-- ARGV: base, then per stream: suffix, k, k entry ids (oldest first), the k task ids
 -- Acks several deliveries of one queue: each is forgotten if the caller still holds it.
--- Returns 1 (acked) or 0 (lease lost) per delivery, in the order given. Three calls per
+-- Returns 1 (acked) or 0 (lease lost) per delivery, in the order given. A few calls per
 -- stream, not per task.
 local base = ARGV[1]
 local out = {}
@@ -23,7 +23,7 @@ while i <= #ARGV do
       out[#out + 1] = 0
     end
   end
-  redis.call('XDEL', skey, unpack(ARGV, e0, t0 - 1))
+  forget(skey, ARGV, e0, t0 - 1, ARGV[t0 - 1])
   -- Per stream, so that a failure on a later stream leaves no acked id marked live.
   if #done > 0 then
     redis.call('HDEL', KEYS[1], unpack(done))

@@ -6,7 +6,8 @@
 -- tasks for the caller with XREADGROUP (priority 9 first, handed-back tasks first in each),
 -- which leases them: they stay in the group's pending list, under the consumer `l<lease_ms>`,
 -- until acked, and their idle time there is the lease.
--- Returns { {id, payload, lost, delivery}... (flat), next_delayed_ms ('' if none), now_ms }.
+-- Returns { {suffix, n, then n times: entry id, payload}... (flat), next_delayed_ms ('' if none),
+-- now_ms }.
 local now = now_ms()
 local max = math.min(tonumber(ARGV[1]), 1000)
 local lease = tonumber(ARGV[2])
@@ -86,7 +87,7 @@ if redis.call('SET', KEYS[6], 1, 'NX', 'PX', 200) then
   end
   suffixes = streams()
 end
-local out, n, got = {}, 0, 0
+local out, got = {}, 0
 if redis.call('EXISTS', KEYS[5]) == 0 and #suffixes > 0 then
   -- Priority 9 first; within a priority, handed-back tasks ('f') before the others ('s').
   table.sort(suffixes, function(a, b)
@@ -109,16 +110,22 @@ if redis.call('EXISTS', KEYS[5]) == 0 and #suffixes > 0 then
       r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', max - got, 'STREAMS', skey, '>')
     end
     if r then
-      for _, e in ipairs(r[1][2]) do
-        local eid = e[1]
-        local tid, msg, lost = entry_task(eid, e[2])
-        out[n + 1] = tid
-        out[n + 2] = msg
-        out[n + 3] = lost
-        out[n + 4] = s .. '|' .. eid
-        n = n + 4
-        got = got + 1
+      -- Per stream: its suffix, how many entries, then per entry its id and payload. The task
+      -- id is inside the payload; an entry carrying lost leases has its id sent as `ID#LOST`.
+      local entries = r[1][2]
+      out[#out + 1] = s
+      out[#out + 1] = #entries
+      for _, e in ipairs(entries) do
+        local fl = e[2]
+        if #fl > 2 then
+          local _, _, lost = entry_task(e[1], fl)
+          out[#out + 1] = e[1] .. '#' .. lost
+        else
+          out[#out + 1] = e[1]
+        end
+        out[#out + 1] = fl[2] or ''
       end
+      got = got + #entries
     end
   end
   -- A full batch may have left tasks behind: wake another receiver for them.

@@ -75,7 +75,7 @@ local function parse_ref(base, ref)
 end
 -- Takes a delivery out of its stream if the caller still holds it: XACK says whether it was
 -- pending (a lost lease was re-queued under a new entry, so a stale holder gets 0). Returns
--- the task's payload, lost leases and priority, or nil.
+-- the task's id, payload, lost leases and priority, or nil.
 local function take(base, ref)
   local skey, eid, prio = parse_ref(base, ref)
   -- XACK answers 0 for a stream or group that is gone, as for an entry no longer pending.
@@ -83,7 +83,38 @@ local function take(base, ref)
     return nil
   end
   local e = redis.call('XRANGE', skey, eid, eid)
-  local _, msg, lost = entry_task(eid, e[1] and e[1][2] or {})
+  local tid, msg, lost = entry_task(eid, e[1] and e[1][2] or {})
   redis.call('XDEL', skey, eid)
-  return { msg = msg, lost = lost, prio = prio }
+  return { tid = tid, msg = msg, lost = lost, prio = prio }
+end
+-- Removes acked entries (`args[from..to]`, the newest of them `newest`) from a stream.
+-- Deleting entries one by one (XDEL) costs Redis far more than cutting the stream's head
+-- (XTRIM), so the head is cut up to the oldest entry still pending: everything before it was
+-- delivered and acked. Entries acked after an older one still pending stay until it is
+-- settled. That is bounded: once the oldest pending entry was published more than 100 ms
+-- before these, they are deleted one by one instead.
+local function forget(skey, args, from, to, newest)
+  local p = redis.call('XPENDING', skey, GROUP)
+  if p[1] == 0 then
+    -- Nothing pending: every entry delivered so far is acked and can go.
+    local last = newest
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', skey)) do
+      local f = {}
+      for i = 1, #g, 2 do
+        f[g[i]] = g[i + 1]
+      end
+      if f['name'] == GROUP then
+        last = f['last-delivered-id']
+      end
+    end
+    redis.call('XTRIM', skey, 'MINID', last)
+    redis.call('XDEL', skey, last)
+    return
+  end
+  redis.call('XTRIM', skey, 'MINID', p[2])
+  local oldest_ms = tonumber(string.match(p[2], '^(%d+)')) or 0
+  local newest_ms = tonumber(string.match(newest, '^(%d+)')) or 0
+  if newest_ms - oldest_ms > 100 then
+    redis.call('XDEL', skey, unpack(args, from, to))
+  end
 end

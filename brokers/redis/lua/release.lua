@@ -1,5 +1,5 @@
 -- KEYS: streams (set), signal
--- ARGV: base, delivery, id
+-- ARGV: base, delivery
 -- Hands an unfinished task back, first in line within its priority, without using an attempt.
 local base = ARGV[1]
 local _, _, prio = parse_ref(base, ARGV[2])
@@ -8,6 +8,6 @@ local f = take(base, ARGV[2])
 if not f then
   return 0
 end
-add(KEYS[1], base, 'f', f.prio, ARGV[3], f.msg, f.lost)
+add(KEYS[1], base, 'f', f.prio, f.tid, f.msg, f.lost)
 signal(KEYS[2])
 return 1

@@ -34,6 +34,17 @@ fn stream_of(token: &str) -> &str {
     token.split_once('|').map_or(token, |(s, _)| s)
 }
 
+/// The entry id of a delivery `SUFFIX|ENTRY-ID`.
+fn entry_of(token: &str) -> &str {
+    token.split_once('|').map_or("", |(_, e)| e)
+}
+
+/// An entry id `MS-SEQ` as numbers, for ordering (anything else sorts first).
+fn entry_order(token: &str) -> (u64, u64) {
+    let (ms, seq) = entry_of(token).split_once('-').unwrap_or(("", ""));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
 async fn flush_loop(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver<AckRequest>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -49,15 +60,20 @@ async fn flush_loop(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver
         }
         for (_, mut reqs) in by_queue {
             let keys = reqs[0].keys.clone();
-            // Grouped by stream (the delivery's `SUFFIX|ENTRY-ID`): the script acks a stream's
-            // deliveries with one XACK and one XDEL, and answers in this order.
-            reqs.sort_by(|a, b| stream_of(&a.token).cmp(stream_of(&b.token)));
+            // Grouped by stream (the delivery's `SUFFIX|ENTRY-ID`), oldest entry first: the
+            // script acks a stream's deliveries with one XACK, trims the stream up to the
+            // newest, and answers in this order.
+            reqs.sort_by(|a, b| {
+                stream_of(&a.token)
+                    .cmp(stream_of(&b.token))
+                    .then_with(|| entry_order(&a.token).cmp(&entry_order(&b.token)))
+            });
             let mut inv = scripts::ACK_MANY.key(&keys.ids);
             inv.arg(&keys.base);
             for group in reqs.chunk_by(|a, b| stream_of(&a.token) == stream_of(&b.token)) {
                 inv.arg(stream_of(&group[0].token)).arg(group.len());
                 for r in group {
-                    inv.arg(r.token.split_once('|').map_or("", |(_, e)| e));
+                    inv.arg(entry_of(&r.token));
                 }
                 for r in group {
                     inv.arg(&r.id);

@@ -11,9 +11,9 @@ use redis::AsyncConnectionConfig;
 use crate::keys::QueueKeys;
 use crate::{err, ms, scripts, RedisBroker, RedisReceipt, MAX_CLAIM};
 
-/// What the claim script answers: `{id, payload, lost, delivery}...` (flat), when the next
-/// delayed task is due (empty if none), and the server's time, both in ms.
-type Claimed = (Vec<(Vec<u8>, Vec<u8>, String, String)>, String, String);
+/// What the claim script answers: per stream read, its suffix, a count and that many entry ids
+/// and payloads (flat); when the next delayed task is due (empty if none); the server's time.
+type Claimed = (Vec<redis::Value>, String, String);
 
 /// Claimed deliveries, and in how many ms something in the queue falls due.
 pub(crate) type ClaimResult = (Vec<Delivery>, Option<u64>);
@@ -134,22 +134,48 @@ fn deliveries(queue: &str, keys: Arc<QueueKeys>, (items, next_delayed, now): Cla
     let now: f64 = now.parse().unwrap_or(0.0);
     let wake = next_delayed.parse::<f64>().ok().map(|t| (t - now).max(0.0) as u64);
     let queue: Arc<str> = Arc::from(queue);
-    let deliveries = items
-        .into_iter()
-        .map(|(id, payload, lost, token)| {
-            let lost_leases = lost.parse().unwrap_or(0);
-            // A hand-back (read from an `f` stream) was delivered before, as was a lost lease.
-            let redelivered = lost_leases > 0 || token.starts_with('f');
-            // Ids are text; bytes that are not (a foreign entry) must not fail the whole claim.
-            let id = String::from_utf8(id).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-            Delivery {
-                receipt: Receipt::new(RedisReceipt { keys: keys.clone(), id, token }),
+    let mut out = Vec::with_capacity(items.len() / 2);
+    let mut items = items.into_iter();
+    while let (Some(suffix), Some(n)) = (items.next(), items.next()) {
+        let suffix = text(suffix);
+        let n = redis::from_redis_value::<usize>(n).unwrap_or(0);
+        for _ in 0..n {
+            let (Some(eid), Some(payload)) = (items.next(), items.next()) else { break };
+            // `ENTRY-ID` or, once a lease was lost, `ENTRY-ID#LOST`.
+            let eid = text(eid);
+            let (eid, lost_leases) = match eid.split_once('#') {
+                Some((e, lost)) => (e, lost.parse().unwrap_or(0)),
+                None => (eid.as_str(), 0),
+            };
+            let payload = Payload::decode(bytes(payload));
+            // The id inside the payload; an undecodable entry is only ever archived, and the
+            // archive script reads its id from the entry.
+            let id = match &payload {
+                Payload::Task(t) => t.id.as_str().to_owned(),
+                Payload::Undecodable { .. } => String::new(),
+            };
+            out.push(Delivery {
+                receipt: Receipt::new(RedisReceipt { keys: keys.clone(), id, token: format!("{suffix}|{eid}") }),
                 queue: queue.clone(),
-                payload: Payload::decode(payload),
-                redelivered,
+                payload,
+                // A hand-back (read from an `f` stream) was delivered before, as was a lost lease.
+                redelivered: lost_leases > 0 || suffix.starts_with('f'),
                 lost_leases,
-            }
-        })
-        .collect();
-    (deliveries, wake)
+            });
+        }
+    }
+    (out, wake)
+}
+
+fn bytes(v: redis::Value) -> Vec<u8> {
+    match v {
+        redis::Value::BulkString(b) => b,
+        redis::Value::SimpleString(s) => s.into_bytes(),
+        other => redis::from_redis_value::<String>(other).unwrap_or_default().into_bytes(),
+    }
+}
+
+/// Text from a reply; bytes that are not UTF-8 (a foreign entry) must not fail the whole claim.
+fn text(v: redis::Value) -> String {
+    String::from_utf8(bytes(v)).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }

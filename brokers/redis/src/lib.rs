@@ -60,6 +60,32 @@ struct Inner {
     acks: tokio::sync::mpsc::UnboundedSender<acker::AckRequest>,
 }
 
+/// The `pending` and `lag` counts of consumer group `g` in an `XINFO GROUPS` reply (the lag is
+/// unknown to Redis after some deletions).
+fn group_counts(v: &redis::Value) -> (u64, Option<u64>) {
+    let redis::Value::Array(groups) = v else { return (0, None) };
+    for g in groups {
+        let fields: Vec<(String, redis::Value)> = match g {
+            redis::Value::Array(f) => f
+                .chunks(2)
+                .filter_map(|kv| Some((redis::from_redis_value_ref::<String>(&kv[0]).ok()?, kv.get(1)?.clone())))
+                .collect(),
+            redis::Value::Map(m) => m
+                .iter()
+                .filter_map(|(k, v)| Some((redis::from_redis_value_ref::<String>(k).ok()?, v.clone())))
+                .collect(),
+            _ => continue,
+        };
+        let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        if field("name").and_then(|v| redis::from_redis_value_ref::<String>(v).ok()).as_deref() != Some("g") {
+            continue;
+        }
+        let count = |name: &str| field(name).and_then(|v| redis::from_redis_value_ref::<u64>(v).ok());
+        return (count("pending").unwrap_or(0), count("lag"));
+    }
+    (0, None)
+}
+
 /// What a Redis receipt holds.
 struct RedisReceipt {
     keys: Arc<QueueKeys>,
@@ -292,7 +318,6 @@ impl Broker for RedisBroker {
             .key(&k.signal)
             .arg(&k.base)
             .arg(&r.token)
-            .arg(&r.id)
             .arg(task.encode()?)
             .arg(delay_ms(delay))
             .arg(task.priority)
@@ -309,7 +334,6 @@ impl Broker for RedisBroker {
             .key(&k.ids)
             .arg(&k.base)
             .arg(&r.token)
-            .arg(&r.id)
             .arg(reason)
             .arg(self.inner.cfg.archive_limit)
             .invoke_async(&mut self.conn())
@@ -325,7 +349,6 @@ impl Broker for RedisBroker {
             .key(&k.signal)
             .arg(&k.base)
             .arg(&r.token)
-            .arg(&r.id)
             .invoke_async(&mut self.conn())
             .await;
         self.settle(res).await
@@ -364,8 +387,8 @@ impl Broker for RedisBroker {
         let mut pipe = redis::pipe();
         pipe.zcard(&k.delayed).zcard(&k.archived).exists(&k.paused);
         for s in &suffixes {
-            // XPENDING's summary starts with the number of entries delivered and not acked.
-            pipe.cmd("XLEN").arg(k.stream(s)).cmd("XPENDING").arg(k.stream(s)).arg("g");
+            // The group's `pending` (delivered, not acked) and `lag` (not delivered yet).
+            pipe.cmd("XLEN").arg(k.stream(s)).cmd("XINFO").arg("GROUPS").arg(k.stream(s));
         }
         // A listed stream that is gone or lost its group counts as empty, not as an error.
         pipe.ignore_errors();
@@ -382,15 +405,14 @@ impl Broker for RedisBroker {
         st.scheduled = values.first().map(num).unwrap_or(0);
         st.archived = values.get(1).map(num).unwrap_or(0);
         st.paused = values.get(2).map(num).unwrap_or(0) > 0;
-        let (mut entries, mut active) = (0, 0);
         for pair in values.split_off(3.min(values.len())).chunks(2) {
-            entries += num(&pair[0]);
-            if let Some(redis::Value::Array(summary)) = pair.get(1) {
-                active += summary.first().map(num).unwrap_or(0);
-            }
+            let len = num(&pair[0]);
+            let (pending, lag) = pair.get(1).map(group_counts).unwrap_or((0, None));
+            st.active += pending;
+            // Acked entries can stay in a stream a while (see `forget` in the scripts), so its
+            // length alone overcounts; the lag is exact when Redis knows it.
+            st.pending += lag.unwrap_or(len.saturating_sub(pending));
         }
-        st.active = active;
-        st.pending = entries.saturating_sub(active);
         Ok(st)
     }
 

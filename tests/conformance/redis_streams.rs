@@ -1,0 +1,80 @@
+//! The Redis broker's stream housekeeping, seen in Redis: acked entries leave the queue's
+//! stream (cut from its head, or deleted one by one behind a long-running task), and the
+//! queue's counts stay exact meanwhile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor::{Request, TaskState, Worker};
+use tokio::sync::Notify;
+
+use crate::faults::{message, ok};
+use crate::redis_faults::{queue_key, Setup};
+use crate::suite::{eventually, Running};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_entries_leave_the_stream_even_behind_a_long_task() {
+    let Setup { prefix, broker, backend, client, mut conn } = Setup::new(&crate::redis::url()).await;
+    let stream = queue_key(&prefix, "tidy", "s0");
+    let xlen = |mut conn: redis::aio::MultiplexedConnection, key: String| async move {
+        redis::cmd("XLEN").arg(&key).query_async::<u64>(&mut conn).await.unwrap()
+    };
+    let finish = Arc::new(Notify::new());
+    let f = finish.clone();
+    let w = Running::start(
+        Worker::builder(broker.clone(), backend.clone())
+            .register_handler("layout:slow", move |_req: Request| {
+                let f = f.clone();
+                async move {
+                    f.notified().await;
+                    ok()
+                }
+            })
+            .register_handler("fault:count", |_req: Request| async { ok() })
+            .concurrency(4)
+            .queue("tidy", 1),
+    );
+    for round in ["deleted one by one", "cut from the head"] {
+        // A long task, and quick ones published after it: more than 100 ms later in the first
+        // round (they are deleted as they are acked), at once in the second (they wait for
+        // the long one, and go with it).
+        let slow = client.enqueue_message(message("layout:slow", "tidy")).await.unwrap();
+        eventually(Duration::from_secs(10), "the long task running", || async {
+            broker.stats("tidy").await.unwrap().active == 1
+        })
+        .await;
+        if round == "deleted one by one" {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        let batch: Vec<_> = (0..40).map(|_| message("fault:count", "tidy")).collect();
+        for r in client.enqueue_messages(&batch).await {
+            r.unwrap();
+        }
+        for t in &batch {
+            assert_eq!(client.wait(&t.id, Duration::from_secs(10)).await.unwrap().state, TaskState::Completed);
+        }
+        // A task is recorded completed just before its ack.
+        eventually(Duration::from_secs(10), "counts while the long task runs: 0 pending, 1 active", || async {
+            let st = broker.stats("tidy").await.unwrap();
+            (st.pending, st.active) == (0, 1)
+        })
+        .await;
+        let len = xlen(conn.clone(), stream.clone()).await;
+        if round == "deleted one by one" {
+            assert_eq!(len, 1, "{round}: only the long task's entry is left");
+        } else {
+            assert!(len <= 41, "{round}: {len} entries");
+        }
+        finish.notify_one();
+        assert_eq!(client.wait(&slow.id, Duration::from_secs(10)).await.unwrap().state, TaskState::Completed);
+        eventually(Duration::from_secs(10), "the stream empty", || {
+            let (c, k) = (conn.clone(), stream.clone());
+            async move { xlen(c, k).await == 0 }
+        })
+        .await;
+    }
+    let st = broker.stats("tidy").await.unwrap();
+    assert_eq!((st.pending, st.active), (0, 0));
+    redis::cmd("PING").query_async::<()>(&mut conn).await.unwrap();
+    w.stop().await;
+}
