@@ -25,12 +25,15 @@ pub(crate) async fn run_when_free(ctx: &Ctx, running: &tokio::sync::Semaphore, d
         biased;
         p = running.acquire() => match p { Ok(p) => p, Err(_) => return },
         _ = ctx.stop.cancelled() => {
-            return settle(|| s.broker.release(&d), "hand back of a prefetched task").await;
+            return Box::pin(settle(|| s.broker.release(&d), "hand back of a prefetched task")).await;
         }
     };
     process(ctx, d).await;
 }
 
+/// The paths a task rarely takes (archive, retry, hand back, a workflow's next step) are boxed:
+/// inline, they made every delivery's spawned future 4.2 KB instead of 1.2 KB, memory held and
+/// copied per task even though the ack path is the one nearly every task takes.
 async fn process(ctx: &Ctx, d: Delivery) {
     let s = &*ctx.shared;
     let task = match &d.payload {
@@ -49,19 +52,19 @@ async fn process(ctx: &Ctx, d: Delivery) {
             return settle(|| s.broker.ack(&d), "ack of a finished task").await;
         }
         let reason = task.last_error.clone().unwrap_or_else(|| "retries exhausted".into());
-        return archive(s, &d, &task, reason).await;
+        return Box::pin(archive(s, &d, &task, reason)).await;
     }
     let now = SystemTime::now();
     if task.deadline.is_some_and(|dl| dl <= now) {
-        return archive(s, &d, &task, "deadline exceeded before the task started".into()).await;
+        return Box::pin(archive(s, &d, &task, "deadline exceeded before the task started".into())).await;
     }
     let Some(handler) = s.handlers.get(&task.name) else {
         let reason = format!("no handler registered for task `{}`", task.name);
         return match s.config.unknown_task {
-            UnknownTask::Archive => archive(s, &d, &task, reason).await,
+            UnknownTask::Archive => Box::pin(archive(s, &d, &task, reason)).await,
             UnknownTask::Requeue(delay) => {
                 tracing::warn!(task.id = %task.id, %reason, ?delay, "requeueing unknown task");
-                settle(|| s.broker.retry(&d, &task, delay), "requeue").await;
+                Box::pin(settle(|| s.broker.retry(&d, &task, delay), "requeue")).await;
             }
         };
     };
@@ -82,16 +85,16 @@ async fn process(ctx: &Ctx, d: Delivery) {
     log_err(recorded, "record active state");
 
     match out {
-        None => hand_back(s, &d, &task).await,
+        None => Box::pin(hand_back(s, &d, &task)).await,
         Some(Ok(result)) => {
             if task.workflow.is_some() {
                 // Launched before the ack: a crash here redelivers the task, and the relaunch
                 // is refused by task id, so the next step runs once.
-                if let Err(e) = workflow::on_success(&s.client, &task, &result).await {
+                if let Err(e) = Box::pin(workflow::on_success(&s.client, &task, &result)).await {
                     let msg = format!("could not launch the workflow's next step: {e}");
                     // Bad input cannot get better by retrying; a broker outage can.
                     let e = if e.is_transient() { TaskError::msg(msg) } else { TaskError::skip_retry(msg) };
-                    return fail(s, &d, &task, e).await;
+                    return Box::pin(fail(s, &d, &task, e)).await;
                 }
             }
             // The lock goes first: whoever sees the task completed can enqueue it again.
@@ -103,8 +106,8 @@ async fn process(ctx: &Ctx, d: Delivery) {
             );
             settle(|| s.broker.ack(&d), "ack").await;
         }
-        Some(Err(e)) if e.kind() == ErrorKind::Interrupted => hand_back(s, &d, &task).await,
-        Some(Err(e)) => fail(s, &d, &task, e).await,
+        Some(Err(e)) if e.kind() == ErrorKind::Interrupted => Box::pin(hand_back(s, &d, &task)).await,
+        Some(Err(e)) => Box::pin(fail(s, &d, &task, e)).await,
     }
 }
 
