@@ -148,13 +148,15 @@ fn attempt_limit(task: &TaskMessage, now: SystemTime) -> Limit {
     }
 }
 
+/// The timer is boxed: inline, it would take room in every task's future, also for the many
+/// tasks with no timeout or deadline.
 async fn run_limited(fut: impl Future<Output = TaskResult>, limit: Limit) -> TaskResult {
     match limit {
         Limit::None => fut.await,
-        Limit::Timeout(t) => tokio::time::timeout(t, fut)
+        Limit::Timeout(t) => Box::pin(tokio::time::timeout(t, fut))
             .await
             .unwrap_or_else(|_| Err(TaskError::with_kind(ErrorKind::TimedOut, format!("timed out after {t:?}")))),
-        Limit::Deadline(d) => tokio::time::timeout(d, fut).await.unwrap_or_else(|_| {
+        Limit::Deadline(d) => Box::pin(tokio::time::timeout(d, fut)).await.unwrap_or_else(|_| {
             Err(TaskError::with_kind(ErrorKind::DeadlineExceeded, "deadline exceeded while running"))
         }),
     }
@@ -216,7 +218,8 @@ where
             }
             Err(e) if attempt < 3 && e.is_transient() => {
                 tracing::warn!(error = %e, "{what} failed; trying again in {pause:?}");
-                tokio::time::sleep(pause).await;
+                // Boxed: the timer is rare, and inline it would take room in every task's future.
+                Box::pin(tokio::time::sleep(pause)).await;
                 pause *= 5;
             }
             Err(e) => {
