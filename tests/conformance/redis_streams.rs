@@ -78,3 +78,55 @@ async fn acked_entries_leave_the_stream_even_behind_a_long_task() {
     redis::cmd("PING").query_async::<()>(&mut conn).await.unwrap();
     w.stop().await;
 }
+
+/// A worker reading a queue's only stream without the script (see `claim.rs`) still honours
+/// pauses and priorities: tasks published while paused come out highest priority first once
+/// resumed (one the worker read as the pause began is handed back, not run), and streams a
+/// queue no longer uses are dropped, so plain reads resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_reads_honour_pause_and_priority() {
+    let Setup { prefix, broker, backend, client, mut conn } = Setup::new(&crate::redis::url()).await;
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let o = order.clone();
+    let w = Running::start(
+        Worker::builder(broker.clone(), backend.clone())
+            .register_handler("layout:prio", move |req: Request| {
+                o.lock().unwrap().push(req.task.priority);
+                async { ok() }
+            })
+            .concurrency(1)
+            .batch(1)
+            .queue("prio", 1),
+    );
+    let with_priority = |p: u8| {
+        let mut m = message("layout:prio", "prio");
+        m.priority = p;
+        m
+    };
+    let warm = client.enqueue_message(with_priority(0)).await.unwrap();
+    assert_eq!(client.wait(&warm.id, Duration::from_secs(10)).await.unwrap().state, TaskState::Completed);
+    let admin = broker.admin().unwrap();
+    admin.pause("prio").await.unwrap();
+    let held: Vec<_> = [0, 0, 0, 9, 9, 9].into_iter().map(with_priority).collect();
+    for m in &held {
+        client.enqueue_message(m.clone()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(order.lock().unwrap().len(), 1, "nothing runs while paused");
+    admin.resume("prio").await.unwrap();
+    for m in &held {
+        assert_eq!(client.wait(&m.id, Duration::from_secs(10)).await.unwrap().state, TaskState::Completed);
+    }
+    assert_eq!(*order.lock().unwrap(), [0, 9, 9, 9, 0, 0, 0]);
+    // Drained: the claims' upkeep drops the empty streams (a hand-back stream among them).
+    let streams = queue_key(&prefix, "prio", "streams");
+    eventually(Duration::from_secs(10), "no streams left", || {
+        let (mut c, k) = (conn.clone(), streams.clone());
+        async move { redis::cmd("SCARD").arg(&k).query_async::<u64>(&mut c).await.unwrap() == 0 }
+    })
+    .await;
+    let again = client.enqueue_message(with_priority(0)).await.unwrap();
+    assert_eq!(client.wait(&again.id, Duration::from_secs(10)).await.unwrap().state, TaskState::Completed);
+    redis::cmd("PING").query_async::<()>(&mut conn).await.unwrap();
+    w.stop().await;
+}

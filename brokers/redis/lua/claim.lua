@@ -1,13 +1,16 @@
 -- KEYS: streams (set), delayed, ids, signal, paused, recovery mark
--- ARGV: max (at most 1000), lease_ms, base, and optionally 'nowake' (the caller does not need
---       the next due time)
+-- ARGV: max (at most 1000), lease_ms, base, 'nowake' (the caller does not need the next due
+--       time) or 'wake', and optionally `prep`: a count
 -- One step: moves due delayed tasks to their streams; at most every 200 ms, re-queues tasks
--- whose lease expired (their worker died), counting the lost lease; then reads up to `max`
--- tasks for the caller with XREADGROUP (priority 9 first, handed-back tasks first in each),
--- which leases them: they stay in the group's pending list, under the consumer `l<lease_ms>`,
--- until acked, and their idle time there is the lease.
+-- whose lease expired (their worker died), counting the lost lease, and drops streams left
+-- empty; then reads up to `max` tasks for the caller with XREADGROUP (priority 9 first,
+-- handed-back tasks first in each), which leases them: they stay in the group's pending list,
+-- under the consumer `l<lease_ms>`, until acked, and their idle time there is the lease.
+-- With `prep`, it reads nothing: the caller reads the queue's only stream itself, with a plain
+-- XREADGROUP of up to `prep` tasks pipelined right behind (Redis does that far cheaper than a
+-- read from a script, which converts every entry to Lua and back).
 -- Returns { {suffix, n, then n times: entry id, payload}... (flat), next_delayed_ms ('' if none),
--- now_ms }.
+-- now_ms, the queue's streams in reading order, 1 if the queue is paused (else 0) }.
 local now = now_ms()
 local max = math.min(tonumber(ARGV[1]), 1000)
 local lease = tonumber(ARGV[2])
@@ -85,16 +88,39 @@ if redis.call('SET', KEYS[6], 1, 'NX', 'PX', 200) then
       end
     end
   end
+  -- Streams left empty go (the next task for them brings them back), so that a queue whose
+  -- tasks all sit in one stream again can be read without a script.
+  for _, s in ipairs(streams()) do
+    local skey = base .. ':' .. s
+    if redis.call('XLEN', skey) == 0 then
+      local p = redis.pcall('XPENDING', skey, GROUP)
+      if p.err or p[1] == 0 then
+        redis.call('DEL', skey)
+        redis.call('SREM', KEYS[1], s)
+      end
+    end
+  end
   suffixes = streams()
 end
+-- Priority 9 first; within a priority, handed-back tasks ('f') before the others ('s').
+table.sort(suffixes, function(a, b)
+  local pa, pb = tonumber(string.sub(a, 2)), tonumber(string.sub(b, 2))
+  if pa ~= pb then return pa > pb end
+  return a < b
+end)
+local paused = redis.call('EXISTS', KEYS[5]) == 1
+local prep = tonumber(ARGV[5])
 local out, got = {}, 0
-if redis.call('EXISTS', KEYS[5]) == 0 and #suffixes > 0 then
-  -- Priority 9 first; within a priority, handed-back tasks ('f') before the others ('s').
-  table.sort(suffixes, function(a, b)
-    local pa, pb = tonumber(string.sub(a, 2)), tonumber(string.sub(b, 2))
-    if pa ~= pb then return pa > pb end
-    return a < b
-  end)
+if prep then
+  -- More waiting than the caller's read takes: wake another receiver for them.
+  if not paused and #suffixes == 1 then
+    local skey = base .. ':' .. suffixes[1]
+    local p = redis.pcall('XPENDING', skey, GROUP)
+    if not p.err and redis.call('XLEN', skey) - p[1] > prep then
+      signal(KEYS[4])
+    end
+  end
+elseif not paused then
   for _, s in ipairs(suffixes) do
     if got >= max then break end
     local skey = base .. ':' .. s
@@ -133,8 +159,9 @@ if redis.call('EXISTS', KEYS[5]) == 0 and #suffixes > 0 then
     signal(KEYS[4])
   end
 end
+local p = paused and 1 or 0
 if ARGV[4] == 'nowake' then
-  return { out, '', tostring(now) }
+  return { out, '', tostring(now), suffixes, p }
 end
 local nd = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-return { out, nd[2] or '', tostring(now) }
+return { out, nd[2] or '', tostring(now), suffixes, p }

@@ -1,19 +1,28 @@
-//! Claiming tasks, and waiting for them: the claim script, and the blocking wait on the queues'
-//! signal lists with a claim pipelined behind it.
+//! Claiming tasks, and waiting for them: the claim script (or its upkeep and a plain read), and
+//! the blocking wait on the queues' signal lists with the claim pipelined behind it.
+//!
+//! A read from inside a script costs Redis about three times what the same `XREADGROUP` costs
+//! as a plain command: every entry is converted to Lua and back. So while all of a queue's
+//! tasks sit in one stream (the usual case: one priority, nothing handed back), the script
+//! only does its upkeep (due tasks, lost leases, the pause flag) and a plain `XREADGROUP`
+//! pipelined right behind it reads, in the same round trip. The script's answer says whether
+//! that still holds for the next claim.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{CancellationToken, Delivery, Payload, Receipt, Result};
+use conveyor_core::{Broker, CancellationToken, Delivery, Error, Result};
 use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
+use redis::{AsyncConnectionConfig, RedisResult, Value};
 
+use crate::entries::Deliveries;
 use crate::keys::QueueKeys;
-use crate::{err, ms, scripts, RedisBroker, RedisReceipt, MAX_CLAIM};
+use crate::{err, ms, scripts, RedisBroker, MAX_CLAIM};
 
-/// What the claim script answers: per stream read, its suffix, a count and that many entry ids
-/// and payloads (flat); when the next delayed task is due (empty if none); the server's time.
-type Claimed = (Vec<redis::Value>, String, String);
+/// What the claim script answers: the tasks it read (flat, see
+/// [`Deliveries::add_script_answer`]), when the next delayed task is due (empty if none), the
+/// server's time in ms, the queue's streams in reading order, and 1 if the queue is paused.
+type Claimed = (Vec<Value>, String, String, Vec<String>, i64);
 
 /// Claimed deliveries, and in how many ms something in the queue falls due.
 pub(crate) type ClaimResult = (Vec<Delivery>, Option<u64>);
@@ -24,17 +33,50 @@ pub(crate) struct BlockingConn {
     id: i64,
 }
 
+/// How a claim reads.
+enum Plan {
+    /// The script reads: streams in priority order, hand-backs first.
+    Script,
+    /// The queue's tasks all sit in the stream with this suffix: the script does its upkeep
+    /// only, and a plain `XREADGROUP` pipelined behind it reads.
+    Plain(String),
+}
+
+impl Plan {
+    fn of(k: &QueueKeys) -> Plan {
+        k.plain_read().map_or(Plan::Script, Plan::Plain)
+    }
+
+    /// Adds the claim's commands to `pipe` (`nowake`: the caller needs no due time).
+    fn add(&self, pipe: &mut redis::Pipeline, k: &QueueKeys, max: usize, lease: Duration, nowake: bool) {
+        let max = max.min(MAX_CLAIM);
+        let keys = [&k.streams, &k.delayed, &k.ids, &k.signal, &k.paused, &k.recovery];
+        let script = pipe.cmd("EVALSHA").arg(scripts::CLAIM.get_hash()).arg(keys.len()).arg(&keys[..]);
+        script.arg(max).arg(ms(lease)).arg(&k.base).arg(if nowake { "nowake" } else { "wake" });
+        if let Plan::Plain(suffix) = self {
+            script.arg(max);
+            pipe.cmd("XREADGROUP").arg("GROUP").arg("g").arg(format!("l{}", ms(lease)));
+            pipe.arg("COUNT").arg(max).arg("STREAMS").arg(k.stream(suffix)).arg(">");
+        }
+    }
+}
+
 impl RedisBroker {
     /// Claims up to `max` tasks of one queue.
     pub(crate) async fn claim(&self, queue: &str, max: usize, lease: Duration) -> Result<ClaimResult> {
         let k = self.keys(queue);
-        let mut inv = scripts::CLAIM.prepare_invoke();
-        for key in claim_keys(&k) {
-            inv.key(key);
+        for _ in 0..2 {
+            let plan = Plan::of(&k);
+            let mut pipe = redis::pipe();
+            plan.add(&mut pipe, &k, max, lease, false);
+            pipe.ignore_errors();
+            let answers = pipe.query_async::<Vec<RedisResult<Value>>>(&mut self.conn()).await.map_err(err)?;
+            let (got, again) = self.take_answers(queue, &k, &plan, answers).await?;
+            if !again {
+                return Ok(got);
+            }
         }
-        inv.arg(max.min(MAX_CLAIM)).arg(ms(lease)).arg(&k.base);
-        let claimed: Claimed = inv.invoke_async(&mut self.conn()).await.map_err(err)?;
-        Ok(deliveries(queue, k, claimed))
+        Ok((Vec::new(), None))
     }
 
     /// Waits up to `wait` for a publish signal on any of `queues`, then claims up to `max`
@@ -60,12 +102,14 @@ impl RedisBroker {
         }
         blpop.arg(wait.as_secs_f64().max(0.01));
         let k = self.keys(first);
-        pipe.add_command(claim_eval(&k, max, lease));
+        let plan = Plan::of(&k);
+        plan.add(&mut pipe, &k, max, lease, true);
+        pipe.ignore_errors();
         // The client-side limit guards against a silently dead connection.
         let limit = wait + Duration::from_secs(2);
         // A clone shares the connection; `bc` goes back to the pool only once the call ended.
         let mut conn = bc.conn.clone();
-        let call = pipe.query_async::<(redis::Value, Claimed)>(&mut conn);
+        let call = pipe.query_async::<Vec<RedisResult<Value>>>(&mut conn);
         tokio::pin!(call);
         let answer = tokio::select! {
             r = tokio::time::timeout(limit, &mut call) => r,
@@ -79,23 +123,89 @@ impl RedisBroker {
             }
         };
         match answer {
-            Ok(Ok((_, claimed))) => {
+            Ok(Ok(mut answers)) => {
                 self.inner.idle_blocking.lock().unwrap_or_else(|e| e.into_inner()).push(bc);
-                Ok(deliveries(first, k, claimed))
-            }
-            // Redis lost its scripts (a restart): load the claim script again; the caller claims
-            // on its own meanwhile.
-            Ok(Err(e)) if e.code() == Some("NOSCRIPT") => {
-                let mut conn = bc.conn.clone();
-                scripts::CLAIM.prepare_invoke().load_async(&mut conn).await.map_err(err)?;
-                self.inner.idle_blocking.lock().unwrap_or_else(|e| e.into_inner()).push(bc);
-                Ok((Vec::new(), None))
+                let waited = if answers.is_empty() { Ok(Value::Nil) } else { answers.remove(0) };
+                // Nothing read for want of the script (it was loaded again): the caller claims
+                // on its own next.
+                let ((got, wake), _) = self.take_answers(first, &k, &plan, answers).await?;
+                match waited {
+                    Err(e) if got.is_empty() => Err(err(e)),
+                    _ => Ok((got, wake)),
+                }
             }
             Ok(Err(e)) => Err(err(e)),
             // The connection is dropped. If Redis did run the claim, its tasks come back when
             // their lease expires, as after a worker crash.
             Err(_) => Ok((Vec::new(), None)),
         }
+    }
+
+    /// Reads a claim's answers: the script's, and for a plain read its reply. A script Redis
+    /// lost (a restart, `SCRIPT FLUSH`) is loaded again; a plain read that failed (its stream
+    /// was replaced, say) leaves reading to the script from then on. Returns the deliveries
+    /// and wake time, and whether nothing was read for one of those reasons (claim again).
+    async fn take_answers(
+        &self,
+        queue: &str,
+        k: &Arc<QueueKeys>,
+        plan: &Plan,
+        mut answers: Vec<RedisResult<Value>>,
+    ) -> Result<(ClaimResult, bool)> {
+        let mut ds = Deliveries::new(queue, k.clone());
+        let mut again = false;
+        if let Plan::Plain(suffix) = plan {
+            match answers.pop() {
+                Some(Ok(reply)) => ds.add_read_reply(suffix, reply),
+                Some(Err(e)) => {
+                    tracing::debug!(queue, error = %e, "plain read failed; the claim script reads instead");
+                    k.set_plain_read(None);
+                    again = true;
+                }
+                None => again = true,
+            }
+        }
+        let script = match answers.pop() {
+            Some(Ok(v)) => redis::from_redis_value::<Claimed>(v)
+                .map_err(|e| Error::broker(format!("unexpected answer from the claim script: {e}"))),
+            Some(Err(e)) if e.code() == Some("NOSCRIPT") => {
+                scripts::CLAIM.prepare_invoke().load_async(&mut self.conn()).await.map_err(err)?;
+                let again = again || ds.out.is_empty();
+                return Ok(((ds.out, None), again));
+            }
+            Some(Err(e)) => Err(err(e)),
+            None => Err(Error::broker("no answer from the claim script")),
+        };
+        let mut wake = None;
+        match script {
+            Ok((items, next_delayed, now, streams, paused)) => {
+                ds.add_script_answer(items);
+                let now: f64 = now.parse().unwrap_or(0.0);
+                wake = next_delayed.parse::<f64>().ok().map(|t| (t - now).max(0.0) as u64);
+                let only = match streams.as_slice() {
+                    [only] if paused == 0 => Some(only.clone()),
+                    _ => None,
+                };
+                k.set_plain_read(only);
+                if paused != 0 && matches!(plan, Plan::Plain(_)) {
+                    // Read in the moment the queue was paused: handed back, not run.
+                    for d in std::mem::take(&mut ds.out) {
+                        if let Err(e) = self.release(&d).await {
+                            tracing::warn!(queue, error = %e, "could not hand back a task read as the queue paused");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                k.set_plain_read(None);
+                if ds.out.is_empty() {
+                    return Err(e);
+                }
+                // Keeps what the plain read leased; the next claim runs the whole script.
+                tracing::warn!(queue, error = %e, "claim upkeep failed");
+            }
+        }
+        Ok(((ds.out, wake), again))
     }
 
     async fn blocking_conn(&self) -> Result<BlockingConn> {
@@ -110,72 +220,4 @@ impl RedisBroker {
         scripts::CLAIM.prepare_invoke().load_async(&mut conn).await.map_err(err)?;
         Ok(BlockingConn { conn, id })
     }
-}
-
-/// The claim script's keys, in its order.
-fn claim_keys(k: &QueueKeys) -> [&str; 6] {
-    [&k.streams, &k.delayed, &k.ids, &k.signal, &k.paused, &k.recovery]
-}
-
-/// The claim script as a plain `EVALSHA` command, for a pipeline (the blocking connection
-/// loaded the script when it was opened).
-fn claim_eval(k: &QueueKeys, max: usize, lease: Duration) -> redis::Cmd {
-    let mut cmd = redis::cmd("EVALSHA");
-    let keys = claim_keys(k);
-    cmd.arg(scripts::CLAIM.get_hash()).arg(keys.len()).arg(&keys[..]);
-    cmd.arg(max.min(MAX_CLAIM)).arg(ms(lease)).arg(&k.base);
-    // The caller claims again (with the due times) when this finds nothing.
-    cmd.arg("nowake");
-    cmd
-}
-
-/// Turns the claim script's answer into deliveries and a wake-up time.
-fn deliveries(queue: &str, keys: Arc<QueueKeys>, (items, next_delayed, now): Claimed) -> ClaimResult {
-    let now: f64 = now.parse().unwrap_or(0.0);
-    let wake = next_delayed.parse::<f64>().ok().map(|t| (t - now).max(0.0) as u64);
-    let queue: Arc<str> = Arc::from(queue);
-    let mut out = Vec::with_capacity(items.len() / 2);
-    let mut items = items.into_iter();
-    while let (Some(suffix), Some(n)) = (items.next(), items.next()) {
-        let suffix = text(suffix);
-        let n = redis::from_redis_value::<usize>(n).unwrap_or(0);
-        for _ in 0..n {
-            let (Some(eid), Some(payload)) = (items.next(), items.next()) else { break };
-            // `ENTRY-ID` or, once a lease was lost, `ENTRY-ID#LOST`.
-            let eid = text(eid);
-            let (eid, lost_leases) = match eid.split_once('#') {
-                Some((e, lost)) => (e, lost.parse().unwrap_or(0)),
-                None => (eid.as_str(), 0),
-            };
-            let payload = Payload::decode(bytes(payload));
-            // The id inside the payload; an undecodable entry is only ever archived, and the
-            // archive script reads its id from the entry.
-            let id = match &payload {
-                Payload::Task(t) => t.id.as_str().to_owned(),
-                Payload::Undecodable { .. } => String::new(),
-            };
-            out.push(Delivery {
-                receipt: Receipt::new(RedisReceipt { keys: keys.clone(), id, token: format!("{suffix}|{eid}") }),
-                queue: queue.clone(),
-                payload,
-                // A hand-back (read from an `f` stream) was delivered before, as was a lost lease.
-                redelivered: lost_leases > 0 || suffix.starts_with('f'),
-                lost_leases,
-            });
-        }
-    }
-    (out, wake)
-}
-
-fn bytes(v: redis::Value) -> Vec<u8> {
-    match v {
-        redis::Value::BulkString(b) => b,
-        redis::Value::SimpleString(s) => s.into_bytes(),
-        other => redis::from_redis_value::<String>(other).unwrap_or_default().into_bytes(),
-    }
-}
-
-/// Text from a reply; bytes that are not UTF-8 (a foreign entry) must not fail the whole claim.
-fn text(v: redis::Value) -> String {
-    String::from_utf8(bytes(v)).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }

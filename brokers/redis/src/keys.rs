@@ -1,6 +1,8 @@
 //! Key names. Every key of one queue shares the hash tag `{prefix:queue}`, so each script
 //! touches a single Redis Cluster slot.
 
+use std::sync::Mutex;
+
 pub(crate) struct QueueKeys {
     /// What every key of the queue starts with; the scripts derive stream and task keys from it.
     pub(crate) base: String,
@@ -16,6 +18,9 @@ pub(crate) struct QueueKeys {
     pub(crate) paused: String,
     /// Prefix of the per-task hashes (scheduled and archived tasks): `task_prefix + id`.
     pub(crate) task_prefix: String,
+    /// The queue's only stream, as the last claim found it: claims read it with a plain
+    /// `XREADGROUP` (see `claim.rs`).
+    plain: Mutex<Option<String>>,
 }
 
 impl QueueKeys {
@@ -31,7 +36,17 @@ impl QueueKeys {
             paused: format!("{base}:paused"),
             task_prefix: format!("{base}:t:"),
             base,
+            plain: Mutex::new(None),
         }
+    }
+
+    /// The stream suffix claims read with a plain `XREADGROUP`, if any.
+    pub(crate) fn plain_read(&self) -> Option<String> {
+        self.plain.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_plain_read(&self, suffix: Option<String>) {
+        *self.plain.lock().unwrap_or_else(|e| e.into_inner()) = suffix;
     }
 
     pub(crate) fn task(&self, id: &str) -> String {

@@ -24,6 +24,7 @@
 mod acker;
 mod claim;
 mod config;
+mod entries;
 mod keys;
 mod scripts;
 

@@ -112,6 +112,7 @@ macro_rules! conformance_suite {
             worker::concurrency_is_bounded,
             worker::strict_priority_drains_higher_first,
             worker::weighted_priority_follows_weights,
+            worker::pause_holds_tasks_until_resume,
             worker::shutdown_hands_unfinished_tasks_back,
             worker::shutdown_waits_for_running_tasks,
             worker::abandoned_lease_is_redelivered,

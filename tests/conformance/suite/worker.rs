@@ -80,6 +80,33 @@ pub async fn weighted_priority_follows_weights(env: Env) {
     assert!((0.03..=0.19).contains(&share[2]), "low share {share:?} of {counts:?}");
 }
 
+pub async fn pause_holds_tasks_until_resume(env: Env) {
+    let q = env.q("pause");
+    let client = env.client();
+    let admin = env.broker.admin().expect("the conformance suite needs QueueAdmin");
+    let w = Running::start(env.worker().queue(&q, 1).concurrency(2));
+    // One task runs first: the worker is past its first claims, waiting for more.
+    let first = client.task(probe, Probe::new(&q)).queue(&q).build().unwrap();
+    client.enqueue_message(first.clone()).await.unwrap();
+    assert_eq!(client.wait(&first.id, WAIT).await.unwrap().state, TaskState::Completed);
+    admin.pause(&q).await.unwrap();
+    assert!(env.broker.stats(&q).await.unwrap().paused);
+    let held: Vec<_> = (0..3).map(|_| client.task(probe, Probe::new(&q)).queue(&q).build().unwrap()).collect();
+    assert!(client.enqueue_messages(&held).await.iter().all(Result::is_ok));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(log(&q).starts.len(), 1, "nothing runs while the queue is paused");
+    for m in &held {
+        assert_eq!(client.get(&m.id).await.unwrap().unwrap().state, TaskState::Pending);
+    }
+    admin.resume(&q).await.unwrap();
+    assert!(!env.broker.stats(&q).await.unwrap().paused);
+    for m in &held {
+        assert_eq!(client.wait(&m.id, WAIT).await.unwrap().state, TaskState::Completed);
+    }
+    assert_eq!(log(&q).starts.len(), 4, "each held task ran once");
+    w.stop().await;
+}
+
 pub async fn shutdown_hands_unfinished_tasks_back(env: Env) {
     let q = env.q("handback");
     let client = env.client();

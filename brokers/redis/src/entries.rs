@@ -1,0 +1,108 @@
+//! Turning what a claim read into deliveries: the claim script's flat answer, or a plain
+//! `XREADGROUP` reply.
+
+use std::sync::Arc;
+
+use conveyor_core::{Delivery, Payload, Receipt};
+use redis::Value;
+
+use crate::keys::QueueKeys;
+use crate::RedisReceipt;
+
+/// Builds deliveries of one queue.
+pub(crate) struct Deliveries {
+    queue: Arc<str>,
+    keys: Arc<QueueKeys>,
+    pub(crate) out: Vec<Delivery>,
+}
+
+impl Deliveries {
+    pub(crate) fn new(queue: &str, keys: Arc<QueueKeys>) -> Self {
+        Deliveries { queue: Arc::from(queue), keys, out: Vec::new() }
+    }
+
+    /// The claim script's flat answer: per stream read, its suffix, a count, and that many
+    /// entry ids (`ENTRY-ID`, or `ENTRY-ID#LOST` once a lease was lost) and payloads.
+    pub(crate) fn add_script_answer(&mut self, items: Vec<Value>) {
+        self.out.reserve(items.len() / 2);
+        let mut items = items.into_iter();
+        while let (Some(suffix), Some(n)) = (items.next(), items.next()) {
+            let suffix = text(suffix);
+            let n = redis::from_redis_value::<usize>(n).unwrap_or(0);
+            for _ in 0..n {
+                let (Some(eid), Some(payload)) = (items.next(), items.next()) else { break };
+                let eid = text(eid);
+                let (eid, lost) = match eid.split_once('#') {
+                    Some((e, lost)) => (e, lost.parse().unwrap_or(0)),
+                    None => (eid.as_str(), 0),
+                };
+                self.push(&suffix, eid, lost, bytes(payload));
+            }
+        }
+    }
+
+    /// A plain `XREADGROUP` reply for one stream: `[[key, [[entry id, [field, value...]]...]]]`
+    /// (nil when there was nothing to read). An entry is `{task id: payload}`, plus `#lost: N`
+    /// once a lease was lost.
+    pub(crate) fn add_read_reply(&mut self, suffix: &str, reply: Value) {
+        for stream in array(reply) {
+            let entries = match stream {
+                Value::Array(kv) => kv.into_iter().nth(1).map(array).unwrap_or_default(),
+                Value::Map(kv) => kv.into_iter().next().map(|(_, v)| array(v)).unwrap_or_default(),
+                _ => continue,
+            };
+            self.out.reserve(entries.len());
+            for entry in entries {
+                let mut entry = array(entry).into_iter();
+                let eid = entry.next().map(text).unwrap_or_default();
+                let mut fields = entry.next().map(array).unwrap_or_default().into_iter().skip(1);
+                let payload = fields.next().map(bytes).unwrap_or_default();
+                let mut lost = 0;
+                while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+                    if bytes(name) == b"#lost" {
+                        lost = text(value).parse().unwrap_or(0);
+                    }
+                }
+                self.push(suffix, &eid, lost, payload);
+            }
+        }
+    }
+
+    fn push(&mut self, suffix: &str, eid: &str, lost_leases: u32, payload: Vec<u8>) {
+        let payload = Payload::decode(payload);
+        // The id inside the payload; an undecodable entry is only ever archived, and the
+        // archive script reads its id from the entry.
+        let id = match &payload {
+            Payload::Task(t) => t.id.as_str().to_owned(),
+            Payload::Undecodable { .. } => String::new(),
+        };
+        self.out.push(Delivery {
+            receipt: Receipt::new(RedisReceipt { keys: self.keys.clone(), id, token: format!("{suffix}|{eid}") }),
+            queue: self.queue.clone(),
+            payload,
+            // A hand-back (read from an `f` stream) was delivered before, as was a lost lease.
+            redelivered: lost_leases > 0 || suffix.starts_with('f'),
+            lost_leases,
+        });
+    }
+}
+
+fn array(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) | Value::Set(a) => a,
+        _ => Vec::new(),
+    }
+}
+
+fn bytes(v: Value) -> Vec<u8> {
+    match v {
+        Value::BulkString(b) => b,
+        Value::SimpleString(s) => s.into_bytes(),
+        other => redis::from_redis_value::<String>(other).unwrap_or_default().into_bytes(),
+    }
+}
+
+/// Text from a reply; bytes that are not UTF-8 (a foreign entry) must not fail the whole claim.
+fn text(v: Value) -> String {
+    String::from_utf8(bytes(v)).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
