@@ -108,11 +108,11 @@ async fn fetch_loop(ctx: &Arc<Ctx>, slots: &Arc<Semaphore>, running: &Arc<Semaph
                         let _ = shared.broker.release(&d).await;
                         continue;
                     };
-                    let (ctx, running) = (ctx.clone(), running.clone());
-                    tokio::spawn(async move {
-                        super::exec::run_when_free(&ctx, &running, d).await;
-                        drop(permit);
-                    });
+                    // Boxed: tokio allocates a task's future with its own header, 128-byte
+                    // aligned; at this future's size that lands in glibc's slow path for large
+                    // blocks (it consolidates the free lists) on every spawn. A box of it and a
+                    // small task both stay in the fast paths.
+                    tokio::spawn(Box::pin(super::exec::run_delivery(ctx.clone(), running.clone(), d, permit)));
                 }
                 // Let the handlers just spawned start first (on this thread, without waking
                 // another): under a backlog the next receive then takes a larger batch, and
