@@ -4,6 +4,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
+
 use super::inflight::Leased;
 use super::run::{Ctx, Shared};
 use super::UnknownTask;
@@ -21,35 +23,45 @@ use crate::workflow;
 /// This is the future spawned per delivery, so its size is memory and copying per task: it
 /// owns its arguments (an `async move` block around it would hold them twice) and lends the
 /// delivery on by reference.
-pub(crate) async fn run_delivery(
-    ctx: Arc<Ctx>,
-    running: Arc<tokio::sync::Semaphore>,
-    d: Delivery,
-    owned: tokio::sync::OwnedSemaphorePermit,
-) {
-    run_when_free(&ctx, &running, &d).await;
-    drop(owned);
+pub(crate) async fn run_delivery(ctx: Arc<Ctx>, running: Arc<Semaphore>, d: Delivery, owned: OwnedSemaphorePermit) {
+    run_when_free(&ctx, &running, &d, owned).await;
 }
 
-async fn run_when_free(ctx: &Ctx, running: &tokio::sync::Semaphore, d: &Delivery) {
+/// The permits a delivery holds while it runs: its handler slot, and its place among the
+/// deliveries the worker holds.
+struct Held<'a> {
+    _slot: SemaphorePermit<'a>,
+    _owned: OwnedSemaphorePermit,
+}
+
+impl Held<'_> {
+    /// Once the handler returned, its slot goes to the next task, and the place to the next
+    /// delivery, while the outcome is recorded and settled with the broker (a round trip or
+    /// two): under a bound of its own, `settling`. The worker's shutdown waits for it.
+    async fn settling(self, settling: &Semaphore) -> Option<SemaphorePermit<'_>> {
+        settling.acquire().await.ok()
+    }
+}
+
+async fn run_when_free(ctx: &Ctx, running: &Semaphore, d: &Delivery, owned: OwnedSemaphorePermit) {
     let s = &*ctx.shared;
     // The lease is renewed from now until the delivery is settled (acked, retried, archived,
     // released), also while it waits for a handler slot.
     let _lease = Leased::new(&s.inflight, d.receipt.clone());
-    let _slot = tokio::select! {
+    let slot = tokio::select! {
         biased;
         p = running.acquire() => match p { Ok(p) => p, Err(_) => return },
         _ = ctx.stop.cancelled() => {
             return Box::pin(settle(|| s.broker.release(d), "hand back of a prefetched task")).await;
         }
     };
-    process(ctx, d).await;
+    process(ctx, d, Held { _slot: slot, _owned: owned }).await;
 }
 
 /// The paths a task rarely takes (archive, retry, hand back, a workflow's next step) are boxed:
 /// inline, they made every delivery's spawned future 4.2 KB instead of 1.2 KB, memory held and
 /// copied per task even though the ack path is the one nearly every task takes.
-async fn process(ctx: &Ctx, d: &Delivery) {
+async fn process(ctx: &Ctx, d: &Delivery, held: Held<'_>) {
     let s = &*ctx.shared;
     let task = match &d.payload {
         Payload::Task(t) => with_lost_leases(t, d.lost_leases),
@@ -97,6 +109,7 @@ async fn process(ctx: &Ctx, d: &Delivery) {
         }
     };
     let (recorded, out): (Result<()>, Option<TaskResult>) = tokio::join!(active, run);
+    let _settling = held.settling(&ctx.settling).await;
     log_err(recorded, "record active state");
 
     match out {

@@ -37,6 +37,9 @@ pub(crate) struct Ctx {
     pub(crate) hard: CancellationToken,
     /// What handlers see of `stop`.
     pub(crate) shutdown: Shutdown,
+    /// Deliveries whose handler returned, being recorded and settled with the broker (they
+    /// hold no handler slot meanwhile; see `exec::Held`).
+    pub(crate) settling: Semaphore,
 }
 
 /// Runs the worker until `stop`; `hard` (or the shutdown timeout) interrupts running handlers.
@@ -49,7 +52,13 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, hard: Canc
     let running = Arc::new(Semaphore::new(c.concurrency));
     // Runs until every handler has settled its task (aborted at the very end).
     let heartbeat = tokio::spawn(heartbeat(shared.clone()));
-    let ctx = Arc::new(Ctx { shared: shared.clone(), shutdown: Shutdown::new(stop.clone()), stop, hard });
+    let ctx = Arc::new(Ctx {
+        shared: shared.clone(),
+        shutdown: Shutdown::new(stop.clone()),
+        stop,
+        hard,
+        settling: Semaphore::new(c.concurrency),
+    });
     fetch_loop(&ctx, &slots, &running).await;
 
     // Graceful shutdown: wait for running handlers, then interrupt the rest.
@@ -65,6 +74,11 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, hard: Canc
         if tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(all)).await.is_err() {
             tracing::error!("some handlers did not stop; their tasks return when their lease expires");
         }
+    }
+    // And for the outcomes still being recorded and settled (acks on their way).
+    let settling = ctx.settling.acquire_many(c.concurrency as u32);
+    if tokio::time::timeout(Duration::from_secs(10), settling).await.is_err() {
+        tracing::error!("some outcomes were not settled; those tasks return when their lease expires");
     }
     heartbeat.abort();
     tracing::info!("worker stopped");
