@@ -299,9 +299,9 @@ impl Broker for RedisBroker {
     }
 
     async fn ack(&self, d: &Delivery) -> Result<()> {
-        let r = self.receipt(d)?;
+        self.receipt(d)?;
         let (done, answer) = tokio::sync::oneshot::channel();
-        let req = acker::AckRequest { keys: r.keys.clone(), id: r.id.clone(), token: r.token.clone(), done };
+        let req = acker::AckRequest { receipt: d.receipt.clone(), done };
         self.inner.acks.send(req).map_err(|_| Error::broker("the ack flusher has stopped"))?;
         match answer.await.map_err(|_| Error::broker("the ack flusher has stopped"))?? {
             true => Ok(()),
