@@ -150,12 +150,14 @@ pub async fn long_task_runs_once(url: &str) {
             .register_handler("fault:long", move |_req: Request| {
                 r.fetch_add(1, Ordering::SeqCst);
                 async {
-                    tokio::time::sleep(Duration::from_secs(4)).await;
+                    tokio::time::sleep(Duration::from_secs(5)).await;
                     ok()
                 }
             })
             .queue("long", 1)
-            .lease(Duration::from_secs(1))
+            // Two seconds, not one: the suite runs tests side by side, and a heartbeat to a
+            // busy emulator (moto, for SQS) can take a good part of a second.
+            .lease(Duration::from_secs(2))
             .concurrency(2),
     );
     let rec = client.enqueue_message(message("fault:long", "long")).await.unwrap();

@@ -392,55 +392,9 @@ impl AmqpBroker {
     }
 }
 
-#[async_trait]
-impl Broker for AmqpBroker {
-    fn kind(&self) -> &'static str {
-        "amqp"
-    }
-
-    async fn publish(&self, task: &TaskMessage) -> Result<()> {
-        let due = task.eta.map(|e| time::to_millis(e) as i64);
-        self.enqueue_bytes(&task.queue, &task.encode()?, due).await
-    }
-
-    async fn publish_many(&self, tasks: &[TaskMessage]) -> Vec<Result<()>> {
-        // Publish everything, then await the confirms together (pipelined), task by task.
-        let mut pending = Vec::with_capacity(tasks.len());
-        for t in tasks {
-            let sent = async {
-                let ch = self.declare(&t.queue).await?;
-                let n = self.names(&t.queue);
-                let body = t.encode()?;
-                let due = t.eta.map(|e| time::to_millis(e) as i64).filter(|d| *d > now_ms());
-                let (routing, props) = match due {
-                    Some(due) => {
-                        let bucket = topology::bucket_for(Duration::from_millis((due - now_ms()).max(0) as u64));
-                        (n.bucket(bucket), headers::props(&[(headers::DUE, due)], &[]))
-                    }
-                    None => (n.main.clone(), headers::props(&[], &[])),
-                };
-                let opts = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
-                ch.basic_publish("".into(), routing.as_str().into(), opts, &body, props).await.map_err(err)
-            }
-            .await;
-            pending.push(sent);
-        }
-        let mut out = Vec::with_capacity(tasks.len());
-        for p in pending {
-            out.push(match p {
-                Ok(confirm) => match confirm.await.map_err(err) {
-                    Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => Ok(()),
-                    Ok(Confirmation::Ack(Some(_))) => Err(Error::broker("RabbitMQ could not route the message")),
-                    Ok(Confirmation::Nack(_)) => Err(Error::broker("RabbitMQ refused the message (publisher nack)")),
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
-            });
-        }
-        out
-    }
-
-    async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>> {
+impl AmqpBroker {
+    /// Receives from the queues not paused.
+    async fn receive_unpaused(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>> {
         let deadline = Instant::now() + req.wait;
         loop {
             if req.stop.is_cancelled() {
@@ -499,6 +453,80 @@ impl Broker for AmqpBroker {
                 _ = req.stop.cancelled() => {}
             }
         }
+    }
+
+    /// Deliveries of a queue paused while they were on their way are handed back, not run.
+    async fn hand_back_paused(&self, got: Vec<Delivery>) -> Vec<Delivery> {
+        let paused: Vec<bool> = {
+            let st = self.state();
+            got.iter().map(|d| st.paused.contains(&*d.queue)).collect()
+        };
+        if !paused.contains(&true) {
+            return got;
+        }
+        let mut keep = Vec::with_capacity(got.len());
+        for (d, p) in got.into_iter().zip(paused) {
+            if !p {
+                keep.push(d);
+            } else if let Err(e) = self.release(&d).await {
+                tracing::warn!(queue = %d.queue, error = %e, "could not hand back a task read as its queue paused");
+            }
+        }
+        keep
+    }
+}
+
+#[async_trait]
+impl Broker for AmqpBroker {
+    fn kind(&self) -> &'static str {
+        "amqp"
+    }
+
+    async fn publish(&self, task: &TaskMessage) -> Result<()> {
+        let due = task.eta.map(|e| time::to_millis(e) as i64);
+        self.enqueue_bytes(&task.queue, &task.encode()?, due).await
+    }
+
+    async fn publish_many(&self, tasks: &[TaskMessage]) -> Vec<Result<()>> {
+        // Publish everything, then await the confirms together (pipelined), task by task.
+        let mut pending = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            let sent = async {
+                let ch = self.declare(&t.queue).await?;
+                let n = self.names(&t.queue);
+                let body = t.encode()?;
+                let due = t.eta.map(|e| time::to_millis(e) as i64).filter(|d| *d > now_ms());
+                let (routing, props) = match due {
+                    Some(due) => {
+                        let bucket = topology::bucket_for(Duration::from_millis((due - now_ms()).max(0) as u64));
+                        (n.bucket(bucket), headers::props(&[(headers::DUE, due)], &[]))
+                    }
+                    None => (n.main.clone(), headers::props(&[], &[])),
+                };
+                let opts = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
+                ch.basic_publish("".into(), routing.as_str().into(), opts, &body, props).await.map_err(err)
+            }
+            .await;
+            pending.push(sent);
+        }
+        let mut out = Vec::with_capacity(tasks.len());
+        for p in pending {
+            out.push(match p {
+                Ok(confirm) => match confirm.await.map_err(err) {
+                    Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => Ok(()),
+                    Ok(Confirmation::Ack(Some(_))) => Err(Error::broker("RabbitMQ could not route the message")),
+                    Ok(Confirmation::Nack(_)) => Err(Error::broker("RabbitMQ refused the message (publisher nack)")),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
+    async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>> {
+        let got = self.receive_unpaused(req).await?;
+        Ok(self.hand_back_paused(got).await)
     }
 
     async fn ack(&self, d: &Delivery) -> Result<()> {

@@ -113,6 +113,8 @@ struct Inner {
     client: Client,
     urls: tokio::sync::Mutex<HashMap<String, String>>,
     paused: Mutex<std::collections::HashSet<String>>,
+    /// Wakes receivers whose queues were all paused.
+    resumed: tokio::sync::Notify,
     deletes: tokio::sync::mpsc::UnboundedSender<deleter::DeleteRequest>,
 }
 
@@ -139,7 +141,14 @@ impl SqsBroker {
         }
         let client = Client::new(&loader.load().await);
         let deletes = deleter::start(client.clone());
-        let inner = Inner { cfg, client, urls: Default::default(), paused: Default::default(), deletes };
+        let inner = Inner {
+            cfg,
+            client,
+            urls: Default::default(),
+            paused: Default::default(),
+            resumed: Default::default(),
+            deletes,
+        };
         Ok(SqsBroker { inner: Arc::new(inner) })
     }
 
@@ -338,6 +347,74 @@ fn count(attrs: &HashMap<QueueAttributeName, String>, name: QueueAttributeName) 
     attrs.get(&name).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
+impl SqsBroker {
+    /// Receives from the queues not paused.
+    async fn receive_unpaused(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>> {
+        let deadline = tokio::time::Instant::now() + req.wait;
+        let resumed = self.inner.resumed.notified();
+        let queues: Vec<&str> = {
+            let paused = self.inner.paused.lock().unwrap_or_else(|e| e.into_inner());
+            req.queues.iter().copied().filter(|q| !paused.contains(*q)).collect()
+        };
+        if queues.is_empty() {
+            // Every queue paused: wait for a resume (or the time), not spin.
+            tokio::select! {
+                _ = resumed => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = req.stop.cancelled() => {}
+            }
+            return Ok(Vec::new());
+        }
+        loop {
+            let mut out = Vec::new();
+            for q in &queues {
+                if out.len() >= req.max {
+                    break;
+                }
+                match self.poll(q, req.max - out.len(), 0, req.lease).await {
+                    Ok(got) => out.extend(got),
+                    Err(e) if !out.is_empty() => {
+                        tracing::warn!(queue = %q, error = %e, "receive failed part-way");
+                        return Ok(out);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !out.is_empty() || left.is_zero() || req.stop.is_cancelled() {
+                return Ok(out);
+            }
+            // Long poll: the whole wait on a single queue, a second at a time on several.
+            let wait_s = if queues.len() == 1 { left.as_secs().clamp(1, 20) } else { 1 } as i32;
+            let got = self.poll(queues[0], req.max, wait_s, req.lease).await?;
+            if !got.is_empty() {
+                return Ok(got);
+            }
+        }
+    }
+
+    /// Deliveries of a queue paused while they were on their way (a long poll) are handed
+    /// back, not run.
+    async fn hand_back_paused(&self, got: Vec<Delivery>) -> Vec<Delivery> {
+        let paused: Vec<bool> = {
+            let p = self.inner.paused.lock().unwrap_or_else(|e| e.into_inner());
+            got.iter().map(|d| p.contains(&*d.queue)).collect()
+        };
+        if !paused.contains(&true) {
+            return got;
+        }
+        let mut keep = Vec::with_capacity(got.len());
+        for (d, p) in got.into_iter().zip(paused) {
+            if !p {
+                keep.push(d);
+            } else if let Err(e) = self.release(&d).await {
+                tracing::warn!(queue = %d.queue, error = %e, "could not hand back a task read as its queue paused");
+            }
+        }
+        keep
+    }
+}
+
 #[async_trait]
 impl Broker for SqsBroker {
     fn kind(&self) -> &'static str {
@@ -399,37 +476,8 @@ impl Broker for SqsBroker {
     }
 
     async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>> {
-        let deadline = tokio::time::Instant::now() + req.wait;
-        let queues: Vec<&str> = {
-            let paused = self.inner.paused.lock().unwrap_or_else(|e| e.into_inner());
-            req.queues.iter().copied().filter(|q| !paused.contains(*q)).collect()
-        };
-        loop {
-            let mut out = Vec::new();
-            for q in &queues {
-                if out.len() >= req.max {
-                    break;
-                }
-                match self.poll(q, req.max - out.len(), 0, req.lease).await {
-                    Ok(got) => out.extend(got),
-                    Err(e) if !out.is_empty() => {
-                        tracing::warn!(queue = %q, error = %e, "receive failed part-way");
-                        return Ok(out);
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if !out.is_empty() || left.is_zero() || req.stop.is_cancelled() || queues.is_empty() {
-                return Ok(out);
-            }
-            // Long poll: the whole wait on a single queue, a second at a time on several.
-            let wait_s = if queues.len() == 1 { left.as_secs().clamp(1, 20) } else { 1 } as i32;
-            let got = self.poll(queues[0], req.max, wait_s, req.lease).await?;
-            if !got.is_empty() {
-                return Ok(got);
-            }
-        }
+        let got = self.receive_unpaused(req).await?;
+        Ok(self.hand_back_paused(got).await)
     }
 
     async fn ack(&self, d: &Delivery) -> Result<()> {
@@ -519,6 +567,7 @@ impl QueueAdmin for SqsBroker {
 
     async fn resume(&self, queue: &str) -> Result<()> {
         self.inner.paused.lock().unwrap_or_else(|e| e.into_inner()).remove(queue);
+        self.inner.resumed.notify_waiters();
         Ok(())
     }
 
