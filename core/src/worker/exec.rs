@@ -96,9 +96,6 @@ async fn process(ctx: &Ctx, d: &Delivery, held: Held<'_>) {
         };
     };
 
-    // The handler starts while the `active` state is being recorded (not a round trip later);
-    // both finish before the outcome is recorded, so the states stay in order.
-    let active = s.backend.update(&task, StateUpdate::to(TaskState::Active, task.retried));
     // The handler chain is wrapped in CatchPanic outermost and innermost (see WorkerBuilder::build).
     let fut = handler.call(Request { task: task.clone(), shutdown: ctx.shutdown.clone() });
     let run = async {
@@ -108,9 +105,26 @@ async fn process(ctx: &Ctx, d: &Delivery, held: Held<'_>) {
             _ = ctx.hard.cancelled() => None,
         }
     };
-    let (recorded, out): (Result<()>, Option<TaskResult>) = tokio::join!(active, run);
+    tokio::pin!(run);
+    // A task still running after ACTIVE_AFTER is recorded `active`, while it goes on; the
+    // record is written before the outcome's, so the states stay in order. One that finishes
+    // sooner goes from `pending` to its outcome directly: a backend write per task saved where
+    // tasks are many and short, and nothing anyone could have watched.
+    let early = tokio::select! {
+        biased;
+        out = &mut run => Some(out),
+        _ = tokio::time::sleep(ACTIVE_AFTER) => None,
+    };
+    let out: Option<TaskResult> = match early {
+        Some(out) => out,
+        None => {
+            let active = s.backend.update(&task, StateUpdate::to(TaskState::Active, task.retried));
+            let (recorded, out) = tokio::join!(active, &mut run);
+            log_err(recorded, "record active state");
+            out
+        }
+    };
     let _settling = held.settling(&ctx.settling).await;
-    log_err(recorded, "record active state");
 
     match out {
         None => Box::pin(hand_back(s, d, &task)).await,
@@ -138,6 +152,9 @@ async fn process(ctx: &Ctx, d: &Delivery, held: Held<'_>) {
         Some(Err(e)) => Box::pin(fail(s, d, &task, e)).await,
     }
 }
+
+/// How long a task runs before its `active` state is recorded.
+pub(crate) const ACTIVE_AFTER: Duration = Duration::from_millis(10);
 
 /// The task as it stands after `lost` expired leases: each counts as a failed attempt.
 fn with_lost_leases(task: &Arc<TaskMessage>, lost: u32) -> Arc<TaskMessage> {

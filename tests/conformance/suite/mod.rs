@@ -113,6 +113,7 @@ macro_rules! conformance_suite {
             worker::strict_priority_drains_higher_first,
             worker::weighted_priority_follows_weights,
             worker::pause_holds_tasks_until_resume,
+            worker::running_task_is_recorded_active,
             worker::shutdown_hands_unfinished_tasks_back,
             worker::shutdown_waits_for_running_tasks,
             worker::abandoned_lease_is_redelivered,

@@ -80,6 +80,25 @@ pub async fn weighted_priority_follows_weights(env: Env) {
     assert!((0.03..=0.19).contains(&share[2]), "low share {share:?} of {counts:?}");
 }
 
+pub async fn running_task_is_recorded_active(env: Env) {
+    let q = env.q("active");
+    let client = env.client();
+    let w = Running::start(env.worker().queue(&q, 1));
+    // A task that runs a while is seen `active` meanwhile (one that finishes within
+    // ACTIVE_AFTER goes from pending to completed directly).
+    let slow = client.task(probe, Probe { sleep_ms: 600, ..Probe::new(&q) }).queue(&q).build().unwrap();
+    client.enqueue_message(slow.clone()).await.unwrap();
+    eventually(WAIT, "the running task recorded active", || async {
+        client.get(&slow.id).await.unwrap().is_some_and(|r| r.state == TaskState::Active)
+    })
+    .await;
+    assert_eq!(client.wait(&slow.id, WAIT).await.unwrap().state, TaskState::Completed);
+    let quick = client.task(probe, Probe::new(&q)).queue(&q).build().unwrap();
+    client.enqueue_message(quick.clone()).await.unwrap();
+    assert_eq!(client.wait(&quick.id, WAIT).await.unwrap().state, TaskState::Completed);
+    w.stop().await;
+}
+
 pub async fn pause_holds_tasks_until_resume(env: Env) {
     let q = env.q("pause");
     let client = env.client();
