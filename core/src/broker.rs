@@ -278,3 +278,25 @@ pub trait RawPublish: Send + Sync {
     /// Stores `bytes` in `queue` as one message.
     async fn publish_raw(&self, queue: &str, bytes: Vec<u8>) -> Result<()>;
 }
+
+/// For brokers that keep pause flags of their own: hands back (with [`Broker::release`]) the
+/// deliveries in `got` whose queue `is_paused` now (paused while they were on their way, in a
+/// pull or a long poll), so that they are not run, and returns the others.
+pub async fn hand_back_paused<B: Broker + ?Sized>(
+    broker: &B,
+    got: Vec<Delivery>,
+    is_paused: impl Fn(&str) -> bool,
+) -> Vec<Delivery> {
+    if !got.iter().any(|d| is_paused(&d.queue)) {
+        return got;
+    }
+    let mut keep = Vec::with_capacity(got.len());
+    for d in got {
+        if !is_paused(&d.queue) {
+            keep.push(d);
+        } else if let Err(e) = broker.release(&d).await {
+            tracing::warn!(queue = %d.queue, error = %e, "could not hand back a task read as its queue paused");
+        }
+    }
+    keep
+}

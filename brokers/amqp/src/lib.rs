@@ -454,26 +454,6 @@ impl AmqpBroker {
             }
         }
     }
-
-    /// Deliveries of a queue paused while they were on their way are handed back, not run.
-    async fn hand_back_paused(&self, got: Vec<Delivery>) -> Vec<Delivery> {
-        let paused: Vec<bool> = {
-            let st = self.state();
-            got.iter().map(|d| st.paused.contains(&*d.queue)).collect()
-        };
-        if !paused.contains(&true) {
-            return got;
-        }
-        let mut keep = Vec::with_capacity(got.len());
-        for (d, p) in got.into_iter().zip(paused) {
-            if !p {
-                keep.push(d);
-            } else if let Err(e) = self.release(&d).await {
-                tracing::warn!(queue = %d.queue, error = %e, "could not hand back a task read as its queue paused");
-            }
-        }
-        keep
-    }
 }
 
 #[async_trait]
@@ -526,7 +506,7 @@ impl Broker for AmqpBroker {
 
     async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>> {
         let got = self.receive_unpaused(req).await?;
-        Ok(self.hand_back_paused(got).await)
+        Ok(conveyor_core::broker::hand_back_paused(self, got, |q| self.state().paused.contains(q)).await)
     }
 
     async fn ack(&self, d: &Delivery) -> Result<()> {

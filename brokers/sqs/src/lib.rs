@@ -392,27 +392,6 @@ impl SqsBroker {
             }
         }
     }
-
-    /// Deliveries of a queue paused while they were on their way (a long poll) are handed
-    /// back, not run.
-    async fn hand_back_paused(&self, got: Vec<Delivery>) -> Vec<Delivery> {
-        let paused: Vec<bool> = {
-            let p = self.inner.paused.lock().unwrap_or_else(|e| e.into_inner());
-            got.iter().map(|d| p.contains(&*d.queue)).collect()
-        };
-        if !paused.contains(&true) {
-            return got;
-        }
-        let mut keep = Vec::with_capacity(got.len());
-        for (d, p) in got.into_iter().zip(paused) {
-            if !p {
-                keep.push(d);
-            } else if let Err(e) = self.release(&d).await {
-                tracing::warn!(queue = %d.queue, error = %e, "could not hand back a task read as its queue paused");
-            }
-        }
-        keep
-    }
 }
 
 #[async_trait]
@@ -477,7 +456,10 @@ impl Broker for SqsBroker {
 
     async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>> {
         let got = self.receive_unpaused(req).await?;
-        Ok(self.hand_back_paused(got).await)
+        Ok(conveyor_core::broker::hand_back_paused(self, got, |q| {
+            self.inner.paused.lock().unwrap_or_else(|e| e.into_inner()).contains(q)
+        })
+        .await)
     }
 
     async fn ack(&self, d: &Delivery) -> Result<()> {
