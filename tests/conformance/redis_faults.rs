@@ -196,13 +196,18 @@ async fn scripts_flushed_while_waiting_are_loaded_again() {
 
 /// A queue's stream replaced by something else (deleted, then written without the consumer
 /// group): the next claim gives it its group back, archives the foreign entry and runs the rest.
+/// Both before a worker starts and under a running worker that reads the stream plainly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaced_stream_gets_its_group_back() {
     let Setup { prefix, broker, backend, client, mut conn } = Setup::new(&crate::redis::url()).await;
-    client.enqueue_message(message("fault:count", "regrouped")).await.unwrap();
     let stream = queue_key(&prefix, "regrouped", "s0");
-    redis::cmd("DEL").arg(&stream).query_async::<()>(&mut conn).await.unwrap();
-    redis::cmd("XADD").arg(&stream).arg("*").arg("junk").arg("x").query_async::<()>(&mut conn).await.unwrap();
+    // The foreign entry's field name is what it is archived under.
+    let replace = |mut conn: redis::aio::MultiplexedConnection, key: String, junk: &'static str| async move {
+        redis::cmd("DEL").arg(&key).query_async::<()>(&mut conn).await.unwrap();
+        redis::cmd("XADD").arg(&key).arg("*").arg(junk).arg("x").query_async::<()>(&mut conn).await.unwrap();
+    };
+    client.enqueue_message(message("fault:count", "regrouped")).await.unwrap();
+    replace(conn.clone(), stream.clone(), "junk-1").await;
     let rec = client.enqueue_message(message("fault:count", "regrouped")).await.unwrap();
     let w = Running::start(
         Worker::builder(broker.clone(), backend.clone())
@@ -214,6 +219,18 @@ async fn replaced_stream_gets_its_group_back() {
         broker.stats("regrouped").await.unwrap().archived == 1
     })
     .await;
+    // Again, under the running worker (now reading the one stream without the script).
+    let warm = client.enqueue_message(message("fault:count", "regrouped")).await.unwrap();
+    assert_eq!(client.wait(&warm.id, Duration::from_secs(10)).await.unwrap().state, TaskState::Completed);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    replace(conn.clone(), stream.clone(), "junk-2").await;
+    let rec = client.enqueue_message(message("fault:count", "regrouped")).await.unwrap();
+    assert_eq!(client.wait(&rec.id, Duration::from_secs(10)).await.unwrap().state, TaskState::Completed);
+    eventually(Duration::from_secs(10), "the second foreign entry archived", || async {
+        broker.stats("regrouped").await.unwrap().archived == 2
+    })
+    .await;
+    redis::cmd("PING").query_async::<()>(&mut conn).await.unwrap();
     w.stop().await;
 }
 

@@ -130,3 +130,50 @@ async fn plain_reads_honour_pause_and_priority() {
     redis::cmd("PING").query_async::<()>(&mut conn).await.unwrap();
     w.stop().await;
 }
+
+/// Acked entries kept behind a long task also go when that task is settled otherwise than by
+/// an ack (here: it fails, and its retry is scheduled), with no further ack on the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_entries_behind_a_retried_task_go_too() {
+    let Setup { prefix, broker, backend, client, mut conn } = Setup::new(&crate::redis::url()).await;
+    let stream = queue_key(&prefix, "tidy-retry", "s0");
+    let finish = Arc::new(Notify::new());
+    let f = finish.clone();
+    let w = Running::start(
+        Worker::builder(broker.clone(), backend.clone())
+            .register_handler("layout:fail", move |_req: Request| {
+                let f = f.clone();
+                async move {
+                    f.notified().await;
+                    Err(conveyor::TaskError::retry_after(Duration::from_secs(60), "not yet"))
+                }
+            })
+            .register_handler("fault:count", |_req: Request| async { ok() })
+            .concurrency(4)
+            .queue("tidy-retry", 1),
+    );
+    let slow = client.enqueue_message(message("layout:fail", "tidy-retry")).await.unwrap();
+    eventually(Duration::from_secs(10), "the long task running", || async {
+        broker.stats("tidy-retry").await.unwrap().active == 1
+    })
+    .await;
+    let batch: Vec<_> = (0..20).map(|_| message("fault:count", "tidy-retry")).collect();
+    for r in client.enqueue_messages(&batch).await {
+        r.unwrap();
+    }
+    for t in &batch {
+        assert_eq!(client.wait(&t.id, Duration::from_secs(10)).await.unwrap().state, TaskState::Completed);
+    }
+    finish.notify_one();
+    eventually(Duration::from_secs(10), "the task scheduled for its retry", || async {
+        client.get(&slow.id).await.unwrap().is_some_and(|r| r.state == TaskState::Retry)
+    })
+    .await;
+    eventually(Duration::from_secs(10), "the stream empty", || {
+        let (mut c, k) = (conn.clone(), stream.clone());
+        async move { redis::cmd("XLEN").arg(&k).query_async::<u64>(&mut c).await.unwrap() == 0 }
+    })
+    .await;
+    redis::cmd("PING").query_async::<()>(&mut conn).await.unwrap();
+    w.stop().await;
+}

@@ -23,7 +23,9 @@ while i <= #ARGV do
       out[#out + 1] = 0
     end
   end
-  forget(skey, ARGV, e0, t0 - 1, ARGV[t0 - 1])
+  if acked > 0 then
+    forget(skey, ARGV, e0, t0 - 1, ARGV[t0 - 1])
+  end
   -- Per stream, so that a failure on a later stream leaves no acked id marked live.
   if #done > 0 then
     redis.call('HDEL', KEYS[1], unpack(done))

@@ -9,7 +9,7 @@
 -- With `prep`, it reads nothing: the caller reads the queue's only stream itself, with a plain
 -- XREADGROUP of up to `prep` tasks pipelined right behind (Redis does that far cheaper than a
 -- read from a script, which converts every entry to Lua and back).
--- Returns { {suffix, n, then n times: entry id, payload}... (flat), next_delayed_ms ('' if none),
+-- Returns { {suffix, n, then n times: entry id, task id, payload}... (flat), next_delayed_ms ('' if none),
 -- now_ms, the queue's streams in reading order, 1 if the queue is paused (else 0) }.
 local now = now_ms()
 local max = math.min(tonumber(ARGV[1]), 1000)
@@ -92,6 +92,7 @@ if redis.call('SET', KEYS[6], 1, 'NX', 'PX', 200) then
   -- tasks all sit in one stream again can be read without a script.
   for _, s in ipairs(streams()) do
     local skey = base .. ':' .. s
+    trim_head(skey)
     if redis.call('XLEN', skey) == 0 then
       local p = redis.pcall('XPENDING', skey, GROUP)
       if p.err or p[1] == 0 then
@@ -116,7 +117,11 @@ if prep then
   if not paused and #suffixes == 1 then
     local skey = base .. ':' .. suffixes[1]
     local p = redis.pcall('XPENDING', skey, GROUP)
-    if not p.err and redis.call('XLEN', skey) - p[1] > prep then
+    if p.err then
+      -- The stream was replaced by something else: give it its group back, from the start,
+      -- for the read that follows.
+      redis.call('XGROUP', 'CREATE', skey, GROUP, '0')
+    elseif redis.call('XLEN', skey) - p[1] > prep then
       signal(KEYS[4])
     end
   end
@@ -136,20 +141,20 @@ elseif not paused then
       r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', max - got, 'STREAMS', skey, '>')
     end
     if r then
-      -- Per stream: its suffix, how many entries, then per entry its id and payload. The task
-      -- id is inside the payload; an entry carrying lost leases has its id sent as `ID#LOST`.
+      -- Per stream: its suffix, how many entries, then per entry its id, task id and payload;
+      -- an entry carrying lost leases has its id sent as `ID#LOST`.
       local entries = r[1][2]
       out[#out + 1] = s
       out[#out + 1] = #entries
       for _, e in ipairs(entries) do
-        local fl = e[2]
-        if #fl > 2 then
-          local _, _, lost = entry_task(e[1], fl)
+        local tid, msg, lost = entry_task(e[1], e[2])
+        if lost > 0 then
           out[#out + 1] = e[1] .. '#' .. lost
         else
           out[#out + 1] = e[1]
         end
-        out[#out + 1] = fl[2] or ''
+        out[#out + 1] = tid
+        out[#out + 1] = msg
       end
       got = got + #entries
     end

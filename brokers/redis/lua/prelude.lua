@@ -73,6 +73,32 @@ local function parse_ref(base, ref)
   local suffix = string.sub(ref, 1, sep - 1)
   return base .. ':' .. suffix, string.sub(ref, sep + 1), clamp_prio(string.sub(suffix, 2))
 end
+-- Cuts a stream's head: every entry before the oldest one still pending was delivered and
+-- settled, and with nothing pending, every entry delivered so far. Deleting entries one by one
+-- (XDEL) costs Redis far more than this (XTRIM). A stream that is gone or has no group is left
+-- as it is. Returns the oldest pending entry's id, if any.
+local function trim_head(skey)
+  local p = redis.pcall('XPENDING', skey, GROUP)
+  if p.err then
+    return nil
+  end
+  if p[1] > 0 then
+    redis.call('XTRIM', skey, 'MINID', p[2])
+    return p[2]
+  end
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', skey)) do
+    local f = {}
+    for i = 1, #g, 2 do
+      f[g[i]] = g[i + 1]
+    end
+    local last = f['last-delivered-id']
+    if f['name'] == GROUP and last and last ~= '0-0' then
+      redis.call('XTRIM', skey, 'MINID', last)
+      redis.call('XDEL', skey, last)
+    end
+  end
+  return nil
+end
 -- Takes a delivery out of its stream if the caller still holds it: XACK says whether it was
 -- pending (a lost lease was re-queued under a new entry, so a stale holder gets 0). Returns
 -- the task's id, payload, lost leases and priority, or nil.
@@ -85,34 +111,20 @@ local function take(base, ref)
   local e = redis.call('XRANGE', skey, eid, eid)
   local tid, msg, lost = entry_task(eid, e[1] and e[1][2] or {})
   redis.call('XDEL', skey, eid)
+  -- Acked entries kept behind this one (see `forget`) go now, not only at the next ack.
+  trim_head(skey)
   return { tid = tid, msg = msg, lost = lost, prio = prio }
 end
--- Removes acked entries (`args[from..to]`, the newest of them `newest`) from a stream.
--- Deleting entries one by one (XDEL) costs Redis far more than cutting the stream's head
--- (XTRIM), so the head is cut up to the oldest entry still pending: everything before it was
--- delivered and acked. Entries acked after an older one still pending stay until it is
--- settled. That is bounded: once the oldest pending entry was published more than 100 ms
+-- Removes acked entries (`args[from..to]`, the newest of them `newest`) from a stream: the
+-- head is cut (`trim_head`), and entries acked after an older one still pending stay until it
+-- is settled. That is bounded: once the oldest pending entry was published more than 100 ms
 -- before these, they are deleted one by one instead.
 local function forget(skey, args, from, to, newest)
-  local p = redis.call('XPENDING', skey, GROUP)
-  if p[1] == 0 then
-    -- Nothing pending: every entry delivered so far is acked and can go.
-    local last = newest
-    for _, g in ipairs(redis.call('XINFO', 'GROUPS', skey)) do
-      local f = {}
-      for i = 1, #g, 2 do
-        f[g[i]] = g[i + 1]
-      end
-      if f['name'] == GROUP then
-        last = f['last-delivered-id']
-      end
-    end
-    redis.call('XTRIM', skey, 'MINID', last)
-    redis.call('XDEL', skey, last)
+  local oldest = trim_head(skey)
+  if not oldest then
     return
   end
-  redis.call('XTRIM', skey, 'MINID', p[2])
-  local oldest_ms = tonumber(string.match(p[2], '^(%d+)')) or 0
+  local oldest_ms = tonumber(string.match(oldest, '^(%d+)')) or 0
   local newest_ms = tonumber(string.match(newest, '^(%d+)')) or 0
   if newest_ms - oldest_ms > 100 then
     redis.call('XDEL', skey, unpack(args, from, to))

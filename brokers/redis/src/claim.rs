@@ -57,6 +57,7 @@ impl Plan {
             script.arg(max);
             pipe.cmd("XREADGROUP").arg("GROUP").arg("g").arg(format!("l{}", ms(lease)));
             pipe.arg("COUNT").arg(max).arg("STREAMS").arg(k.stream(suffix)).arg(">");
+            pipe.cmd("EXISTS").arg(&k.paused);
         }
     }
 }
@@ -141,10 +142,11 @@ impl RedisBroker {
         }
     }
 
-    /// Reads a claim's answers: the script's, and for a plain read its reply. A script Redis
-    /// lost (a restart, `SCRIPT FLUSH`) is loaded again; a plain read that failed (its stream
-    /// was replaced, say) leaves reading to the script from then on. Returns the deliveries
-    /// and wake time, and whether nothing was read for one of those reasons (claim again).
+    /// Reads a claim's answers: the script's, and for a plain read its reply and whether the
+    /// queue was paused by then. A script Redis lost (a restart, `SCRIPT FLUSH`) is loaded
+    /// again; a plain read that failed (its stream was replaced, say) leaves the next claim to
+    /// the script. Returns the deliveries and wake time, and whether nothing was read for one
+    /// of those reasons (claim again).
     async fn take_answers(
         &self,
         queue: &str,
@@ -153,56 +155,69 @@ impl RedisBroker {
         mut answers: Vec<RedisResult<Value>>,
     ) -> Result<(ClaimResult, bool)> {
         let mut ds = Deliveries::new(queue, k.clone());
-        let mut again = false;
+        let (mut again, mut read_failed, mut paused_after) = (false, false, false);
         if let Plan::Plain(suffix) = plan {
+            // Pipelined after the read: the pause flag as the read left it (the script's view
+            // is from before, and a pause can come in between).
+            paused_after = matches!(answers.pop(), Some(Ok(Value::Int(1))));
             match answers.pop() {
                 Some(Ok(reply)) => ds.add_read_reply(suffix, reply),
                 Some(Err(e)) => {
-                    tracing::debug!(queue, error = %e, "plain read failed; the claim script reads instead");
-                    k.set_plain_read(None);
+                    tracing::debug!(queue, error = %e, "plain read failed; the claim script reads next");
+                    read_failed = true;
                     again = true;
                 }
                 None => again = true,
             }
         }
-        let script = match answers.pop() {
-            Some(Ok(v)) => redis::from_redis_value::<Claimed>(v)
-                .map_err(|e| Error::broker(format!("unexpected answer from the claim script: {e}"))),
+        // `None`: Redis had lost the script (now loaded again).
+        let script: Option<Result<Claimed>> = match answers.pop() {
+            Some(Ok(v)) => Some(
+                redis::from_redis_value::<Claimed>(v)
+                    .map_err(|e| Error::broker(format!("unexpected answer from the claim script: {e}"))),
+            ),
             Some(Err(e)) if e.code() == Some("NOSCRIPT") => {
                 scripts::CLAIM.prepare_invoke().load_async(&mut self.conn()).await.map_err(err)?;
-                let again = again || ds.out.is_empty();
-                return Ok(((ds.out, None), again));
+                None
             }
-            Some(Err(e)) => Err(err(e)),
-            None => Err(Error::broker("no answer from the claim script")),
+            Some(Err(e)) => Some(Err(err(e))),
+            None => Some(Err(Error::broker("no answer from the claim script"))),
         };
         let mut wake = None;
+        let mut paused = paused_after;
         match script {
-            Ok((items, next_delayed, now, streams, paused)) => {
+            Some(Ok((items, next_delayed, now, streams, p))) => {
                 ds.add_script_answer(items);
                 let now: f64 = now.parse().unwrap_or(0.0);
                 wake = next_delayed.parse::<f64>().ok().map(|t| (t - now).max(0.0) as u64);
+                paused |= p != 0;
                 let only = match streams.as_slice() {
-                    [only] if paused == 0 => Some(only.clone()),
+                    [only] if !paused && !read_failed => Some(only.clone()),
                     _ => None,
                 };
                 k.set_plain_read(only);
-                if paused != 0 && matches!(plan, Plan::Plain(_)) {
-                    // Read in the moment the queue was paused: handed back, not run.
-                    for d in std::mem::take(&mut ds.out) {
-                        if let Err(e) = self.release(&d).await {
-                            tracing::warn!(queue, error = %e, "could not hand back a task read as the queue paused");
-                        }
-                    }
-                }
             }
-            Err(e) => {
+            None => {
+                k.set_plain_read(None);
+                again |= ds.out.is_empty();
+            }
+            Some(Err(e)) => {
                 k.set_plain_read(None);
                 if ds.out.is_empty() {
                     return Err(e);
                 }
                 // Keeps what the plain read leased; the next claim runs the whole script.
                 tracing::warn!(queue, error = %e, "claim upkeep failed");
+            }
+        }
+        if paused && matches!(plan, Plan::Plain(_)) && !ds.out.is_empty() {
+            // Read in the moment the queue was paused: handed back, not run. One that cannot be
+            // handed back runs rather than wait out its lease.
+            for d in std::mem::take(&mut ds.out) {
+                if let Err(e) = self.release(&d).await {
+                    tracing::warn!(queue, error = %e, "could not hand back a task read as the queue paused");
+                    ds.out.push(d);
+                }
             }
         }
         Ok(((ds.out, wake), again))

@@ -22,21 +22,23 @@ impl Deliveries {
     }
 
     /// The claim script's flat answer: per stream read, its suffix, a count, and that many
-    /// entry ids (`ENTRY-ID`, or `ENTRY-ID#LOST` once a lease was lost) and payloads.
+    /// entry ids (`ENTRY-ID`, or `ENTRY-ID#LOST` once a lease was lost), task ids and payloads.
     pub(crate) fn add_script_answer(&mut self, items: Vec<Value>) {
-        self.out.reserve(items.len() / 2);
+        self.out.reserve(items.len() / 3);
         let mut items = items.into_iter();
         while let (Some(suffix), Some(n)) = (items.next(), items.next()) {
             let suffix = text(suffix);
             let n = redis::from_redis_value::<usize>(n).unwrap_or(0);
             for _ in 0..n {
-                let (Some(eid), Some(payload)) = (items.next(), items.next()) else { break };
+                let (Some(eid), Some(id), Some(payload)) = (items.next(), items.next(), items.next()) else {
+                    break;
+                };
                 let eid = text(eid);
                 let (eid, lost) = match eid.split_once('#') {
                     Some((e, lost)) => (e, lost.parse().unwrap_or(0)),
                     None => (eid.as_str(), 0),
                 };
-                self.push(&suffix, eid, lost, bytes(payload));
+                self.push(&suffix, eid, text(id), lost, bytes(payload));
             }
         }
     }
@@ -55,7 +57,8 @@ impl Deliveries {
             for entry in entries {
                 let mut entry = array(entry).into_iter();
                 let eid = entry.next().map(text).unwrap_or_default();
-                let mut fields = entry.next().map(array).unwrap_or_default().into_iter().skip(1);
+                let mut fields = entry.next().map(array).unwrap_or_default().into_iter();
+                let id = fields.next().map(text).unwrap_or_else(|| format!("entry:{eid}"));
                 let payload = fields.next().map(bytes).unwrap_or_default();
                 let mut lost = 0;
                 while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
@@ -63,19 +66,14 @@ impl Deliveries {
                         lost = text(value).parse().unwrap_or(0);
                     }
                 }
-                self.push(suffix, &eid, lost, payload);
+                self.push(suffix, &eid, id, lost, payload);
             }
         }
     }
 
-    fn push(&mut self, suffix: &str, eid: &str, lost_leases: u32, payload: Vec<u8>) {
+    /// `id` is the task id the entry is stored under (what the live-id mark is kept by).
+    fn push(&mut self, suffix: &str, eid: &str, id: String, lost_leases: u32, payload: Vec<u8>) {
         let payload = Payload::decode(payload);
-        // The id inside the payload; an undecodable entry is only ever archived, and the
-        // archive script reads its id from the entry.
-        let id = match &payload {
-            Payload::Task(t) => t.id.as_str().to_owned(),
-            Payload::Undecodable { .. } => String::new(),
-        };
         self.out.push(Delivery {
             receipt: Receipt::new(RedisReceipt { keys: self.keys.clone(), id, token: format!("{suffix}|{eid}") }),
             queue: self.queue.clone(),

@@ -276,7 +276,7 @@ impl SqsBroker {
                             .await
                             .map_err(err)?;
                     } else {
-                        let dedup = format!("hop-{}", now_ms());
+                        let dedup = format!("hop-{}", uuid::Uuid::new_v4().simple());
                         self.send(queue, false, body, attrs.clone(), Some(due), &dedup).await?;
                         self.delete(&r).await?;
                     }
@@ -488,7 +488,9 @@ impl Broker for SqsBroker {
     async fn release(&self, d: &Delivery) -> Result<()> {
         // A fresh copy, so that the hand-back is not counted as a lost lease.
         let r = self.receipt(d)?;
-        let dedup = format!("release-{}", now_ms());
+        // Unique: on a FIFO queue, two hand-backs with one deduplication id within five
+        // minutes would keep only the first, and the second task would be lost.
+        let dedup = format!("release-{}", uuid::Uuid::new_v4().simple());
         self.send(&r.queue, false, &r.body, r.attrs.clone(), None, &dedup).await?;
         self.delete(r).await
     }
