@@ -23,6 +23,7 @@
 
 mod b64;
 mod deleter;
+mod receive;
 
 /// The AWS SDK in use, for the benchmark's raw baseline. Not part of the API.
 #[doc(hidden)]
@@ -34,9 +35,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
-};
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, QueueAttributeName};
 use aws_sdk_sqs::Client;
 use conveyor_core::{
     time, ArchivedTask, Broker, Delivery, Error, Payload, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest,
@@ -236,75 +235,6 @@ impl SqsBroker {
         answer.await.map_err(|_| Error::broker("the delete flusher has stopped"))?
     }
 
-    /// One ReceiveMessage call on `queue`.
-    async fn poll(&self, queue: &str, max: usize, wait_s: i32, lease: Duration) -> Result<Vec<Delivery>> {
-        let url = self.url(queue, false).await?;
-        let out = self
-            .client()
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(max.clamp(1, 10) as i32)
-            .wait_time_seconds(wait_s)
-            .visibility_timeout(lease.as_secs().clamp(1, 43_200) as i32)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .map_err(err)?;
-        let mut deliveries = Vec::new();
-        for m in out.messages() {
-            let (Some(body), Some(handle)) = (m.body(), m.receipt_handle()) else { continue };
-            let attrs = m.message_attributes().cloned().unwrap_or_default();
-            let r = SqsReceipt {
-                url: url.clone(),
-                handle: handle.to_owned(),
-                queue: queue.to_owned(),
-                body: Arc::new(body.to_owned()),
-                attrs: attrs.clone(),
-            };
-            // Not due yet: send the rest of the delay on, or (FIFO) stay invisible until due.
-            if let Some(due) = attrs.get(DUE).and_then(|v| v.string_value()).and_then(|v| v.parse::<i64>().ok()) {
-                if due > now_ms() {
-                    if queue.ends_with(".fifo") {
-                        let secs = ((due - now_ms()) as u64).div_ceil(1000).clamp(1, 43_200);
-                        self.client()
-                            .change_message_visibility()
-                            .queue_url(&url)
-                            .receipt_handle(handle)
-                            .visibility_timeout(secs as i32)
-                            .send()
-                            .await
-                            .map_err(err)?;
-                    } else {
-                        let dedup = format!("hop-{}", uuid::Uuid::new_v4().simple());
-                        self.send(queue, false, body, attrs.clone(), Some(due), &dedup).await?;
-                        self.delete(&r).await?;
-                    }
-                    continue;
-                }
-            }
-            let received: u32 = m
-                .attributes()
-                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1);
-            let bytes = match attrs.get(ENCODING).and_then(|v| v.string_value()) {
-                Some("base64") => b64::decode(body).unwrap_or_else(|| body.as_bytes().to_vec()),
-                _ => body.as_bytes().to_vec(),
-            };
-            let payload = Payload::decode(bytes);
-            let lost = received.saturating_sub(1);
-            deliveries.push(Delivery {
-                receipt: Receipt::new(r),
-                queue: Arc::from(queue),
-                payload,
-                redelivered: lost > 0,
-                lost_leases: lost,
-            });
-        }
-        Ok(deliveries)
-    }
-
     /// One entry of a `SendMessageBatch`, with its queue URL.
     async fn batch_entry(
         &self,
@@ -345,53 +275,6 @@ impl SqsBroker {
 
 fn count(attrs: &HashMap<QueueAttributeName, String>, name: QueueAttributeName) -> u64 {
     attrs.get(&name).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
-impl SqsBroker {
-    /// Receives from the queues not paused.
-    async fn receive_unpaused(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>> {
-        let deadline = tokio::time::Instant::now() + req.wait;
-        let resumed = self.inner.resumed.notified();
-        let queues: Vec<&str> = {
-            let paused = self.inner.paused.lock().unwrap_or_else(|e| e.into_inner());
-            req.queues.iter().copied().filter(|q| !paused.contains(*q)).collect()
-        };
-        if queues.is_empty() {
-            // Every queue paused: wait for a resume (or the time), not spin.
-            tokio::select! {
-                _ = resumed => {}
-                _ = tokio::time::sleep_until(deadline) => {}
-                _ = req.stop.cancelled() => {}
-            }
-            return Ok(Vec::new());
-        }
-        loop {
-            let mut out = Vec::new();
-            for q in &queues {
-                if out.len() >= req.max {
-                    break;
-                }
-                match self.poll(q, req.max - out.len(), 0, req.lease).await {
-                    Ok(got) => out.extend(got),
-                    Err(e) if !out.is_empty() => {
-                        tracing::warn!(queue = %q, error = %e, "receive failed part-way");
-                        return Ok(out);
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if !out.is_empty() || left.is_zero() || req.stop.is_cancelled() {
-                return Ok(out);
-            }
-            // Long poll: the whole wait on a single queue, a second at a time on several.
-            let wait_s = if queues.len() == 1 { left.as_secs().clamp(1, 20) } else { 1 } as i32;
-            let got = self.poll(queues[0], req.max, wait_s, req.lease).await?;
-            if !got.is_empty() {
-                return Ok(got);
-            }
-        }
-    }
 }
 
 #[async_trait]
