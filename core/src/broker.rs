@@ -200,8 +200,9 @@ pub trait Broker: Send + Sync + 'static {
     /// `req.wait` for the first one. Each task is leased to the caller for `req.lease`.
     /// Paused queues are skipped.
     ///
-    /// - Redis: a Lua script reads them with `XREADGROUP`, which leases them (the group's pending
-    ///   list, where their idle time is the lease); blocking wake-up via a notification list.
+    /// - Redis: `XREADGROUP` leases them (the group's pending list, where their idle time is the
+    ///   lease), behind a Lua script that does the claim's upkeep (or reads itself, for a queue
+    ///   with several streams); blocking wake-up via a notification list.
     /// - RabbitMQ: consumers with prefetch; the lease is the unacked state (no deadline).
     /// - SQS: `ReceiveMessage` (long poll, up to 10) with `VisibilityTimeout = lease`.
     async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>>;
@@ -211,7 +212,8 @@ pub trait Broker: Send + Sync + 'static {
     /// This and the other settling calls (`retry`, `archive`, `release`) return
     /// [`Error::LeaseLost`](crate::Error::LeaseLost) when the broker no longer holds the delivery for the caller.
     ///
-    /// - Redis: script, `XACK` + `XDEL`. RabbitMQ: `basic.ack`. SQS: `DeleteMessage`.
+    /// - Redis: script, `XACK`, then the stream's head is trimmed. RabbitMQ: `basic.ack`. SQS:
+    ///   `DeleteMessage`.
     async fn ack(&self, delivery: &Delivery) -> Result<()>;
 
     /// The attempt failed: store `task` (the updated envelope: `retried`, `last_error`) to run
@@ -245,7 +247,7 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Counts for one queue.
     ///
-    /// - Redis: `XLEN`/`XPENDING`/`ZCARD`. RabbitMQ: passive declare (pending only, others estimated).
+    /// - Redis: `XINFO GROUPS` (pending, lag)/`ZCARD`. RabbitMQ: passive declare (pending only, others estimated).
     /// - SQS: `GetQueueAttributes` (approximate).
     async fn stats(&self, queue: &str) -> Result<QueueStats>;
 

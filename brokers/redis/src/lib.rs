@@ -1,11 +1,13 @@
 //! The Redis broker of [Conveyor](https://crates.io/crates/conveyor).
 //!
 //! - **Atomic**: every state change is one Lua script (`lua/*.lua`, one file per operation),
-//!   on the server's clock; all keys of a queue share the hash tag `{prefix:queue}`.
+//!   on the server's clock, or one atomic command (a plain `XREADGROUP`, see `claim.rs`); all
+//!   keys of a queue share the hash tag `{prefix:queue}`.
 //! - **Streams**: ready tasks are entries of a Redis stream per priority, read through a
 //!   consumer group. A claim (`XREADGROUP`) leases the tasks it reads: they stay in the group's
 //!   pending list, owned by the consumer `l<lease_ms>`, whose idle time there is the lease; the
-//!   worker's heartbeat resets it (`XCLAIM … JUSTID`). An ack is `XACK` + `XDEL`.
+//!   worker's heartbeat resets it (`XCLAIM … JUSTID`). An ack is `XACK`; acked entries are cut
+//!   from the stream's head (`XTRIM MINID`).
 //! - **At least once**: at most every 200 ms a claim looks for entries idle longer than their
 //!   lease (their worker died) and queues them again as new entries, counting the lost lease,
 //!   so a task can never stay claimed with no lease. A delivery is named by its stream entry, so
@@ -66,18 +68,13 @@ struct Inner {
 fn group_counts(v: &redis::Value) -> (u64, Option<u64>) {
     let redis::Value::Array(groups) = v else { return (0, None) };
     for g in groups {
-        let fields: Vec<(String, redis::Value)> = match g {
-            redis::Value::Array(f) => f
+        let redis::Value::Array(fields) = g else { continue };
+        let field = |name: &str| {
+            fields
                 .chunks(2)
-                .filter_map(|kv| Some((redis::from_redis_value_ref::<String>(&kv[0]).ok()?, kv.get(1)?.clone())))
-                .collect(),
-            redis::Value::Map(m) => m
-                .iter()
-                .filter_map(|(k, v)| Some((redis::from_redis_value_ref::<String>(k).ok()?, v.clone())))
-                .collect(),
-            _ => continue,
+                .find(|kv| redis::from_redis_value_ref::<String>(&kv[0]).is_ok_and(|k| k == name))
+                .and_then(|kv| kv.get(1))
         };
-        let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
         if field("name").and_then(|v| redis::from_redis_value_ref::<String>(v).ok()).as_deref() != Some("g") {
             continue;
         }

@@ -12,19 +12,30 @@ use super::UnknownTask;
 use crate::backend::StateUpdate;
 use crate::broker::{Delivery, Payload};
 use crate::error::Result;
-use crate::handler::{ErrorKind, Request, TaskError, TaskResult};
+use crate::handler::{ErrorKind, Handler, Request, TaskError, TaskResult};
 use crate::task::{TaskMessage, TaskState, UniqueRelease};
 use crate::workflow;
 
 /// Waits for a handler slot, then runs the delivery; a delivery still waiting when the worker
 /// stops is handed back at once. `owned` (the delivery's place among those the worker holds) is
-/// given up at the end.
+/// given up once the handler returned.
 ///
 /// This is the future spawned per delivery, so its size is memory and copying per task: it
 /// owns its arguments (an `async move` block around it would hold them twice) and lends the
 /// delivery on by reference.
 pub(crate) async fn run_delivery(ctx: Arc<Ctx>, running: Arc<Semaphore>, d: Delivery, owned: OwnedSemaphorePermit) {
-    run_when_free(&ctx, &running, &d, owned).await;
+    let s = &*ctx.shared;
+    // The lease is renewed from now until the delivery is settled (acked, retried, archived,
+    // released), also while it waits for a handler slot.
+    let _lease = Leased::new(&s.inflight, d.receipt.clone());
+    let slot = tokio::select! {
+        biased;
+        p = running.acquire() => match p { Ok(p) => p, Err(_) => return },
+        _ = ctx.stop.cancelled() => {
+            return Box::pin(settle(|| s.broker.release(&d), "hand back of a prefetched task")).await;
+        }
+    };
+    process(&ctx, &d, Held { _slot: slot, _owned: owned }).await;
 }
 
 /// The permits a delivery holds while it runs: its handler slot, and its place among the
@@ -43,23 +54,8 @@ impl Held<'_> {
     }
 }
 
-async fn run_when_free(ctx: &Ctx, running: &Semaphore, d: &Delivery, owned: OwnedSemaphorePermit) {
-    let s = &*ctx.shared;
-    // The lease is renewed from now until the delivery is settled (acked, retried, archived,
-    // released), also while it waits for a handler slot.
-    let _lease = Leased::new(&s.inflight, d.receipt.clone());
-    let slot = tokio::select! {
-        biased;
-        p = running.acquire() => match p { Ok(p) => p, Err(_) => return },
-        _ = ctx.stop.cancelled() => {
-            return Box::pin(settle(|| s.broker.release(d), "hand back of a prefetched task")).await;
-        }
-    };
-    process(ctx, d, Held { _slot: slot, _owned: owned }).await;
-}
-
 /// The paths a task rarely takes (archive, retry, hand back, a workflow's next step) are boxed:
-/// inline, they made every delivery's spawned future 4.2 KB instead of 1.2 KB, memory held and
+/// inline, they made every delivery's spawned future several times larger, memory held and
 /// copied per task even though the ack path is the one nearly every task takes.
 async fn process(ctx: &Ctx, d: &Delivery, held: Held<'_>) {
     let s = &*ctx.shared;
@@ -96,34 +92,8 @@ async fn process(ctx: &Ctx, d: &Delivery, held: Held<'_>) {
         };
     };
 
-    // The handler chain is wrapped in CatchPanic outermost and innermost (see WorkerBuilder::build).
-    let fut = handler.call(Request { task: task.clone(), shutdown: ctx.shutdown.clone() });
-    let run = async {
-        tokio::select! {
-            biased;
-            r = run_limited(fut, attempt_limit(&task, now)) => Some(r),
-            _ = ctx.hard.cancelled() => None,
-        }
-    };
-    tokio::pin!(run);
-    // A task still running after ACTIVE_AFTER is recorded `active`, while it goes on; the
-    // record is written before the outcome's, so the states stay in order. One that finishes
-    // sooner goes from `pending` to its outcome directly: a backend write per task saved where
-    // tasks are many and short, and nothing anyone could have watched.
-    let early = tokio::select! {
-        biased;
-        out = &mut run => Some(out),
-        _ = tokio::time::sleep(ACTIVE_AFTER) => None,
-    };
-    let out: Option<TaskResult> = match early {
-        Some(out) => out,
-        None => {
-            let active = s.backend.update(&task, StateUpdate::to(TaskState::Active, task.retried));
-            let (recorded, out) = tokio::join!(active, &mut run);
-            log_err(recorded, "record active state");
-            out
-        }
-    };
+    // Boxed, so that the handler's timers and selects take no room in the rest of the future.
+    let out = Box::pin(run_handler(ctx, &task, handler.as_ref(), now)).await;
     let _settling = held.settling(&ctx.settling).await;
 
     match out {
@@ -150,6 +120,38 @@ async fn process(ctx: &Ctx, d: &Delivery, held: Held<'_>) {
         }
         Some(Err(e)) if e.kind() == ErrorKind::Interrupted => Box::pin(hand_back(s, d, &task)).await,
         Some(Err(e)) => Box::pin(fail(s, d, &task, e)).await,
+    }
+}
+
+/// Runs the handler (`None`: interrupted by a hard stop). A task still running after
+/// ACTIVE_AFTER is recorded `active`, while it goes on; the record is written before the
+/// outcome's, so the states stay in order. One that finishes sooner goes from `pending` to its
+/// outcome directly: a backend write per task saved where tasks are many and short, and nothing
+/// anyone could have watched.
+async fn run_handler(ctx: &Ctx, task: &Arc<TaskMessage>, handler: &dyn Handler, now: SystemTime) -> Option<TaskResult> {
+    // The handler chain is wrapped in CatchPanic outermost and innermost (see WorkerBuilder::build).
+    let fut = handler.call(Request { task: task.clone(), shutdown: ctx.shutdown.clone() });
+    let run = async {
+        tokio::select! {
+            biased;
+            r = run_limited(fut, attempt_limit(task, now)) => Some(r),
+            _ = ctx.hard.cancelled() => None,
+        }
+    };
+    tokio::pin!(run);
+    let early = tokio::select! {
+        biased;
+        out = &mut run => Some(out),
+        _ = tokio::time::sleep(ACTIVE_AFTER) => None,
+    };
+    match early {
+        Some(out) => out,
+        None => {
+            let active = ctx.shared.backend.update(task, StateUpdate::to(TaskState::Active, task.retried));
+            let (recorded, out) = tokio::join!(active, &mut run);
+            log_err(recorded, "record active state");
+            out
+        }
     }
 }
 
