@@ -19,6 +19,15 @@ use crate::entries::Deliveries;
 use crate::keys::QueueKeys;
 use crate::{err, ms, scripts, RedisBroker, MAX_CLAIM};
 
+/// What became of the claim script in a claim's pipeline.
+enum Script {
+    /// Not sent: a plain read alone.
+    Skipped,
+    /// Redis had lost it; it is loaded again, and nothing was claimed by it.
+    Reloaded,
+    Answered(Result<Claimed>),
+}
+
 /// What the claim script answers: the tasks it read (flat, see
 /// [`Deliveries::add_script_answer`]), when the next delayed task is due (empty if none), the
 /// server's time in ms, the queue's streams in reading order, and 1 if the queue is paused.
@@ -47,14 +56,25 @@ impl Plan {
         k.plain_read().map_or(Plan::Script, Plan::Plain)
     }
 
-    /// Adds the claim's commands to `pipe` (`nowake`: the caller needs no due time).
-    fn add(&self, pipe: &mut redis::Pipeline, k: &QueueKeys, max: usize, lease: Duration, nowake: bool) {
+    /// Whether a claim with this plan runs the script: a plain read after a wake-up skips
+    /// it unless `upkeep` (something falls due), see [`RedisBroker::wait_then_claim`].
+    fn runs_script(&self, upkeep: bool) -> bool {
+        upkeep || matches!(self, Plan::Script)
+    }
+
+    /// Adds the claim's commands to `pipe` (`nowake`: the caller needs no due time; `upkeep`:
+    /// see [`Plan::runs_script`]).
+    fn add(&self, pipe: &mut redis::Pipeline, k: &QueueKeys, max: usize, lease: Duration, nowake: bool, upkeep: bool) {
         let max = max.min(MAX_CLAIM);
-        let keys = [&k.streams, &k.delayed, &k.ids, &k.signal, &k.paused, &k.recovery];
-        let script = pipe.cmd("EVALSHA").arg(scripts::CLAIM.get_hash()).arg(keys.len()).arg(&keys[..]);
-        script.arg(max).arg(ms(lease)).arg(&k.base).arg(if nowake { "nowake" } else { "wake" });
+        if self.runs_script(upkeep) {
+            let keys = [&k.streams, &k.delayed, &k.ids, &k.signal, &k.paused, &k.recovery];
+            let script = pipe.cmd("EVALSHA").arg(scripts::CLAIM.get_hash()).arg(keys.len()).arg(&keys[..]);
+            script.arg(max).arg(ms(lease)).arg(&k.base).arg(if nowake { "nowake" } else { "wake" });
+            if matches!(self, Plan::Plain(_)) {
+                script.arg(max);
+            }
+        }
         if let Plan::Plain(suffix) = self {
-            script.arg(max);
             pipe.cmd("XREADGROUP").arg("GROUP").arg("g").arg(format!("l{}", ms(lease)));
             pipe.arg("COUNT").arg(max).arg("STREAMS").arg(k.stream(suffix)).arg(">");
             pipe.cmd("EXISTS").arg(&k.paused);
@@ -69,10 +89,10 @@ impl RedisBroker {
         for _ in 0..2 {
             let plan = Plan::of(&k);
             let mut pipe = redis::pipe();
-            plan.add(&mut pipe, &k, max, lease, false);
+            plan.add(&mut pipe, &k, max, lease, false, true);
             pipe.ignore_errors();
             let answers = pipe.query_async::<Vec<RedisResult<Value>>>(&mut self.conn()).await.map_err(err)?;
-            let (got, again) = self.take_answers(queue, &k, &plan, answers).await?;
+            let (got, again) = self.take_answers(queue, &k, (&plan, true), answers).await?;
             if !again {
                 return Ok(got);
             }
@@ -85,6 +105,11 @@ impl RedisBroker {
     /// runs it the moment the wait ends (a signal, or the time is up). This saves the round
     /// trip (and the two wake-ups) that a claim sent after the signal would cost.
     ///
+    /// While the queue is read with a plain `XREADGROUP`, the claim script is left out unless
+    /// `upkeep` (the wait ends when something falls due, which the script moves to its
+    /// stream): a publish wakes the wait, and the task is read at once, without the script's
+    /// cost on the way. The caller's next claim does the upkeep.
+    ///
     /// The wait runs on a connection of its own with no response timeout (blocking commands
     /// would trip one). On `stop`, the wait is cut short with `CLIENT UNBLOCK` and whatever the
     /// claim took is returned, for the caller to hand back: never left leased to nobody.
@@ -93,6 +118,7 @@ impl RedisBroker {
         queues: &[&str],
         wait: Duration,
         (first, max, lease): (&str, usize, Duration),
+        upkeep: bool,
         stop: &CancellationToken,
     ) -> Result<ClaimResult> {
         let bc = self.blocking_conn().await?;
@@ -104,7 +130,7 @@ impl RedisBroker {
         blpop.arg(wait.as_secs_f64().max(0.01));
         let k = self.keys(first);
         let plan = Plan::of(&k);
-        plan.add(&mut pipe, &k, max, lease, true);
+        plan.add(&mut pipe, &k, max, lease, true, upkeep);
         pipe.ignore_errors();
         // The client-side limit guards against a silently dead connection.
         let limit = wait + Duration::from_secs(2);
@@ -129,7 +155,16 @@ impl RedisBroker {
                 let waited = if answers.is_empty() { Ok(Value::Nil) } else { answers.remove(0) };
                 // Nothing read for want of the script (it was loaded again): the caller claims
                 // on its own next.
-                let ((got, wake), _) = self.take_answers(first, &k, &plan, answers).await?;
+                let ((got, wake), _) = self.take_answers(first, &k, (&plan, upkeep), answers).await?;
+                if !plan.runs_script(upkeep) && got.len() >= max.min(MAX_CLAIM) {
+                    // More may be waiting than this read took (the script would have said):
+                    // another receiver is woken for them.
+                    let mut pipe = redis::pipe();
+                    pipe.lpush(&k.signal, 1).ignore().ltrim(&k.signal, 0, 0).ignore();
+                    if let Err(e) = pipe.query_async::<()>(&mut self.conn()).await {
+                        tracing::debug!(queue = first, error = %e, "could not wake another receiver");
+                    }
+                }
                 match waited {
                     Err(e) if got.is_empty() => Err(err(e)),
                     _ => Ok((got, wake)),
@@ -151,7 +186,7 @@ impl RedisBroker {
         &self,
         queue: &str,
         k: &Arc<QueueKeys>,
-        plan: &Plan,
+        (plan, upkeep): (&Plan, bool),
         mut answers: Vec<RedisResult<Value>>,
     ) -> Result<(ClaimResult, bool)> {
         let mut ds = Deliveries::new(queue, k.clone());
@@ -170,23 +205,29 @@ impl RedisBroker {
                 None => again = true,
             }
         }
-        // `None`: Redis had lost the script (now loaded again).
-        let script: Option<Result<Claimed>> = match answers.pop() {
-            Some(Ok(v)) => Some(
+        let script = match answers.pop() {
+            _ if !plan.runs_script(upkeep) => Script::Skipped,
+            Some(Ok(v)) => Script::Answered(
                 redis::from_redis_value::<Claimed>(v)
                     .map_err(|e| Error::broker(format!("unexpected answer from the claim script: {e}"))),
             ),
             Some(Err(e)) if e.code() == Some("NOSCRIPT") => {
                 scripts::CLAIM.prepare_invoke().load_async(&mut self.conn()).await.map_err(err)?;
-                None
+                Script::Reloaded
             }
-            Some(Err(e)) => Some(Err(err(e))),
-            None => Some(Err(Error::broker("no answer from the claim script"))),
+            Some(Err(e)) => Script::Answered(Err(err(e))),
+            None => Script::Answered(Err(Error::broker("no answer from the claim script"))),
         };
         let mut wake = None;
         let mut paused = paused_after;
         match script {
-            Some(Ok((items, next_delayed, now, streams, p))) => {
+            // The plain read alone: it stays the plan unless it failed or the queue is paused.
+            Script::Skipped => {
+                if read_failed || paused {
+                    k.set_plain_read(None);
+                }
+            }
+            Script::Answered(Ok((items, next_delayed, now, streams, p))) => {
                 ds.add_script_answer(items);
                 let now: f64 = now.parse().unwrap_or(0.0);
                 wake = next_delayed.parse::<f64>().ok().map(|t| (t - now).max(0.0) as u64);
@@ -197,11 +238,11 @@ impl RedisBroker {
                 };
                 k.set_plain_read(only);
             }
-            None => {
+            Script::Reloaded => {
                 k.set_plain_read(None);
                 again |= ds.out.is_empty();
             }
-            Some(Err(e)) => {
+            Script::Answered(Err(e)) => {
                 k.set_plain_read(None);
                 if ds.out.is_empty() {
                     return Err(e);

@@ -18,7 +18,8 @@
 //! - **Wake-up** without polling: publishing pushes a token on the queue's signal list; an idle
 //!   receiver waits on it with `BLPOP` on its own connection, timed to the next due delay, with
 //!   the claim pipelined behind it, so Redis claims the moment the wait ends: pickup costs no
-//!   extra round trip.
+//!   extra round trip. When the queue's tasks all sit in one stream, that claim is a plain
+//!   `XREADGROUP` alone (no script on the way, unless the wait ends for a due task).
 //! - Per-task priority (0–9) within a queue; pause/resume; an archive capped per queue.
 //!
 //! URL: `redis://[user:pass@]host[:port][/db][?prefix=NAME&archive_limit=N]`.
@@ -281,14 +282,20 @@ impl Broker for RedisBroker {
             // Woken by a publish signal, or when something falls due; at the latest after
             // MAX_BLOCK, in case another receiver took the signal meant to re-time this wait.
             let mut wait = (deadline - now).min(MAX_BLOCK);
+            // Whether the wait ends when something falls due: then the claim behind it must
+            // move it to its stream (run the claim script).
+            let mut upkeep = false;
             if let Some(w) = wake {
-                wait = wait.min(Duration::from_millis(w.max(1)));
+                let due = Duration::from_millis(w.max(1));
+                upkeep = due <= wait;
+                wait = wait.min(due);
             }
             let Some(first) = req.queues.first() else {
                 tokio::time::sleep(wait).await;
                 continue;
             };
-            let (got, _) = self.wait_then_claim(req.queues, wait, (first, req.max, req.lease), req.stop).await?;
+            let claim = (*first, req.max, req.lease);
+            let (got, _) = self.wait_then_claim(req.queues, wait, claim, upkeep, req.stop).await?;
             if !got.is_empty() || req.stop.is_cancelled() {
                 return Ok(got);
             }
