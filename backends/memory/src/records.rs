@@ -73,14 +73,19 @@ impl Records {
     }
 
     pub(crate) fn update(&self, task: &TaskMessage, update: StateUpdate) {
-        let mut shard = self.shard(&task.id);
+        let mut guard = self.shard(&task.id);
+        let shard = &mut *guard;
         let terminal = update.state.is_terminal();
         let retain = update.retain;
-        if !shard.map.contains_key(&task.id) {
-            let slot = Slot { record: TaskRecord::enqueued(task), expires: None, waiters: None };
-            shard.map.insert(task.id.clone(), slot);
-        }
-        let slot = shard.map.get_mut(&task.id).expect("present");
+        // One lookup when the record exists (nearly always: the enqueue created it).
+        let slot = match shard.map.get_mut(&task.id) {
+            Some(slot) => slot,
+            None => shard.map.entry(task.id.clone()).or_insert(Slot {
+                record: TaskRecord::enqueued(task),
+                expires: None,
+                waiters: None,
+            }),
+        };
         slot.record.apply(update);
         if !terminal {
             slot.expires = None;

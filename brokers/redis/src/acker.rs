@@ -32,11 +32,6 @@ pub(crate) fn start(conn: ConnectionManager) -> mpsc::UnboundedSender<AckRequest
     tx
 }
 
-/// A delivery `SUFFIX|ENTRY-ID` as its stream suffix and entry id.
-fn split(token: &str) -> (&str, &str) {
-    token.split_once('|').unwrap_or((token, ""))
-}
-
 /// An entry id `MS-SEQ` as numbers, for ordering (anything else sorts first).
 fn entry_order(eid: &str) -> (u64, u64) {
     let (ms, seq) = eid.split_once('-').unwrap_or(("", ""));
@@ -44,7 +39,7 @@ fn entry_order(eid: &str) -> (u64, u64) {
 }
 
 fn stream_of(p: &Pending) -> &str {
-    split(&p.2.receipt().token).0
+    &p.2.receipt().suffix
 }
 
 /// One ack waiting in a batch: its queue (the keys' address), entry order, and request.
@@ -57,7 +52,7 @@ async fn flush_loop(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver
         let mut next = Some(first);
         while let Some(r) = next {
             let queue = Arc::as_ptr(&r.receipt().keys) as usize;
-            let order = entry_order(split(&r.receipt().token).1);
+            let order = entry_order(&r.receipt().eid);
             batch.push((queue, order, r));
             next = if batch.len() < MAX_BATCH { rx.try_recv().ok() } else { None };
         }
@@ -89,7 +84,7 @@ async fn flush_queue(conn: &mut ConnectionManager, reqs: &[Pending]) -> std::res
     for group in reqs.chunk_by(|a, b| stream_of(a) == stream_of(b)) {
         cmd.arg(stream_of(&group[0])).arg(group.len());
         for p in group {
-            cmd.arg(split(&p.2.receipt().token).1);
+            cmd.arg(&p.2.receipt().eid);
         }
         for p in group {
             cmd.arg(&p.2.receipt().id);

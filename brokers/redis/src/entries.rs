@@ -27,17 +27,18 @@ impl Deliveries {
         self.out.reserve(items.len() / 3);
         let mut items = items.into_iter();
         while let (Some(suffix), Some(n)) = (items.next(), items.next()) {
-            let suffix = text(suffix);
+            let suffix: Arc<str> = text(suffix).into();
             let n = redis::from_redis_value::<usize>(n).unwrap_or(0);
             for _ in 0..n {
                 let (Some(eid), Some(id), Some(payload)) = (items.next(), items.next(), items.next()) else {
                     break;
                 };
-                let eid = text(eid);
-                let (eid, lost) = match eid.split_once('#') {
-                    Some((e, lost)) => (e, lost.parse().unwrap_or(0)),
-                    None => (eid.as_str(), 0),
-                };
+                let mut eid = text(eid);
+                let mut lost = 0;
+                if let Some(at) = eid.find('#') {
+                    lost = eid[at + 1..].parse().unwrap_or(0);
+                    eid.truncate(at);
+                }
                 self.push(&suffix, eid, text(id), lost, bytes(payload));
             }
         }
@@ -47,6 +48,7 @@ impl Deliveries {
     /// (nil when there was nothing to read). An entry is `{task id: payload}`, plus `#lost: N`
     /// once a lease was lost.
     pub(crate) fn add_read_reply(&mut self, suffix: &str, reply: Value) {
+        let suffix: Arc<str> = suffix.into();
         for stream in array(reply) {
             let entries = match stream {
                 Value::Array(kv) => kv.into_iter().nth(1).map(array).unwrap_or_default(),
@@ -66,16 +68,17 @@ impl Deliveries {
                         lost = text(value).parse().unwrap_or(0);
                     }
                 }
-                self.push(suffix, &eid, id, lost, payload);
+                self.push(&suffix, eid, id, lost, payload);
             }
         }
     }
 
     /// `id` is the task id the entry is stored under (what the live-id mark is kept by).
-    fn push(&mut self, suffix: &str, eid: &str, id: String, lost_leases: u32, payload: Vec<u8>) {
+    fn push(&mut self, suffix: &Arc<str>, eid: String, id: String, lost_leases: u32, payload: Vec<u8>) {
         let payload = Payload::decode(payload);
+        let receipt = RedisReceipt { keys: self.keys.clone(), id, suffix: suffix.clone(), eid };
         self.out.push(Delivery {
-            receipt: Receipt::new(RedisReceipt { keys: self.keys.clone(), id, token: format!("{suffix}|{eid}") }),
+            receipt: Receipt::new(receipt),
             queue: self.queue.clone(),
             payload,
             // A hand-back (read from an `f` stream) was delivered before, as was a lost lease.

@@ -85,12 +85,27 @@ fn group_counts(v: &redis::Value) -> (u64, Option<u64>) {
     (0, None)
 }
 
-/// What a Redis receipt holds.
+/// What a Redis receipt holds. The delivery is the stream entry that carries it, `SUFFIX|ENTRY-ID`
+/// in the scripts (see [`RedisReceipt::token`]); kept in two parts, so that a read builds no
+/// string per task (the suffix is shared by every entry of a read).
 struct RedisReceipt {
     keys: Arc<QueueKeys>,
     id: String,
-    /// The delivery: `SUFFIX|ENTRY-ID`, the stream entry that carries it.
-    token: String,
+    /// The stream's suffix (`s0`, `f3`, ...).
+    suffix: Arc<str>,
+    /// The entry id, `MS-SEQ`.
+    eid: String,
+}
+
+impl RedisReceipt {
+    /// The delivery as the scripts name it: `SUFFIX|ENTRY-ID`.
+    fn token(&self) -> String {
+        let mut t = String::with_capacity(self.suffix.len() + 1 + self.eid.len());
+        t.push_str(&self.suffix);
+        t.push('|');
+        t.push_str(&self.eid);
+        t
+    }
 }
 
 fn err(e: redis::RedisError) -> Error {
@@ -322,7 +337,7 @@ impl Broker for RedisBroker {
             .key(&k.ids)
             .key(&k.signal)
             .arg(&k.base)
-            .arg(&r.token)
+            .arg(r.token())
             .arg(task.encode()?)
             .arg(delay_ms(delay))
             .arg(task.priority)
@@ -338,7 +353,7 @@ impl Broker for RedisBroker {
             .key(&k.archived)
             .key(&k.ids)
             .arg(&k.base)
-            .arg(&r.token)
+            .arg(r.token())
             .arg(reason)
             .arg(self.inner.cfg.archive_limit)
             .invoke_async(&mut self.conn())
@@ -353,7 +368,7 @@ impl Broker for RedisBroker {
             .key(&k.streams)
             .key(&k.signal)
             .arg(&k.base)
-            .arg(&r.token)
+            .arg(r.token())
             .invoke_async(&mut self.conn())
             .await;
         self.settle(res).await
@@ -373,7 +388,7 @@ impl Broker for RedisBroker {
                 let mut inv = scripts::EXTEND.key(&k.streams);
                 inv.arg(&k.base).arg(ms(lease));
                 for r in chunk {
-                    inv.arg(&r.token);
+                    inv.arg(r.token());
                 }
                 // Every queue gets its extension even if another's failed; the first error is
                 // reported.
