@@ -177,3 +177,57 @@ async fn acked_entries_behind_a_retried_task_go_too() {
     redis::cmd("PING").query_async::<()>(&mut conn).await.unwrap();
     w.stop().await;
 }
+
+/// A claim that reads the queue's only stream with a plain read wakes another receiver when
+/// more tasks wait than it takes, and only then: acked entries kept in the stream behind a
+/// running task are not counted as waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_reads_wake_another_receiver_only_for_waiting_tasks() {
+    let Setup { prefix, broker, client, mut conn, .. } = Setup::new(&crate::redis::url()).await;
+    let signal = queue_key(&prefix, "wake", "signal");
+    let stop = conveyor::CancellationToken::new();
+    let receive = |max: usize| {
+        let (broker, stop) = (broker.clone(), stop.clone());
+        async move {
+            let lease = Duration::from_secs(30);
+            let req = conveyor::ReceiveRequest { queues: &["wake"], max, wait: Duration::ZERO, lease, stop: &stop };
+            broker.receive(&req).await.unwrap()
+        }
+    };
+    let signals = |mut conn: redis::aio::MultiplexedConnection, key: String| async move {
+        redis::cmd("LLEN").arg(&key).query_async::<u64>(&mut conn).await.unwrap()
+    };
+    let enqueue = |n: usize| {
+        let batch: Vec<_> = (0..n).map(|_| message("fault:count", "wake")).collect();
+        let client = client.clone();
+        async move {
+            for r in client.enqueue_messages(&batch).await {
+                r.unwrap();
+            }
+        }
+    };
+    // A task left running, then five read and acked at once: they stay in the stream behind
+    // it (published within 100 ms of it).
+    enqueue(1).await;
+    let running = receive(1).await;
+    assert_eq!(running.len(), 1);
+    enqueue(5).await;
+    let quick = receive(5).await;
+    assert_eq!(quick.len(), 5);
+    for d in &quick {
+        broker.ack(d).await.unwrap();
+    }
+    let len = redis::cmd("XLEN").arg(queue_key(&prefix, "wake", "s0")).query_async::<u64>(&mut conn).await.unwrap();
+    assert_eq!(len, 6, "the acked entries are still in the stream");
+    redis::cmd("DEL").arg(&signal).query_async::<()>(&mut conn).await.unwrap();
+    assert!(receive(1).await.is_empty());
+    assert_eq!(signals(conn.clone(), signal.clone()).await, 0, "nothing waits: no wake-up");
+    // Three waiting, one taken: another receiver is woken for the rest.
+    enqueue(3).await;
+    redis::cmd("DEL").arg(&signal).query_async::<()>(&mut conn).await.unwrap();
+    assert_eq!(receive(1).await.len(), 1);
+    assert_eq!(signals(conn.clone(), signal.clone()).await, 1, "two wait: a wake-up");
+    for d in receive(10).await.iter().chain(&running) {
+        broker.ack(d).await.unwrap();
+    }
+}

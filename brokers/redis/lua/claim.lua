@@ -114,13 +114,22 @@ if prep then
   -- More waiting than the caller's read takes: wake another receiver for them.
   if not paused and #suffixes == 1 then
     local skey = base .. ':' .. suffixes[1]
-    local p = redis.pcall('XPENDING', skey, GROUP)
-    if p.err then
+    local g = group_info(skey)
+    if not g then
       -- The stream was replaced by something else: give it its group back, from the start,
       -- for the read that follows.
       redis.call('XGROUP', 'CREATE', skey, GROUP, '0')
-    elseif redis.call('XLEN', skey) - p[1] > prep then
-      signal(KEYS[4])
+    else
+      -- Entries not delivered yet: the group's lag. Redis cannot tell it after some
+      -- deletions (nil); then the length less the pending entries, which also counts acked
+      -- entries still in the stream (a wake-up too many, never one too few).
+      local waiting = g['lag']
+      if type(waiting) ~= 'number' then
+        waiting = redis.call('XLEN', skey) - g['pending']
+      end
+      if waiting > prep then
+        signal(KEYS[4])
+      end
     end
   end
 elseif not paused then

@@ -73,6 +73,24 @@ local function parse_ref(base, ref)
   local suffix = string.sub(ref, 1, sep - 1)
   return base .. ':' .. suffix, string.sub(ref, sep + 1), clamp_prio(string.sub(suffix, 2))
 end
+-- The fields of consumer group `g` of a stream (`pending`, `lag`, `last-delivered-id`, ...), or
+-- nil if the stream is gone or has no such group.
+local function group_info(skey)
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', skey)
+  if not ok then
+    return nil
+  end
+  for _, g in ipairs(groups) do
+    local f = {}
+    for i = 1, #g, 2 do
+      f[g[i]] = g[i + 1]
+    end
+    if f['name'] == GROUP then
+      return f
+    end
+  end
+  return nil
+end
 -- Cuts a stream's head: every entry before the oldest one still pending was delivered and
 -- settled, and with nothing pending, every entry delivered so far. Deleting entries one by one
 -- (XDEL) costs Redis far more than this (XTRIM). A stream that is gone or has no group is left
@@ -86,16 +104,11 @@ local function trim_head(skey)
     redis.call('XTRIM', skey, 'MINID', p[2])
     return p[2]
   end
-  for _, g in ipairs(redis.call('XINFO', 'GROUPS', skey)) do
-    local f = {}
-    for i = 1, #g, 2 do
-      f[g[i]] = g[i + 1]
-    end
-    local last = f['last-delivered-id']
-    if f['name'] == GROUP and last and last ~= '0-0' then
-      redis.call('XTRIM', skey, 'MINID', last)
-      redis.call('XDEL', skey, last)
-    end
+  local g = group_info(skey)
+  local last = g and g['last-delivered-id']
+  if last and last ~= '0-0' then
+    redis.call('XTRIM', skey, 'MINID', last)
+    redis.call('XDEL', skey, last)
   end
   return nil
 end
