@@ -218,7 +218,9 @@ async fn plain_reads_wake_another_receiver_only_for_waiting_tasks() {
         broker.ack(d).await.unwrap();
     }
     let len = redis::cmd("XLEN").arg(queue_key(&prefix, "wake", "s0")).query_async::<u64>(&mut conn).await.unwrap();
-    assert_eq!(len, 6, "the acked entries are still in the stream");
+    // Kept behind the running task (6), unless this machine took over 100 ms between the two
+    // publishes (then they were deleted at once: 1); no wake-up is due either way.
+    assert!(len == 6 || len == 1, "{len} entries");
     redis::cmd("DEL").arg(&signal).query_async::<()>(&mut conn).await.unwrap();
     assert!(receive(1).await.is_empty());
     assert_eq!(signals(conn.clone(), signal.clone()).await, 0, "nothing waits: no wake-up");
@@ -229,5 +231,47 @@ async fn plain_reads_wake_another_receiver_only_for_waiting_tasks() {
     assert_eq!(signals(conn.clone(), signal.clone()).await, 1, "two wait: a wake-up");
     for d in receive(10).await.iter().chain(&running) {
         broker.ack(d).await.unwrap();
+    }
+}
+
+/// A receiver waiting while the queue's tasks sit in one stream is woken for a task that lands
+/// in another (a higher priority, a hand-back), and takes it at once: it does not go back to
+/// waiting with the signal spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_receiver_takes_a_task_from_another_stream() {
+    let Setup { broker, client, .. } = Setup::new(&crate::redis::url()).await;
+    let stop = conveyor::CancellationToken::new();
+    let receive = |max: usize, wait: Duration| {
+        let (broker, stop) = (broker.clone(), stop.clone());
+        async move {
+            let lease = Duration::from_secs(30);
+            let req = conveyor::ReceiveRequest { queues: &["other"], max, wait, lease, stop: &stop };
+            broker.receive(&req).await.unwrap()
+        }
+    };
+    // A running task keeps the queue's stream `s0`, so idle receivers read it without the script.
+    client.enqueue_message(message("fault:count", "other")).await.unwrap();
+    let running = receive(1, Duration::ZERO).await;
+    assert_eq!(running.len(), 1);
+    assert!(receive(1, Duration::ZERO).await.is_empty());
+    // A task of priority 9, then a hand-back, each published while a receiver waits. One that
+    // went back to waiting with the signal spent would take it only when that wait ends, a
+    // second later (the longest a receiver blocks); taking it takes a few round trips.
+    let mut urgent = message("fault:count", "other");
+    urgent.priority = 9;
+    for what in ["a priority-9 task", "a handed-back task"] {
+        let waiting = tokio::spawn(receive(1, Duration::from_secs(5)));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let published = std::time::Instant::now();
+        if what == "a priority-9 task" {
+            client.enqueue_message(urgent.clone()).await.unwrap();
+        } else {
+            broker.release(&running[0]).await.unwrap();
+        }
+        let got = waiting.await.unwrap();
+        let took = published.elapsed();
+        assert_eq!(got.len(), 1, "{what} taken by the waiting receiver");
+        assert!(took < Duration::from_millis(800), "{what} taken after {took:?}: the receiver waited again");
+        broker.ack(&got[0]).await.unwrap();
     }
 }

@@ -6,7 +6,9 @@
 //! tasks sit in one stream (the usual case: one priority, nothing handed back), the script
 //! only does its upkeep (due tasks, lost leases, the pause flag) and a plain `XREADGROUP`
 //! pipelined right behind it reads, in the same round trip. The script's answer says whether
-//! that still holds for the next claim.
+//! that still holds for the next claim. A receiver woken from its wait reads with the plain
+//! `XREADGROUP` alone (see [`RedisBroker::wait_then_claim`]); its next claim runs the whole
+//! script.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,7 +49,8 @@ enum Plan {
     /// The script reads: streams in priority order, hand-backs first.
     Script,
     /// The queue's tasks all sit in the stream with this suffix: the script does its upkeep
-    /// only, and a plain `XREADGROUP` pipelined behind it reads.
+    /// only (if it runs at all, see [`Plan::runs_script`]), and a plain `XREADGROUP`
+    /// pipelined behind it reads.
     Plain(String),
 }
 
@@ -212,8 +215,11 @@ impl RedisBroker {
                     .map_err(|e| Error::broker(format!("unexpected answer from the claim script: {e}"))),
             ),
             Some(Err(e)) if e.code() == Some("NOSCRIPT") => {
-                scripts::CLAIM.prepare_invoke().load_async(&mut self.conn()).await.map_err(err)?;
-                Script::Reloaded
+                match scripts::CLAIM.prepare_invoke().load_async(&mut self.conn()).await {
+                    Ok(_) => Script::Reloaded,
+                    // What the plain read leased is kept (below), not left to its lease.
+                    Err(e) => Script::Answered(Err(err(e))),
+                }
             }
             Some(Err(e)) => Script::Answered(Err(err(e))),
             None => Script::Answered(Err(Error::broker("no answer from the claim script"))),
@@ -221,12 +227,10 @@ impl RedisBroker {
         let mut wake = None;
         let mut paused = paused_after;
         match script {
-            // The plain read alone: it stays the plan unless it failed or the queue is paused.
-            Script::Skipped => {
-                if read_failed || paused {
-                    k.set_plain_read(None);
-                }
-            }
+            // The plain read alone, after a wake-up: the wake may have been for a task in another
+            // stream (a hand-back, another priority) that only the script sees, so the next
+            // claim runs the whole script, and its answer sets the plan again.
+            Script::Skipped => k.set_plain_read(None),
             Script::Answered(Ok((items, next_delayed, now, streams, p))) => {
                 ds.add_script_answer(items);
                 let now: f64 = now.parse().unwrap_or(0.0);
@@ -236,6 +240,11 @@ impl RedisBroker {
                     [only] if !paused && !read_failed => Some(only.clone()),
                     _ => None,
                 };
+                // The plain read found nothing, and the queue has tasks elsewhere: claim again
+                // at once, with the script, rather than wait for a signal already spent.
+                if let Plan::Plain(read) = plan {
+                    again |= ds.out.is_empty() && !paused && only.as_deref() != Some(read.as_str());
+                }
                 k.set_plain_read(only);
             }
             Script::Reloaded => {
