@@ -111,7 +111,10 @@ impl RedisBroker {
     /// While the queue is read with a plain `XREADGROUP`, the claim script is left out unless
     /// `upkeep` (the wait ends when something falls due, which the script moves to its
     /// stream): a publish wakes the wait, and the task is read at once, without the script's
-    /// cost on the way. The caller's next claim does the upkeep.
+    /// cost on the way. The caller's next claim does the upkeep. No other receiver needs a
+    /// wake-up from here for tasks this read left: every publish, hand-back and retry signals
+    /// (each wakes one waiting receiver), and tasks the script queues (due, recovered) are
+    /// signalled by the claim that queued them.
     ///
     /// The wait runs on a connection of its own with no response timeout (blocking commands
     /// would trip one). On `stop`, the wait is cut short with `CLIENT UNBLOCK` and whatever the
@@ -159,15 +162,6 @@ impl RedisBroker {
                 // Nothing read for want of the script (it was loaded again): the caller claims
                 // on its own next.
                 let ((got, wake), _) = self.take_answers(first, &k, (&plan, upkeep), answers).await?;
-                if !plan.runs_script(upkeep) && got.len() >= max.min(MAX_CLAIM) {
-                    // More may be waiting than this read took (the script would have said):
-                    // another receiver is woken for them.
-                    let mut pipe = redis::pipe();
-                    pipe.lpush(&k.signal, 1).ignore().ltrim(&k.signal, 0, 0).ignore();
-                    if let Err(e) = pipe.query_async::<()>(&mut self.conn()).await {
-                        tracing::debug!(queue = first, error = %e, "could not wake another receiver");
-                    }
-                }
                 match waited {
                     Err(e) if got.is_empty() => Err(err(e)),
                     _ => Ok((got, wake)),
