@@ -68,12 +68,18 @@ async fn process(ctx: &Ctx, d: &Delivery, held: Held<'_>) {
         }
     };
 
+    // A delivery seen before (a lost lease, a late or lost ack, a hand-back) whose task has
+    // completed meanwhile is a duplicate: acked, not run again. Only redeliveries pay for the
+    // look-up; a task whose result is not kept (retention 0) cannot be told apart and runs.
+    let exhausted = task.retried > task.max_retry;
+    if (d.redelivered || exhausted)
+        && s.backend.get(&task.id).await.ok().flatten().is_some_and(|r| r.state == TaskState::Completed)
+    {
+        tracing::info!(task.id = %task.id, queue = %d.queue, "acking a duplicate delivery of a completed task");
+        return settle(|| s.broker.ack(d), "ack of a finished task").await;
+    }
     // Lost leases (workers that died running it) used up its attempts.
-    if task.retried > task.max_retry {
-        // Unless it had finished and only its ack was lost: then it is a duplicate delivery.
-        if s.backend.get(&task.id).await.ok().flatten().is_some_and(|r| r.state == TaskState::Completed) {
-            return settle(|| s.broker.ack(d), "ack of a finished task").await;
-        }
+    if exhausted {
         let reason = task.last_error.clone().unwrap_or_else(|| "retries exhausted".into());
         return Box::pin(archive(s, d, &task, reason)).await;
     }

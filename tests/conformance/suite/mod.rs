@@ -117,6 +117,7 @@ macro_rules! conformance_suite {
             worker::shutdown_hands_unfinished_tasks_back,
             worker::shutdown_waits_for_running_tasks,
             worker::abandoned_lease_is_redelivered,
+            worker::completed_task_delivered_again_is_not_rerun,
             worker::middleware_wraps_every_attempt,
             worker::interrupted_handler_hands_task_back,
             worker::lost_lease_counts_as_an_attempt,

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use conveyor::middleware::{from_fn, Logging, Metrics, MetricsHook, Next, Outcome};
-use conveyor::{ErrorKind, ReceiveRequest, Request, TaskMessage, TaskState};
+use conveyor::{ErrorKind, ReceiveRequest, Request, StateUpdate, TaskMessage, TaskState};
 
 use super::tasks::{log, probe, Probe};
 use super::{eventually, Env, Running};
@@ -168,6 +168,31 @@ pub async fn abandoned_lease_is_redelivered(env: Env) {
     let w = Running::start(env.worker().queue(&q, 1));
     assert_eq!(h.get(WAIT).await.unwrap(), 1);
     w.stop().await;
+}
+
+/// A task delivered again after it completed (its ack was lost: the receiver vanished after
+/// recording the result) is acked without running again.
+pub async fn completed_task_delivered_again_is_not_rerun(env: Env) {
+    let q = env.q("done-again");
+    let client = env.client();
+    let h = client.task(probe, Probe::new(&q)).queue(&q).await.unwrap();
+    let stop = conveyor::CancellationToken::new();
+    let req = ReceiveRequest { queues: &[q.as_str()], max: 1, wait: WAIT, lease: Duration::from_secs(1), stop: &stop };
+    let taken = env.broker.receive(&req).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    let conveyor::Payload::Task(task) = &taken[0].payload else { panic!("undecodable") };
+    let result = serde_json::value::to_raw_value(&7).unwrap();
+    env.backend.update(task, StateUpdate::completed(0, result, Duration::from_secs(60))).await.unwrap();
+    drop(taken);
+    let w = Running::start(env.worker().queue(&q, 1));
+    eventually(WAIT, "the duplicate settled", || async {
+        let st = env.broker.stats(&q).await.unwrap();
+        (st.pending, st.active, st.scheduled) == (0, 0, 0)
+    })
+    .await;
+    w.stop().await;
+    assert_eq!(log(&q).starts.len(), 0, "not run again");
+    assert_eq!(h.get(WAIT).await.unwrap(), 7);
 }
 
 pub async fn interrupted_handler_hands_task_back(env: Env) {
