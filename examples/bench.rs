@@ -10,7 +10,9 @@
 //!    and measures pickup latency, enqueue to handler start.
 //!
 //! Prints one JSON line:
-//! `{"broker":…,"tasks":…,"concurrency":…,"enqueue_per_s":…,"process_per_s":…,"p50_ms":…,"p99_ms":…}`.
+//! `{"broker":…,"tasks":…,"concurrency":…,"enqueue_per_s":…,"process_per_s":…,"p50_ms":…,"p99_ms":…,"peak_rss_kb":…}`
+//! (`peak_rss_kb`: the process's peak resident memory, client and worker, on Linux; `null`
+//! elsewhere).
 //! `--retention SECS` sets how long results are kept (default: Conveyor's default, 24 h);
 //! `--prefetch N` the worker's prefetch (default: a quarter of the concurrency).
 //! `--baseline` first runs the same workload without Conveyor and prints it as broker
@@ -111,7 +113,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let r = workload::run(broker.clone(), backend, &w).await?;
     println!(
-        "{{\"broker\":\"{}\",\"tasks\":{},\"concurrency\":{},\"bulk\":{},\"enqueue_per_s\":{:.0},\"process_per_s\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
+        "{{\"broker\":\"{}\",\"tasks\":{},\"concurrency\":{},\"bulk\":{},\"enqueue_per_s\":{:.0},\"process_per_s\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"peak_rss_kb\":{}}}",
         broker.kind(),
         args.tasks,
         args.concurrency,
@@ -119,9 +121,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         r.enqueue_per_s,
         r.process_per_s,
         r.p50_ms,
-        r.p99_ms
+        r.p99_ms,
+        peak_rss_kb().map_or("null".to_owned(), |kb| kb.to_string())
     );
     Ok(())
+}
+
+/// The process's peak resident set size in KiB (`VmHWM`), where `/proc` has it.
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The raw lapin baseline: the same workload without Conveyor.
