@@ -102,7 +102,9 @@ pub async fn run(
         .register(ping)
         .queue(queue.as_str(), 1)
         .concurrency(w.concurrency)
-        .batch(w.concurrency.min(256));
+        // One claim may take every free slot, up to 512 (+5-8% processed/s on Redis at
+        // concurrency 512 against 256, in interleaved runs).
+        .batch(w.concurrency.min(512));
     if let Some(r) = w.retention {
         worker = worker.retention(r);
     }
