@@ -155,16 +155,22 @@ pub async fn shutdown_waits_for_running_tasks(env: Env) {
     assert_eq!((stats.pending, stats.active), (0, 0));
 }
 
+/// Takes `q`'s one task as a receiver would, with a lease of a second: dropped without an ack,
+/// it is left to that lease.
+async fn take_with_short_lease(env: &Env, q: &str) -> conveyor::Delivery {
+    let stop = conveyor::CancellationToken::new();
+    let req = ReceiveRequest { queues: &[q], max: 1, wait: WAIT, lease: Duration::from_secs(1), stop: &stop };
+    let mut taken = env.broker.receive(&req).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    taken.remove(0)
+}
+
 pub async fn abandoned_lease_is_redelivered(env: Env) {
     let q = env.q("lease");
     let client = env.client();
     let h = client.task(probe, Probe::new(&q)).queue(&q).await.unwrap();
     // A receiver takes the task with a short lease, then disappears without acking.
-    let stop = conveyor::CancellationToken::new();
-    let req = ReceiveRequest { queues: &[q.as_str()], max: 1, wait: WAIT, lease: Duration::from_secs(1), stop: &stop };
-    let taken = env.broker.receive(&req).await.unwrap();
-    assert_eq!(taken.len(), 1);
-    drop(taken);
+    drop(take_with_short_lease(&env, &q).await);
     let w = Running::start(env.worker().queue(&q, 1));
     assert_eq!(h.get(WAIT).await.unwrap(), 1);
     w.stop().await;
@@ -176,11 +182,8 @@ pub async fn completed_task_delivered_again_is_not_rerun(env: Env) {
     let q = env.q("done-again");
     let client = env.client();
     let h = client.task(probe, Probe::new(&q)).queue(&q).await.unwrap();
-    let stop = conveyor::CancellationToken::new();
-    let req = ReceiveRequest { queues: &[q.as_str()], max: 1, wait: WAIT, lease: Duration::from_secs(1), stop: &stop };
-    let taken = env.broker.receive(&req).await.unwrap();
-    assert_eq!(taken.len(), 1);
-    let conveyor::Payload::Task(task) = &taken[0].payload else { panic!("undecodable") };
+    let taken = take_with_short_lease(&env, &q).await;
+    let conveyor::Payload::Task(task) = &taken.payload else { panic!("undecodable") };
     let result = serde_json::value::to_raw_value(&7).unwrap();
     env.backend.update(task, StateUpdate::completed(0, result, Duration::from_secs(60))).await.unwrap();
     drop(taken);
@@ -214,9 +217,7 @@ pub async fn lost_lease_counts_as_an_attempt(env: Env) {
     let q = env.q("lost");
     let client = env.client();
     let h = client.task(probe, Probe::new(&q)).queue(&q).max_retry(0).await.unwrap();
-    let stop = conveyor::CancellationToken::new();
-    let req = ReceiveRequest { queues: &[q.as_str()], max: 1, wait: WAIT, lease: Duration::from_secs(1), stop: &stop };
-    assert_eq!(env.broker.receive(&req).await.unwrap().len(), 1);
+    take_with_short_lease(&env, &q).await;
     // Its only attempt died with the receiver: archived, never run.
     let w = Running::start(env.worker().queue(&q, 1));
     let err = h.get(WAIT).await.unwrap_err();
