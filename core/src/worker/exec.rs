@@ -30,12 +30,18 @@ pub(crate) async fn run_delivery(ctx: Arc<Ctx>, running: Arc<Semaphore>, d: Deli
     let _lease = Leased::new(&s.inflight, d.receipt.clone());
     let slot = tokio::select! {
         biased;
-        p = running.acquire() => match p { Ok(p) => p, Err(_) => return },
-        _ = ctx.stop.cancelled() => {
-            return Box::pin(settle(|| s.broker.release(&d), "hand back of a prefetched task")).await;
-        }
+        p = running.acquire() => match p { Ok(p) => Some(p), Err(_) => return },
+        _ = ctx.stop.cancelled() => None,
     };
-    process(&ctx, &d, Held { _slot: slot, _owned: owned }).await;
+    // A slot freed as the shutdown began (a handler that returned on the shutdown signal) may
+    // be handed straight to this waiting delivery: it is handed back all the same, not started.
+    match slot {
+        Some(slot) if !ctx.stop.is_cancelled() => process(&ctx, &d, Held { _slot: slot, _owned: owned }).await,
+        _ => {
+            drop(slot);
+            Box::pin(settle(|| s.broker.release(&d), "hand back of a prefetched task")).await
+        }
+    }
 }
 
 /// The permits a delivery holds while it runs: its handler slot, and its place among the
@@ -118,10 +124,8 @@ async fn process(ctx: &Ctx, d: &Delivery, held: Held<'_>) {
             // The lock goes first: whoever sees the task completed can enqueue it again.
             release_unique(s, &task, true).await;
             let retain = task.retention.unwrap_or(s.config.retention);
-            log_err(
-                s.backend.update(&task, StateUpdate::completed(task.retried, result, retain)).await,
-                "record result",
-            );
+            let update = || StateUpdate::completed(task.retried, result.clone(), retain);
+            record(|| s.backend.update(&task, update()), "record result").await;
             settle(|| s.broker.ack(d), "ack").await;
         }
         Some(Err(e)) if e.kind() == ErrorKind::Interrupted => Box::pin(hand_back(s, d, &task)).await,
@@ -180,7 +184,7 @@ fn with_lost_leases(task: &Arc<TaskMessage>, lost: u32) -> Arc<TaskMessage> {
 /// Gives the delivery back, ready at once, without using an attempt.
 async fn hand_back(s: &Shared, d: &Delivery, task: &TaskMessage) {
     tracing::info!(task.id = %task.id, "handing unfinished task back");
-    log_err(s.backend.update(task, StateUpdate::to(TaskState::Pending, task.retried)).await, "record state");
+    record(|| s.backend.update(task, StateUpdate::to(TaskState::Pending, task.retried)), "record state").await;
     settle(|| s.broker.release(d), "release").await;
 }
 
@@ -233,7 +237,7 @@ async fn fail(s: &Shared, d: &Delivery, task: &Arc<TaskMessage>, e: TaskError) {
     next.retried = retry;
     next.last_error = Some(e.message().to_owned());
     tracing::debug!(task.id = %task.id, retry, ?delay, error = %e, "scheduling retry");
-    log_err(s.backend.update(&next, StateUpdate::retry(retry, e.message().to_owned())).await, "record retry");
+    record(|| s.backend.update(&next, StateUpdate::retry(retry, e.message().to_owned())), "record retry").await;
     settle(|| s.broker.retry(d, &next, delay), "retry").await;
 }
 
@@ -246,41 +250,64 @@ async fn archive(s: &Shared, d: &Delivery, task: &TaskMessage, reason: String) {
     }
     release_unique(s, task, false).await;
     let retain = task.retention.unwrap_or(s.config.retention).max(s.config.retention);
-    log_err(
-        s.backend.update(task, StateUpdate::archived(task.retried, reason.clone(), retain)).await,
-        "record archive",
-    );
+    let update = || StateUpdate::archived(task.retried, reason.clone(), retain);
+    record(|| s.backend.update(task, update()), "record archive").await;
     settle(|| s.broker.archive(d, &reason), "archive").await;
 }
 
-/// Runs a broker call that settles a delivery, trying again on transient errors (3 tries,
-/// 50 ms then 250 ms apart). If it still fails, the lease expires and the broker delivers the
-/// task again, so nothing is lost; the error is logged.
+/// How long a broker or backend call that settles a task is tried again on transient errors:
+/// long enough to ride out a Redis restart or failover, or a connection that fails its first
+/// command after dropping (seconds); bounded, so that a shutdown still ends.
+const RETRY_FOR: Duration = Duration::from_secs(10);
+
+/// Runs `call` until it succeeds or fails for good; transient errors (the broker or backend
+/// unreachable) are tried again, 50 ms apart and then twice as long each time up to 2 s, for
+/// up to [`RETRY_FOR`]. The delivery's lease is renewed meanwhile.
+async fn with_retries<'a, F, Fut>(call: F, what: &str) -> Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<()>> + 'a,
+{
+    let start = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match call().await {
+            Err(e) if e.is_transient() && start.elapsed() + pause < RETRY_FOR => {
+                tracing::warn!(error = %e, "{what} failed; trying again in {pause:?}");
+                // Boxed: the timer is rare, and inline it would take room in every task's future.
+                Box::pin(tokio::time::sleep(pause)).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Runs a broker call that settles a delivery (see [`with_retries`]). If it still fails, the
+/// lease expires and the broker delivers the task again, so nothing is lost; the error is
+/// logged.
 async fn settle<'a, F, Fut>(call: F, what: &str)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<()>> + 'a,
 {
-    let mut pause = Duration::from_millis(50);
-    for attempt in 1..=3 {
-        match call().await {
-            Ok(()) => return,
-            Err(e) if e.is_lease_lost() => {
-                tracing::warn!(error = %e, "{what}: the lease was lost; the broker has delivered the task again");
-                return;
-            }
-            Err(e) if attempt < 3 && e.is_transient() => {
-                tracing::warn!(error = %e, "{what} failed; trying again in {pause:?}");
-                // Boxed: the timer is rare, and inline it would take room in every task's future.
-                Box::pin(tokio::time::sleep(pause)).await;
-                pause *= 5;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "{what} failed; the task returns when its lease expires");
-                return;
-            }
+    match with_retries(call, what).await {
+        Ok(()) => {}
+        Err(e) if e.is_lease_lost() => {
+            tracing::warn!(error = %e, "{what}: the lease was lost; the broker has delivered the task again");
         }
+        Err(e) => tracing::error!(error = %e, "{what} failed; the task returns when its lease expires"),
     }
+}
+
+/// Records a task's state in the result backend (see [`with_retries`]); a write that still
+/// fails is logged, and the task is settled all the same.
+async fn record<'a, F, Fut>(call: F, what: &str)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<()>> + 'a,
+{
+    log_err(with_retries(call, what).await, what);
 }
 
 /// Releases a unique task's lock as its policy says, once it completed (`succeeded`) or was archived.

@@ -116,6 +116,7 @@ macro_rules! conformance_suite {
             worker::running_task_is_recorded_active,
             worker::shutdown_hands_unfinished_tasks_back,
             worker::shutdown_waits_for_running_tasks,
+            worker::prefetched_task_is_handed_back_not_started,
             worker::abandoned_lease_is_redelivered,
             worker::completed_task_delivered_again_is_not_rerun,
             worker::middleware_wraps_every_attempt,

@@ -155,6 +155,26 @@ pub async fn shutdown_waits_for_running_tasks(env: Env) {
     assert_eq!((stats.pending, stats.active), (0, 0));
 }
 
+/// A prefetched task is handed back at shutdown, also when the slot it waits for is freed as
+/// the shutdown begins (by a handler that returns on the shutdown signal).
+pub async fn prefetched_task_is_handed_back_not_started(env: Env) {
+    let q = env.q("prefetch-stop");
+    let client = env.client();
+    let w = Running::start(env.worker().queue(&q, 1).concurrency(1).prefetch(1));
+    let first = client.task(probe, Probe { interrupt_on_shutdown: true, ..Probe::new(&q) }).queue(&q).await.unwrap();
+    eventually(WAIT, "the first task running", || async { log(&q).running == 1 }).await;
+    let second = client.task(probe, Probe::new(&q)).queue(&q).await.unwrap();
+    eventually(WAIT, "the second task prefetched", || async { env.broker.stats(&q).await.unwrap().active == 2 }).await;
+    w.stop().await;
+    assert_eq!(log(&q).starts.len(), 1, "the prefetched task was not started");
+    let stats = env.broker.stats(&q).await.unwrap();
+    assert_eq!((stats.pending, stats.active), (2, 0), "both handed back, ready at once");
+    let w = Running::start(env.worker().queue(&q, 1));
+    assert_eq!(first.get(WAIT).await.unwrap() + second.get(WAIT).await.unwrap(), 2 + 3);
+    assert_eq!(log(&q).retried_seen, [0, 0, 0], "no attempt used");
+    w.stop().await;
+}
+
 /// Takes `q`'s one task as a receiver would, with a lease of a second: dropped without an ack,
 /// it is left to that lease.
 async fn take_with_short_lease(env: &Env, q: &str) -> conveyor::Delivery {
