@@ -2,6 +2,7 @@
 
 pub mod basic;
 pub mod failures;
+pub mod outages;
 pub mod periodic;
 pub mod scheduling;
 pub mod tasks;
@@ -39,7 +40,12 @@ impl Env {
 
     /// A worker builder with the suite's tasks registered and test-friendly timings.
     pub fn worker(&self) -> WorkerBuilder {
-        conveyor::Worker::builder(self.broker.clone(), self.backend.clone())
+        self.worker_on(self.backend.clone())
+    }
+
+    /// The same, recording in `backend`.
+    pub fn worker_on(&self, backend: Arc<dyn ResultBackend>) -> WorkerBuilder {
+        conveyor::Worker::builder(self.broker.clone(), backend)
             .register(tasks::probe)
             .register(wf_tasks::add)
             .register(wf_tasks::double)
@@ -123,6 +129,7 @@ macro_rules! conformance_suite {
             worker::interrupted_handler_hands_task_back,
             worker::lost_lease_counts_as_an_attempt,
             worker::panicking_middleware_is_contained,
+            outages::result_recorded_after_a_backend_outage,
             workflows::chain_passes_results,
             workflows::chain_immutable_and_previous_result,
             workflows::chain_failure_stops_and_fires_on_error,
