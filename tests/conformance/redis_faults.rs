@@ -262,3 +262,135 @@ async fn batch_publish_with_one_broken_queue_stores_the_rest() {
     }
     w.stop().await;
 }
+
+/// Redis stalls (a slow script here) right after a task is published, longer than a waiting
+/// receiver's margin: the receiver gives up on its wait, but the claim pipelined behind it
+/// still runs when Redis comes back and leases the task. That claim's reply is taken in the
+/// background and the task handed back at once, not left leased to nobody until its lease
+/// expires (which would also count as a failed attempt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_answered_after_a_stall_is_handed_back() {
+    // A server of its own: the stall would hold up the other tests.
+    let port = 6393;
+    let dir = format!("/tmp/conveyor-redis-stall-{}", std::process::id());
+    redis_script("start", port, &dir);
+    let _stop = Stop(port, dir.clone());
+    let server = format!("redis://127.0.0.1:{port}");
+    let Setup { prefix, broker, client, .. } = Setup::new(&server).await;
+    // The queue's stream and group exist (a first task published and taken).
+    client.enqueue_message(message("fault:count", "stall")).await.unwrap();
+    let stop = conveyor::CancellationToken::new();
+    let lease = Duration::from_secs(30);
+    let req = |wait| conveyor::ReceiveRequest { queues: &["stall"], max: 10, wait, lease, stop: &stop };
+    let got = broker.receive(&req(Duration::from_secs(5))).await.unwrap();
+    assert_eq!(got.len(), 1);
+    broker.ack(&got[0]).await.unwrap();
+
+    // A receiver waits on the empty queue; then a script publishes a task (as the publish
+    // script does) and keeps Redis busy for 3.5 s, past the wait's 1 s + 2 s margin.
+    let b = broker.clone();
+    let waiting = tokio::spawn(async move {
+        let stop = conveyor::CancellationToken::new();
+        let req =
+            conveyor::ReceiveRequest { queues: &["stall"], max: 10, wait: Duration::from_secs(8), lease, stop: &stop };
+        b.receive(&req).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let task = message("fault:count", "stall");
+    let stall = r"
+        redis.call('XADD', KEYS[1], '*', ARGV[1], ARGV[2])
+        redis.call('HSET', KEYS[2], ARGV[1], 1)
+        redis.call('LPUSH', KEYS[3], 1)
+        local function us() local t = redis.call('TIME') return tonumber(t[1]) * 1000000 + tonumber(t[2]) end
+        local start = us()
+        while us() - start < 3500000 do end
+        return 1";
+    let keys = ["s0", "ids", "signal"].map(|k| queue_key(&prefix, "stall", k));
+    let mut busy = redis::Client::open(server.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut eval = redis::cmd("EVAL");
+    eval.arg(stall).arg(3).arg(&keys[..]).arg(task.id.as_str()).arg(task.encode().unwrap());
+    // The call itself times out on the client's side; Redis runs it to the end.
+    let _ = eval.query_async::<i64>(&mut busy).await;
+    // The task comes to the waiting receiver (or the next one) as a hand-back: at once, not
+    // after its 30 s lease, and with no lost lease counted.
+    let mut got = waiting.await.unwrap().unwrap();
+    if got.is_empty() {
+        got = broker.receive(&req(Duration::from_secs(5))).await.unwrap();
+    }
+    assert_eq!(got.len(), 1, "the task claimed during the stall came back");
+    let Payload::Task(t) = &got[0].payload else { panic!("undecodable") };
+    assert_eq!(t.id, task.id);
+    assert_eq!(got[0].lost_leases, 0, "no attempt counted");
+    broker.ack(&got[0]).await.unwrap();
+}
+
+/// Receives up to `max` tasks of `queue` with a lease of `lease`.
+async fn take(broker: &dyn conveyor::Broker, queue: &str, max: usize, lease: Duration) -> Vec<conveyor::Delivery> {
+    let stop = conveyor::CancellationToken::new();
+    let req = conveyor::ReceiveRequest { queues: &[queue], max, wait: Duration::from_millis(500), lease, stop: &stop };
+    broker.receive(&req).await.unwrap()
+}
+
+/// The queue's set of streams holding the wrong type: a hand-back, a retry and a publish over
+/// an archived task fail with the reason before writing anything, so no task is lost (taken
+/// out of its stream and not put back) and no archived task dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_type_set_fails_before_any_write() {
+    let Setup { prefix, broker, mut conn, .. } = Setup::new(&crate::redis::url()).await;
+    let q = "broken-set";
+    let streams = queue_key(&prefix, q, "streams");
+    let lease = Duration::from_secs(30);
+    let archived = message("fault:count", q);
+    broker.publish(&archived).await.unwrap();
+    broker.archive(&take(&*broker, q, 1, lease).await[0], "for the test").await.unwrap();
+    broker.publish(&message("fault:count", q)).await.unwrap();
+    let held = take(&*broker, q, 1, lease).await.remove(0);
+    let Payload::Task(task) = &held.payload else { panic!("undecodable") };
+
+    redis::cmd("SET").arg(&streams).arg("oops").query_async::<()>(&mut conn).await.unwrap();
+    let err = broker.release(&held).await.unwrap_err();
+    assert!(err.to_string().contains("holds a string, expected a set"), "{err}");
+    let err = broker.retry(&held, task, Duration::ZERO).await.unwrap_err();
+    assert!(err.to_string().contains("expected a set"), "{err}");
+    let err = broker.publish(&archived).await.unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+
+    redis::cmd("DEL").arg(&streams).query_async::<()>(&mut conn).await.unwrap();
+    redis::cmd("SADD").arg(&streams).arg("s0").query_async::<()>(&mut conn).await.unwrap();
+    assert_eq!(broker.admin().unwrap().archived(q, 0, 10).await.unwrap().len(), 1, "the archived task kept");
+    broker.release(&held).await.unwrap();
+    let back = take(&*broker, q, 1, lease).await;
+    assert_eq!(back.len(), 1, "the held task handed back");
+    assert!(matches!(&back[0].payload, Payload::Task(t) if t.id == task.id));
+}
+
+/// A lease-recovery mark that never expires (written by something else) does not turn
+/// recovery off: an abandoned lease still comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_recovery_mark_does_not_stop_recovery() {
+    let Setup { prefix, broker, mut conn, .. } = Setup::new(&crate::redis::url()).await;
+    let q = "stuck-mark";
+    let mark = queue_key(&prefix, q, "recovery");
+    broker.publish(&message("fault:count", q)).await.unwrap();
+    drop(take(&*broker, q, 1, Duration::from_millis(300)).await);
+    redis::cmd("SET").arg(&mark).arg("oops").query_async::<()>(&mut conn).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let back = take(&*broker, q, 1, Duration::from_secs(30)).await;
+    assert_eq!(back.len(), 1, "the abandoned task recovered");
+    assert_eq!(back[0].lost_leases, 1);
+}
+
+/// A receive asking for no task takes none (`XREADGROUP COUNT 0` would read a whole stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receive_of_zero_tasks_takes_none() {
+    let Setup { broker, .. } = Setup::new(&crate::redis::url()).await;
+    let q = "zero";
+    for _ in 0..5 {
+        broker.publish(&message("fault:count", q)).await.unwrap();
+    }
+    // One claim first: it leaves the queue read plainly, as under a running worker.
+    assert_eq!(take(&*broker, q, 1, Duration::from_secs(30)).await.len(), 1);
+    assert!(take(&*broker, q, 0, Duration::from_secs(30)).await.is_empty());
+    let stats = broker.stats(q).await.unwrap();
+    assert_eq!((stats.pending, stats.active), (4, 1));
+}

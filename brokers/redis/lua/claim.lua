@@ -57,7 +57,13 @@ if #due > 0 then
   suffixes = streams()
 end
 -- Lost leases: entries idle in the pending list longer than their consumer's lease.
-if redis.call('SET', KEYS[6], 1, 'NX', 'PX', 200) then
+local recover = redis.call('SET', KEYS[6], 1, 'NX', 'PX', 200)
+if not recover and redis.call('PTTL', KEYS[6]) == -1 then
+  -- A mark that never expires (written by something else) would turn recovery off for good.
+  redis.call('DEL', KEYS[6])
+  recover = redis.call('SET', KEYS[6], 1, 'NX', 'PX', 200)
+end
+if recover then
   for _, s in ipairs(suffixes) do
     local skey = base .. ':' .. s
     local consumers = redis.pcall('XINFO', 'CONSUMERS', skey, GROUP)

@@ -40,13 +40,17 @@ local function check_target(base, kind, prio)
   expect_types({ base .. ':' .. kind .. prio, 'stream' })
 end
 -- Appends a task to a stream of `kind` ('s' ready, 'f' handed back), creating it with its group.
+-- The set is read first, so that a set key of another type fails before anything is written.
 local function add(set, base, kind, prio, tid, msg, lost)
   local suffix = kind .. prio
   local skey = base .. ':' .. suffix
-  -- SADD every time: a stream missing from the set would never be read. A stream created
+  -- Checked every time: a stream missing from the set would never be read. A stream created
   -- without its group (by something else) gets it from the next claim.
-  if redis.call('SADD', set, suffix) == 1 and redis.call('EXISTS', skey) == 0 then
-    redis.call('XGROUP', 'CREATE', skey, GROUP, '0', 'MKSTREAM')
+  if redis.call('SISMEMBER', set, suffix) == 0 then
+    redis.call('SADD', set, suffix)
+    if redis.call('EXISTS', skey) == 0 then
+      redis.call('XGROUP', 'CREATE', skey, GROUP, '0', 'MKSTREAM')
+    end
   end
   if lost > 0 then
     return redis.call('XADD', skey, '*', tid, msg, '#lost', lost)

@@ -1,6 +1,7 @@
 -- KEYS: streams (set), signal
 -- ARGV: base, delivery
 -- Hands an unfinished task back, first in line within its priority, without using an attempt.
+expect_types({ KEYS[1], 'set' })
 local base = ARGV[1]
 local _, _, prio = parse_ref(base, ARGV[2])
 check_target(base, 'f', prio)

@@ -1,7 +1,7 @@
 -- KEYS: streams (set), delayed, ids, signal
 -- ARGV: base, delivery, payload, delay_ms, priority
 -- Replaces the task's envelope and schedules it again, if the caller still holds its delivery.
-expect_types({ KEYS[2], 'zset' })
+expect_types({ KEYS[1], 'set', KEYS[2], 'zset' })
 local base = ARGV[1]
 local prio = clamp_prio(ARGV[5])
 local delay = tonumber(ARGV[4])

@@ -10,6 +10,7 @@
 //! `XREADGROUP` alone (see [`RedisBroker::wait_then_claim`]); its next claim runs the whole
 //! script.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,7 +69,8 @@ impl Plan {
     /// Adds the claim's commands to `pipe` (`nowake`: the caller needs no due time; `upkeep`:
     /// see [`Plan::runs_script`]).
     fn add(&self, pipe: &mut redis::Pipeline, k: &QueueKeys, max: usize, lease: Duration, nowake: bool, upkeep: bool) {
-        let max = max.min(MAX_CLAIM);
+        // Never 0: `COUNT 0` would read the whole stream.
+        let max = max.clamp(1, MAX_CLAIM);
         if self.runs_script(upkeep) {
             let keys = [&k.streams, &k.delayed, &k.ids, &k.signal, &k.paused, &k.recovery];
             let script = pipe.cmd("EVALSHA").arg(scripts::CLAIM.get_hash()).arg(keys.len()).arg(&keys[..]);
@@ -141,9 +143,9 @@ impl RedisBroker {
         // The client-side limit guards against a silently dead connection.
         let limit = wait + Duration::from_secs(2);
         // A clone shares the connection; `bc` goes back to the pool only once the call ended.
+        // Owned, so that a reply too late for this call can still be taken in the background.
         let mut conn = bc.conn.clone();
-        let call = pipe.query_async::<Vec<RedisResult<Value>>>(&mut conn);
-        tokio::pin!(call);
+        let mut call = Box::pin(async move { pipe.query_async::<Vec<RedisResult<Value>>>(&mut conn).await });
         let answer = tokio::select! {
             r = tokio::time::timeout(limit, &mut call) => r,
             _ = stop.cancelled() => {
@@ -168,10 +170,38 @@ impl RedisBroker {
                 }
             }
             Ok(Err(e)) => Err(err(e)),
-            // The connection is dropped. If Redis did run the claim, its tasks come back when
-            // their lease expires, as after a worker crash.
-            Err(_) => Ok((Vec::new(), None)),
+            // No reply in time: the connection is not reused, and what the claim took, if it
+            // ran, is handed back once its reply comes.
+            Err(_) => {
+                self.hand_back_late(first, k, (plan, upkeep), call, lease);
+                Ok((Vec::new(), None))
+            }
         }
+    }
+
+    /// A claim whose reply did not come in time (Redis stalled longer than the wait's
+    /// margin: a slow script, a fork) may still run in Redis. Its reply is awaited in the
+    /// background, for up to a lease, and whatever it claimed is handed back, rather than left
+    /// leased to nobody: that would hold the tasks back a whole lease and cost each an
+    /// attempt, as if a worker had died running it.
+    fn hand_back_late<F>(&self, queue: &str, k: Arc<QueueKeys>, (plan, upkeep): (Plan, bool), call: F, lease: Duration)
+    where
+        F: Future<Output = RedisResult<Vec<RedisResult<Value>>>> + Send + 'static,
+    {
+        tracing::warn!(queue, "no reply to a claim in time; its tasks are handed back if it ran");
+        let (this, queue) = (self.clone(), queue.to_owned());
+        tokio::spawn(async move {
+            let Ok(Ok(mut answers)) = tokio::time::timeout(lease, call).await else { return };
+            if !answers.is_empty() {
+                let _blpop = answers.remove(0);
+            }
+            let Ok(((late, _), _)) = this.take_answers(&queue, &k, (&plan, upkeep), answers).await else { return };
+            for d in &late {
+                if let Err(e) = this.release(d).await {
+                    tracing::warn!(queue, error = %e, "could not hand back a task claimed too late; it returns after its lease");
+                }
+            }
+        });
     }
 
     /// Reads a claim's answers: the script's, and for a plain read its reply and whether the
@@ -274,9 +304,17 @@ impl RedisBroker {
         let cfg = AsyncConnectionConfig::new()
             .set_response_timeout(None)
             .set_connection_timeout(Some(Duration::from_secs(5)));
-        let mut conn = self.inner.client.get_multiplexed_async_connection_with_config(&cfg).await.map_err(err)?;
-        let id = redis::cmd("CLIENT").arg("ID").query_async::<i64>(&mut conn).await.map_err(err)?;
-        scripts::CLAIM.prepare_invoke().load_async(&mut conn).await.map_err(err)?;
-        Ok(BlockingConn { conn, id })
+        // The setup's commands are timed by hand: this connection has no response timeout, and
+        // a server that accepted the connection and then went silent must not hang the receiver.
+        let setup = async {
+            let mut conn = self.inner.client.get_multiplexed_async_connection_with_config(&cfg).await?;
+            let id = redis::cmd("CLIENT").arg("ID").query_async::<i64>(&mut conn).await?;
+            scripts::CLAIM.prepare_invoke().load_async(&mut conn).await?;
+            Ok::<_, redis::RedisError>(BlockingConn { conn, id })
+        };
+        match tokio::time::timeout(Duration::from_secs(10), setup).await {
+            Ok(r) => r.map_err(err),
+            Err(_) => Err(Error::broker("timed out setting up a connection for blocking reads")),
+        }
     }
 }

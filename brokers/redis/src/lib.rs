@@ -267,6 +267,9 @@ impl Broker for RedisBroker {
     }
 
     async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>> {
+        if req.max == 0 {
+            return Ok(Vec::new());
+        }
         let deadline = tokio::time::Instant::now() + req.wait;
         loop {
             let mut out = Vec::new();
