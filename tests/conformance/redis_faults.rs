@@ -394,3 +394,19 @@ async fn receive_of_zero_tasks_takes_none() {
     let stats = broker.stats(q).await.unwrap();
     assert_eq!((stats.pending, stats.active), (4, 1));
 }
+
+/// A member of a queue's set of streams that is not a stream suffix (written by something
+/// else, with a stream of that name): never read, and the queue goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_member_of_the_set_of_streams_is_ignored() {
+    let Setup { prefix, broker, mut conn, .. } = Setup::new(&crate::redis::url()).await;
+    let q = "foreign-member";
+    redis::cmd("SADD").arg(queue_key(&prefix, q, "streams")).arg("junk").query_async::<()>(&mut conn).await.unwrap();
+    let junk = queue_key(&prefix, q, "junk");
+    redis::cmd("XADD").arg(&junk).arg("*").arg("a").arg("b").query_async::<()>(&mut conn).await.unwrap();
+    broker.publish(&message("fault:count", q)).await.unwrap();
+    broker.publish(&message("fault:count", q)).await.unwrap();
+    assert_eq!(take(&*broker, q, 10, Duration::from_secs(30)).await.len(), 2);
+    let len: usize = redis::cmd("XLEN").arg(&junk).query_async(&mut conn).await.unwrap();
+    assert_eq!(len, 1, "the foreign stream untouched");
+}

@@ -19,13 +19,16 @@ local consumer = 'l' .. ARGV[2]
 -- Reads first: keys of another type fail the script here, before any write.
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 500)
 -- The streams in use; a listed stream that is gone is dropped from the list, and a key of
--- another type fails the script (before any write that matters).
+-- another type fails the script (before any write that matters). A member that is not a
+-- stream suffix (`s0`..`f9`; written by something else) is left alone and never read.
 local function streams()
   local live = {}
   for _, s in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     local skey = base .. ':' .. s
-    local t = redis.call('TYPE', skey)['ok']
-    if t == 'stream' then
+    local t = string.match(s, '^[sf]%d$') and redis.call('TYPE', skey)['ok']
+    if not t then
+      -- Not ours.
+    elseif t == 'stream' then
       live[#live + 1] = s
     elseif t == 'none' then
       redis.call('SREM', KEYS[1], s)
