@@ -69,6 +69,14 @@ fn redis_script(action: &str, port: u16, dir: &str) {
 /// Stops the test's own server when dropped, also when the test fails.
 struct Stop(u16, String);
 
+/// Starts a server of the test's own on `port` (for faults that would disturb the other tests),
+/// its data in a directory named after `name`; returns its guard and URL.
+fn own_server(port: u16, name: &str) -> (Stop, String) {
+    let dir = format!("/tmp/conveyor-redis-{name}-{}", std::process::id());
+    redis_script("start", port, &dir);
+    (Stop(port, dir), format!("redis://127.0.0.1:{port}"))
+}
+
 impl Drop for Stop {
     fn drop(&mut self) {
         redis_script("stop", self.0, &self.1);
@@ -78,13 +86,9 @@ impl Drop for Stop {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_mid_run_loses_no_accepted_task() {
-    let port = 6391;
-    let dir = format!("/tmp/conveyor-redis-restart-{}", std::process::id());
-    redis_script("start", port, &dir);
-    let _stop = Stop(port, dir.clone());
-    let url = url_with_prefix(&format!("redis://127.0.0.1:{port}"));
-    let d = dir.clone();
-    crate::faults::broker_restart_mid_run(&url, move || redis_script("restart", port, &d)).await;
+    let (server, url) = own_server(6391, "restart");
+    let (port, dir) = (server.0, server.1.clone());
+    crate::faults::broker_restart_mid_run(&url_with_prefix(&url), move || redis_script("restart", port, &dir)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,11 +175,8 @@ async fn wrong_type_structure_key_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_flushed_while_waiting_are_loaded_again() {
     // A server of its own: flushing the shared one's scripts would disturb the other tests.
-    let port = 6392;
-    let dir = format!("/tmp/conveyor-redis-flush-{}", std::process::id());
-    redis_script("start", port, &dir);
-    let _stop = Stop(port, dir.clone());
-    let Setup { broker, backend, client, mut conn, .. } = Setup::new(&format!("redis://127.0.0.1:{port}")).await;
+    let (_server, url) = own_server(6392, "flush");
+    let Setup { broker, backend, client, mut conn, .. } = Setup::new(&url).await;
     let w = Running::start(
         Worker::builder(broker.clone(), backend.clone())
             .register_handler("fault:count", |_req: Request| async { ok() })
@@ -271,11 +272,7 @@ async fn batch_publish_with_one_broken_queue_stores_the_rest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_answered_after_a_stall_is_handed_back() {
     // A server of its own: the stall would hold up the other tests.
-    let port = 6393;
-    let dir = format!("/tmp/conveyor-redis-stall-{}", std::process::id());
-    redis_script("start", port, &dir);
-    let _stop = Stop(port, dir.clone());
-    let server = format!("redis://127.0.0.1:{port}");
+    let (_server, server) = own_server(6393, "stall");
     let Setup { prefix, broker, client, .. } = Setup::new(&server).await;
     // The queue's stream and group exist (a first task published and taken).
     client.enqueue_message(message("fault:count", "stall")).await.unwrap();
