@@ -107,8 +107,10 @@ async fn fetch_loop(ctx: &Arc<Ctx>, slots: &Arc<Semaphore>, running: &Arc<Semaph
         // claimed is handed back below rather than lost with a dropped future.
         match shared.broker.receive(&req).await {
             Ok(deliveries) if ctx.stop.is_cancelled() => {
-                for d in &deliveries {
-                    if let Err(e) = shared.broker.release(d).await {
+                // All at once: each is a round trip, and the shutdown waits for them.
+                let releases = deliveries.iter().map(|d| shared.broker.release(d));
+                for r in futures_util::future::join_all(releases).await {
+                    if let Err(e) = r {
                         tracing::warn!(error = %e, "could not hand back a task received during shutdown");
                     }
                 }
