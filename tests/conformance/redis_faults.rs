@@ -44,6 +44,22 @@ pub(crate) fn queue_key(prefix: &str, queue: &str, name: &str) -> String {
     format!("{prefix}:{{{prefix}:{queue}}}:{name}")
 }
 
+/// The wait of the fault tests' claims.
+const HALF_SECOND: Duration = Duration::from_millis(500);
+
+/// Claims up to `max` tasks of `queue` as a receiver would, with `lease`, waiting up to `wait`.
+pub(crate) async fn receive(
+    broker: Arc<dyn conveyor::Broker>,
+    queue: &str,
+    max: usize,
+    lease: Duration,
+    wait: Duration,
+) -> Vec<conveyor::Delivery> {
+    let stop = conveyor::CancellationToken::new();
+    let req = conveyor::ReceiveRequest { queues: &[queue], max, wait, lease, stop: &stop };
+    broker.receive(&req).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_task_outliving_its_lease_runs_once() {
     crate::faults::long_task_runs_once(&url_with_prefix(&crate::redis::url())).await;
@@ -276,22 +292,14 @@ async fn claim_answered_after_a_stall_is_handed_back() {
     let Setup { prefix, broker, client, .. } = Setup::new(&server).await;
     // The queue's stream and group exist (a first task published and taken).
     client.enqueue_message(message("fault:count", "stall")).await.unwrap();
-    let stop = conveyor::CancellationToken::new();
     let lease = Duration::from_secs(30);
-    let req = |wait| conveyor::ReceiveRequest { queues: &["stall"], max: 10, wait, lease, stop: &stop };
-    let got = broker.receive(&req(Duration::from_secs(5))).await.unwrap();
+    let got = receive(broker.clone(), "stall", 10, lease, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 1);
     broker.ack(&got[0]).await.unwrap();
 
     // A receiver waits on the empty queue; then a script publishes a task (as the publish
     // script does) and keeps Redis busy for 3.5 s, past the wait's 1 s + 2 s margin.
-    let b = broker.clone();
-    let waiting = tokio::spawn(async move {
-        let stop = conveyor::CancellationToken::new();
-        let req =
-            conveyor::ReceiveRequest { queues: &["stall"], max: 10, wait: Duration::from_secs(8), lease, stop: &stop };
-        b.receive(&req).await
-    });
+    let waiting = tokio::spawn(receive(broker.clone(), "stall", 10, lease, Duration::from_secs(8)));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let task = message("fault:count", "stall");
     let stall = r"
@@ -310,22 +318,15 @@ async fn claim_answered_after_a_stall_is_handed_back() {
     let _ = eval.query_async::<i64>(&mut busy).await;
     // The task comes to the waiting receiver (or the next one) as a hand-back: at once, not
     // after its 30 s lease, and with no lost lease counted.
-    let mut got = waiting.await.unwrap().unwrap();
+    let mut got = waiting.await.unwrap();
     if got.is_empty() {
-        got = broker.receive(&req(Duration::from_secs(5))).await.unwrap();
+        got = receive(broker.clone(), "stall", 10, lease, Duration::from_secs(5)).await;
     }
     assert_eq!(got.len(), 1, "the task claimed during the stall came back");
     let Payload::Task(t) = &got[0].payload else { panic!("undecodable") };
     assert_eq!(t.id, task.id);
     assert_eq!(got[0].lost_leases, 0, "no attempt counted");
     broker.ack(&got[0]).await.unwrap();
-}
-
-/// Receives up to `max` tasks of `queue` with a lease of `lease`.
-async fn take(broker: &dyn conveyor::Broker, queue: &str, max: usize, lease: Duration) -> Vec<conveyor::Delivery> {
-    let stop = conveyor::CancellationToken::new();
-    let req = conveyor::ReceiveRequest { queues: &[queue], max, wait: Duration::from_millis(500), lease, stop: &stop };
-    broker.receive(&req).await.unwrap()
 }
 
 /// The queue's set of streams holding the wrong type: a hand-back, a retry and a publish over
@@ -339,9 +340,9 @@ async fn wrong_type_set_fails_before_any_write() {
     let lease = Duration::from_secs(30);
     let archived = message("fault:count", q);
     broker.publish(&archived).await.unwrap();
-    broker.archive(&take(&*broker, q, 1, lease).await[0], "for the test").await.unwrap();
+    broker.archive(&receive(broker.clone(), q, 1, lease, HALF_SECOND).await[0], "for the test").await.unwrap();
     broker.publish(&message("fault:count", q)).await.unwrap();
-    let held = take(&*broker, q, 1, lease).await.remove(0);
+    let held = receive(broker.clone(), q, 1, lease, HALF_SECOND).await.remove(0);
     let Payload::Task(task) = &held.payload else { panic!("undecodable") };
 
     redis::cmd("SET").arg(&streams).arg("oops").query_async::<()>(&mut conn).await.unwrap();
@@ -356,7 +357,7 @@ async fn wrong_type_set_fails_before_any_write() {
     redis::cmd("SADD").arg(&streams).arg("s0").query_async::<()>(&mut conn).await.unwrap();
     assert_eq!(broker.admin().unwrap().archived(q, 0, 10).await.unwrap().len(), 1, "the archived task kept");
     broker.release(&held).await.unwrap();
-    let back = take(&*broker, q, 1, lease).await;
+    let back = receive(broker.clone(), q, 1, lease, HALF_SECOND).await;
     assert_eq!(back.len(), 1, "the held task handed back");
     assert!(matches!(&back[0].payload, Payload::Task(t) if t.id == task.id));
 }
@@ -369,10 +370,10 @@ async fn stuck_recovery_mark_does_not_stop_recovery() {
     let q = "stuck-mark";
     let mark = queue_key(&prefix, q, "recovery");
     broker.publish(&message("fault:count", q)).await.unwrap();
-    drop(take(&*broker, q, 1, Duration::from_millis(300)).await);
+    drop(receive(broker.clone(), q, 1, Duration::from_millis(300), HALF_SECOND).await);
     redis::cmd("SET").arg(&mark).arg("oops").query_async::<()>(&mut conn).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let back = take(&*broker, q, 1, Duration::from_secs(30)).await;
+    let back = receive(broker.clone(), q, 1, Duration::from_secs(30), HALF_SECOND).await;
     assert_eq!(back.len(), 1, "the abandoned task recovered");
     assert_eq!(back[0].lost_leases, 1);
 }
@@ -386,8 +387,8 @@ async fn receive_of_zero_tasks_takes_none() {
         broker.publish(&message("fault:count", q)).await.unwrap();
     }
     // One claim first: it leaves the queue read plainly, as under a running worker.
-    assert_eq!(take(&*broker, q, 1, Duration::from_secs(30)).await.len(), 1);
-    assert!(take(&*broker, q, 0, Duration::from_secs(30)).await.is_empty());
+    assert_eq!(receive(broker.clone(), q, 1, Duration::from_secs(30), HALF_SECOND).await.len(), 1);
+    assert!(receive(broker.clone(), q, 0, Duration::from_secs(30), HALF_SECOND).await.is_empty());
     let stats = broker.stats(q).await.unwrap();
     assert_eq!((stats.pending, stats.active), (4, 1));
 }
@@ -403,7 +404,26 @@ async fn foreign_member_of_the_set_of_streams_is_ignored() {
     redis::cmd("XADD").arg(&junk).arg("*").arg("a").arg("b").query_async::<()>(&mut conn).await.unwrap();
     broker.publish(&message("fault:count", q)).await.unwrap();
     broker.publish(&message("fault:count", q)).await.unwrap();
-    assert_eq!(take(&*broker, q, 10, Duration::from_secs(30)).await.len(), 2);
+    assert_eq!(receive(broker.clone(), q, 10, Duration::from_secs(30), HALF_SECOND).await.len(), 2);
     let len: usize = redis::cmd("XLEN").arg(&junk).query_async(&mut conn).await.unwrap();
     assert_eq!(len, 1, "the foreign stream untouched");
+}
+
+/// An archived task's id published again with a delay: scheduled (not mixed with the archived
+/// task's stored fields), and out of the archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archived_id_published_again_with_a_delay() {
+    let Setup { broker, .. } = Setup::new(&crate::redis::url()).await;
+    let q = "rearchived";
+    let lease = Duration::from_secs(30);
+    let task = message("fault:count", q);
+    broker.publish(&task).await.unwrap();
+    broker.archive(&receive(broker.clone(), q, 1, lease, HALF_SECOND).await[0], "for the test").await.unwrap();
+    let mut later = task.clone();
+    later.eta = Some(std::time::SystemTime::now() + Duration::from_millis(200));
+    broker.publish(&later).await.unwrap();
+    let stats = broker.stats(q).await.unwrap();
+    assert_eq!((stats.scheduled, stats.archived), (1, 0));
+    let got = receive(broker.clone(), q, 1, lease, Duration::from_secs(5)).await;
+    assert!(matches!(&got[..], [d] if matches!(&d.payload, Payload::Task(t) if t.id == task.id)));
 }

@@ -9,21 +9,11 @@ use conveyor::{Request, TaskState, Worker};
 use tokio::sync::Notify;
 
 use crate::faults::{message, ok};
-use crate::redis_faults::{queue_key, Setup};
+use crate::redis_faults::{queue_key, receive, Setup};
 use crate::suite::{eventually, Running};
 
-/// Claims up to `max` tasks of `queue` as a receiver would (30 s lease), waiting up to `wait`.
-async fn receive(
-    broker: Arc<dyn conveyor::Broker>,
-    queue: &str,
-    max: usize,
-    wait: Duration,
-) -> Vec<conveyor::Delivery> {
-    let stop = conveyor::CancellationToken::new();
-    let lease = Duration::from_secs(30);
-    let req = conveyor::ReceiveRequest { queues: &[queue], max, wait, lease, stop: &stop };
-    broker.receive(&req).await.unwrap()
-}
+/// A lease long enough for the tests' tasks.
+const LEASE: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acked_entries_leave_the_stream_even_behind_a_long_task() {
@@ -198,7 +188,7 @@ async fn acked_entries_behind_a_retried_task_go_too() {
 async fn plain_reads_wake_another_receiver_only_for_waiting_tasks() {
     let Setup { prefix, broker, client, mut conn, .. } = Setup::new(&crate::redis::url()).await;
     let signal = queue_key(&prefix, "wake", "signal");
-    let receive = |max: usize| receive(broker.clone(), "wake", max, Duration::ZERO);
+    let receive = |max: usize| receive(broker.clone(), "wake", max, LEASE, Duration::ZERO);
     let signals = |mut conn: redis::aio::MultiplexedConnection, key: String| async move {
         redis::cmd("LLEN").arg(&key).query_async::<u64>(&mut conn).await.unwrap()
     };
@@ -245,7 +235,7 @@ async fn plain_reads_wake_another_receiver_only_for_waiting_tasks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_receiver_takes_a_task_from_another_stream() {
     let Setup { broker, client, .. } = Setup::new(&crate::redis::url()).await;
-    let receive = |max: usize, wait: Duration| receive(broker.clone(), "other", max, wait);
+    let receive = |max: usize, wait: Duration| receive(broker.clone(), "other", max, LEASE, wait);
     // A running task keeps the queue's stream `s0`, so idle receivers read it without the script.
     client.enqueue_message(message("fault:count", "other")).await.unwrap();
     let running = receive(1, Duration::ZERO).await;

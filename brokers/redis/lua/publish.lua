@@ -15,16 +15,15 @@ local prio = clamp_prio(ARGV[4])
 local delay = tonumber(ARGV[5])
 if delay > 0 then
   redis.call('ZADD', KEYS[2], now_ms() + delay, id)
-  redis.call('DEL', tkey)
-  redis.call('HSET', tkey, 'msg', ARGV[3], 'prio', prio, 'lost', 0)
 else
   add(KEYS[1], base, 's', prio, id, ARGV[3], 0)
 end
 if archived then
   redis.call('ZREM', KEYS[5], id)
-  if delay <= 0 then
-    redis.call('DEL', tkey)
-  end
+  redis.call('DEL', tkey)
+end
+if delay > 0 then
+  redis.call('HSET', tkey, 'msg', ARGV[3], 'prio', prio, 'lost', 0)
 end
 redis.call('HSET', KEYS[3], id, 1)
 -- Wakes a waiting receiver: to take the task, or to time its wait to the new due time.

@@ -69,8 +69,7 @@ impl Plan {
     /// Adds the claim's commands to `pipe` (`nowake`: the caller needs no due time; `upkeep`:
     /// see [`Plan::runs_script`]).
     fn add(&self, pipe: &mut redis::Pipeline, k: &QueueKeys, max: usize, lease: Duration, nowake: bool, upkeep: bool) {
-        // Never 0: `COUNT 0` would read the whole stream.
-        let max = max.clamp(1, MAX_CLAIM);
+        let max = max.min(MAX_CLAIM);
         if self.runs_script(upkeep) {
             let keys = [&k.streams, &k.delayed, &k.ids, &k.signal, &k.paused, &k.recovery];
             let script = pipe.cmd("EVALSHA").arg(scripts::CLAIM.get_hash()).arg(keys.len()).arg(&keys[..]);

@@ -267,6 +267,7 @@ impl Broker for RedisBroker {
     }
 
     async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>> {
+        // Every claim below asks for at least one task: `XREADGROUP COUNT 0` reads a whole stream.
         if req.max == 0 {
             return Ok(Vec::new());
         }

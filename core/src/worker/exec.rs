@@ -124,8 +124,8 @@ async fn process(ctx: &Ctx, d: &Delivery, held: Held<'_>) {
             // The lock goes first: whoever sees the task completed can enqueue it again.
             release_unique(s, &task, true).await;
             let retain = task.retention.unwrap_or(s.config.retention);
-            let update = || StateUpdate::completed(task.retried, result.clone(), retain);
-            record(|| s.backend.update(&task, update()), "record result").await;
+            let completed = || StateUpdate::completed(task.retried, result.clone(), retain);
+            record(|| s.backend.update(&task, completed()), "record result").await;
             settle(|| s.broker.ack(d), "ack").await;
         }
         Some(Err(e)) if e.kind() == ErrorKind::Interrupted => Box::pin(hand_back(s, d, &task)).await,
