@@ -72,7 +72,24 @@ impl TaskRecord {
         }
     }
 
-    /// Applies `update` to this record.
+    /// The attempt this record was last written by (see [`StateUpdate::attempt`]).
+    pub fn attempt(&self) -> u32 {
+        attempt_of(self.state, self.retried)
+    }
+
+    /// Whether `update` may be written over this record: the fence that keeps a stale run (one
+    /// whose lease was lost, while the task ran again elsewhere) from overwriting what a newer
+    /// run wrote. Refused: anything but `completed` over `completed`, and any update from an
+    /// earlier attempt than the record's. Every backend applies this rule atomically.
+    pub fn accepts(&self, update: &StateUpdate) -> bool {
+        if self.state == TaskState::Completed && update.state != TaskState::Completed {
+            return false;
+        }
+        update.attempt() >= self.attempt()
+    }
+
+    /// Applies `update` to this record (whether it [`accepts`](Self::accepts) it is the
+    /// caller's check).
     pub fn apply(&mut self, update: StateUpdate) {
         self.state = update.state;
         self.retried = update.retried;
@@ -115,7 +132,23 @@ pub struct StateUpdate {
     pub retain: Option<Duration>,
 }
 
+/// The attempt (0 for the first run) that writes `state` with `retried` failed attempts: a
+/// `retry` is written by the attempt that failed, one before the count it carries.
+fn attempt_of(state: TaskState, retried: u32) -> u32 {
+    match state {
+        TaskState::Retry => retried.saturating_sub(1),
+        _ => retried,
+    }
+}
+
 impl StateUpdate {
+    /// The attempt that writes this update (0 for the first run; a lost lease counts as an
+    /// attempt, so the run that replaces a stale one has a higher number). Backends refuse an
+    /// update from an earlier attempt than the record's (see [`TaskRecord::accepts`]).
+    pub fn attempt(&self) -> u32 {
+        attempt_of(self.state, self.retried)
+    }
+
     /// A non-terminal transition.
     pub fn to(state: TaskState, retried: u32) -> Self {
         StateUpdate { state, retried, error: None, result: None, retain: None }
@@ -167,6 +200,10 @@ pub trait ResultBackend: Send + Sync + 'static {
 
     /// Records a state transition of `task`, creating the record if it is missing (a task
     /// published by other means). A terminal update with `retain` of zero deletes the record.
+    ///
+    /// Fenced, as one atomic step: an update the record does not
+    /// [`accept`](TaskRecord::accepts) (a stale run's, over a newer attempt's or a completed
+    /// record) is dropped, and the call still succeeds.
     async fn update(&self, task: &TaskMessage, update: StateUpdate) -> Result<()>;
 
     /// The record of `id`, if there is one.

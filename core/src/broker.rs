@@ -239,11 +239,22 @@ pub trait Broker: Send + Sync + 'static {
     /// - RabbitMQ: `basic.nack` with requeue. SQS: `ChangeMessageVisibility` to 0.
     async fn release(&self, delivery: &Delivery) -> Result<()>;
 
-    /// Extends the leases of running deliveries to `lease` from now (the worker's heartbeat).
+    /// Extends the leases of running deliveries to `lease` from now (the worker's heartbeat),
+    /// and returns the positions in `receipts` of the deliveries whose lease is **lost**: the
+    /// broker may have delivered the task to another receiver, so the caller must stop running
+    /// it and write nothing for it (its outcome belongs to the new delivery). A lease that ran
+    /// out but whose task nobody took meanwhile may be extended again, and is not lost.
     ///
-    /// - Redis: `XCLAIM … JUSTID` (resets the idle time). RabbitMQ: nothing to do (unacked messages stay
-    ///   owned while the channel lives). SQS: `ChangeMessageVisibilityBatch`.
-    async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<()>;
+    /// An `Err` means the broker could not be asked (it says nothing about the leases).
+    ///
+    /// - Redis: `XCLAIM … JUSTID` (resets the idle time); an entry no longer pending (its lost
+    ///   lease was re-queued as a new entry) is lost.
+    /// - RabbitMQ: the lease is kept by this client (unacked messages stay owned while the
+    ///   channel lives); one already returned to the queue, or of a closed connection, is lost.
+    /// - SQS: `ChangeMessageVisibilityBatch`; a message whose visibility timeout ran out before
+    ///   the extension (it may be received again at any moment), or whose receipt handle SQS
+    ///   refuses, is lost.
+    async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<Vec<usize>>;
 
     /// Counts for one queue.
     ///

@@ -34,8 +34,8 @@ impl Broker for Hung {
     async fn release(&self, _: &Delivery) -> conveyor::Result<()> {
         Ok(())
     }
-    async fn extend_leases(&self, _: &[Receipt], _: Duration) -> conveyor::Result<()> {
-        Ok(())
+    async fn extend_leases(&self, _: &[Receipt], _: Duration) -> conveyor::Result<Vec<usize>> {
+        Ok(Vec::new())
     }
     async fn stats(&self, _: &str) -> conveyor::Result<QueueStats> {
         Ok(QueueStats::default())

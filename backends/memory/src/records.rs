@@ -86,6 +86,9 @@ impl Records {
                 waiters: None,
             }),
         };
+        if !slot.record.accepts(&update) {
+            return;
+        }
         slot.record.apply(update);
         if !terminal {
             slot.expires = None;

@@ -30,6 +30,7 @@ script!(TRY_LOCK, "../lua/try_lock.lua");
 script!(UNLOCK, "../lua/unlock.lua");
 script!(INCR, "../lua/incr.lua");
 script!(GROUP_ADD, "../lua/group_add.lua");
+script!(UPDATE, "../lua/update.lua");
 
 /// The Redis result backend. Cheap to clone.
 #[derive(Clone)]
@@ -137,43 +138,30 @@ impl ResultBackend for RedisBackend {
     }
 
     async fn update(&self, task: &TaskMessage, u: StateUpdate) -> Result<()> {
-        // Plain commands (in a transaction when there are two): cheaper for Redis than a script.
-        let key = self.record_key(&task.id);
-        let mut fields: Vec<(&str, String)> = vec![
-            ("name", task.name.clone()),
-            ("queue", task.queue.clone()),
-            ("max_retry", task.max_retry.to_string()),
-            ("state", u.state.as_str().to_owned()),
-            ("retried", u.retried.to_string()),
-            ("updated_at", time::to_millis(SystemTime::now()).to_string()),
-            // The envelope's creation time is the record's (the client wrote the record from
-            // the same envelope): writing it again keeps it, and fills in a missing record.
-            ("created_at", time::to_millis(task.created_at).to_string()),
-        ];
-        if let Some(e) = u.error {
-            fields.push(("error", e));
+        // One script: the fence (a stale run's write is dropped) and the write are one step.
+        let mut inv = UPDATE.key(self.record_key(&task.id));
+        inv.arg(u.state.as_str()).arg(u.attempt());
+        match (u.state.is_terminal(), u.retain) {
+            (true, Some(d)) if d.is_zero() => inv.arg(0),
+            (true, Some(d)) => inv.arg(ms(d)),
+            // A non-terminal state keeps the record's TTL: a record that still has a finished
+            // run's TTL (only a redelivered duplicate of a completed task) keeps it, and at
+            // worst lapses during the rerun and is written again when it ends.
+            _ => inv.arg(""),
+        };
+        inv.arg("name").arg(&task.name).arg("queue").arg(&task.queue).arg("max_retry").arg(task.max_retry);
+        inv.arg("state").arg(u.state.as_str()).arg("retried").arg(u.retried);
+        inv.arg("updated_at").arg(time::to_millis(SystemTime::now()));
+        // The envelope's creation time is the record's (the client wrote the record from the
+        // same envelope): writing it again keeps it, and fills in a missing record.
+        inv.arg("created_at").arg(time::to_millis(task.created_at));
+        if let Some(e) = &u.error {
+            inv.arg("error").arg(e);
         }
         if let Some(r) = &u.result {
-            fields.push(("result", r.get().to_owned()));
+            inv.arg("result").arg(r.get());
         }
-        match (u.state.is_terminal(), u.retain) {
-            (true, Some(d)) if d.is_zero() => {
-                redis::cmd("DEL").arg(&key).query_async::<()>(&mut self.conn()).await.map_err(err)
-            }
-            (true, Some(d)) => redis::pipe()
-                .atomic()
-                .hset_multiple(&key, &fields)
-                .ignore()
-                .pexpire(&key, ms(d) as i64)
-                .ignore()
-                .query_async::<()>(&mut self.conn())
-                .await
-                .map_err(err),
-            // A non-terminal state is one command. A record that still has a finished run's
-            // TTL (only a redelivered duplicate of a completed task) keeps it: at worst the
-            // record lapses during the rerun and is written again when it ends.
-            _ => redis::cmd("HSET").arg(&key).arg(&fields).query_async::<()>(&mut self.conn()).await.map_err(err),
-        }
+        inv.invoke_async::<i64>(&mut self.conn()).await.map(drop).map_err(err)
     }
 
     async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>> {

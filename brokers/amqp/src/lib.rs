@@ -558,15 +558,20 @@ impl Broker for AmqpBroker {
         Ok(())
     }
 
-    async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<()> {
+    async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<Vec<usize>> {
         let until = Instant::now() + lease;
         let mut st = self.state();
-        for r in receipts {
-            if let Some(l) = r.get::<AmqpReceipt>().and_then(|r| st.leases.get_mut(&r.lease)) {
-                l.until = until;
+        let mut lost = Vec::new();
+        for (i, r) in receipts.iter().enumerate() {
+            let r = r.get::<AmqpReceipt>().ok_or_else(|| Error::broker("receipt was not issued by an AMQP broker"))?;
+            // Gone: settled, returned to the queue when its lease ran out, or of a connection
+            // that closed (RabbitMQ delivers it again).
+            match st.leases.get_mut(&r.lease) {
+                Some(l) => l.until = until,
+                None => lost.push(i),
             }
         }
-        Ok(())
+        Ok(lost)
     }
 
     async fn stats(&self, queue: &str) -> Result<QueueStats> {

@@ -269,16 +269,19 @@ impl Broker for MemoryBroker {
         self.settle(d, true, |q, entry, _| q.push_ready(entry, true))
     }
 
-    async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<()> {
+    async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<Vec<usize>> {
         let until = due(Instant::now(), lease);
         let mut st = self.lock();
-        for r in receipts {
+        let mut lost = Vec::new();
+        for (i, r) in receipts.iter().enumerate() {
             let r = r.get::<MemReceipt>().ok_or_else(foreign_receipt)?;
-            if let Some(q) = st.queues.get_mut(&r.queue) {
-                q.extend(r.seq, until);
+            // No longer active: settled, or back in the queue after its lease ran out (and
+            // perhaps delivered again).
+            if !st.queues.get_mut(&r.queue).is_some_and(|q| q.extend(r.seq, until)) {
+                lost.push(i);
             }
         }
-        Ok(())
+        Ok(lost)
     }
 
     async fn stats(&self, queue: &str) -> Result<QueueStats> {

@@ -122,12 +122,18 @@ impl Queue {
         self.active.remove(&seq).map(|l| l.entry)
     }
 
-    pub(crate) fn extend(&mut self, seq: u64, until: Instant) {
-        if let Some(l) = self.active.get_mut(&seq) {
-            l.until = until;
-            self.leases.push(Reverse((until, seq)));
-        }
+    /// Extends an active delivery's lease; false if it is not active (any more).
+    pub(crate) fn extend(&mut self, seq: u64, until: Instant) -> bool {
+        let held = match self.active.get_mut(&seq) {
+            Some(l) => {
+                l.until = until;
+                self.leases.push(Reverse((until, seq)));
+                true
+            }
+            None => false,
+        };
         self.compact_leases();
+        held
     }
 
     /// Moves due scheduled tasks to ready, and tasks whose lease expired back to ready (one

@@ -378,30 +378,35 @@ impl Broker for RedisBroker {
         self.settle(res).await
     }
 
-    async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<()> {
-        let mut by_queue: HashMap<&str, Vec<&RedisReceipt>> = HashMap::new();
-        for r in receipts {
+    async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<Vec<usize>> {
+        // Per queue: the receipts with their positions in `receipts`.
+        let mut by_queue: HashMap<&str, Vec<(usize, &RedisReceipt)>> = HashMap::new();
+        for (i, r) in receipts.iter().enumerate() {
             let r = r.get::<RedisReceipt>().ok_or_else(|| Error::broker("receipt was not issued by a Redis broker"))?;
-            by_queue.entry(&r.keys.base).or_default().push(r);
+            by_queue.entry(&r.keys.base).or_default().push((i, r));
         }
+        let mut lost = Vec::new();
         let mut first_err = None;
         for rs in by_queue.into_values() {
-            let k = &rs[0].keys;
+            let k = &rs[0].1.keys;
             for chunk in rs.chunks(MAX_EXTEND) {
                 // The key is not used: it routes the call to the queue's Cluster slot.
                 let mut inv = scripts::EXTEND.key(&k.streams);
                 inv.arg(&k.base).arg(ms(lease));
-                for r in chunk {
+                for (_, r) in chunk {
                     inv.arg(r.token());
                 }
-                // Every queue gets its extension even if another's failed; the first error is
-                // reported.
-                if let Err(e) = inv.invoke_async::<i64>(&mut self.conn()).await {
-                    first_err.get_or_insert(err(e));
+                // Every queue gets its extension even if another's failed; then the first error
+                // is reported, as nothing can be said of the leases it could not ask about.
+                match inv.invoke_async::<Vec<i64>>(&mut self.conn()).await {
+                    Ok(held) => lost.extend(chunk.iter().zip(held).filter(|(_, h)| *h == 0).map(|((i, _), _)| *i)),
+                    Err(e) => {
+                        first_err.get_or_insert(err(e));
+                    }
                 }
             }
         }
-        first_err.map_or(Ok(()), Err)
+        first_err.map_or(Ok(lost), Err)
     }
 
     async fn stats(&self, queue: &str) -> Result<QueueStats> {

@@ -30,8 +30,8 @@ mod receive;
 pub use {aws_config, aws_sdk_sqs};
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use aws_sdk_sqs::error::DisplayErrorContext;
@@ -123,7 +123,23 @@ struct SqsReceipt {
     queue: String,
     body: Arc<String>,
     attrs: HashMap<String, MessageAttributeValue>,
+    /// When the message's visibility timeout runs out (at the latest): from then on another
+    /// receiver may get it, so the lease is lost. Kept here because SQS (and its emulator)
+    /// may still accept an old receipt handle after the message was received again.
+    visible_at: Mutex<Instant>,
 }
+
+/// The visibility timeout SQS is given for a lease: whole seconds, 1 s to 12 h.
+pub(crate) fn visibility_secs(lease: Duration) -> i32 {
+    lease.as_secs().clamp(1, 43_200) as i32
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Error codes of a visibility change for a message this receiver no longer holds.
+const NOT_HELD: [&str; 2] = ["ReceiptHandleIsInvalid", "MessageNotInflight"];
 
 fn attr(v: impl Into<String>) -> MessageAttributeValue {
     MessageAttributeValue::builder().data_type("String").string_value(v).build().expect("data type is set")
@@ -378,29 +394,56 @@ impl Broker for SqsBroker {
         self.delete(r).await
     }
 
-    async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<()> {
-        let mut by_url: HashMap<&str, Vec<&SqsReceipt>> = HashMap::new();
-        for r in receipts {
+    async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<Vec<usize>> {
+        let mut lost = Vec::new();
+        let mut by_url: HashMap<&str, Vec<(usize, &SqsReceipt)>> = HashMap::new();
+        let sent = Instant::now();
+        for (i, r) in receipts.iter().enumerate() {
             let r = r.get::<SqsReceipt>().ok_or_else(|| Error::broker("receipt was not issued by an SQS broker"))?;
-            by_url.entry(&r.url).or_default().push(r);
+            // Visible again: another receiver may have it already. Not extended (that could
+            // hide the other receiver's copy), lost.
+            if *lock(&r.visible_at) <= sent {
+                lost.push(i);
+            } else {
+                by_url.entry(&r.url).or_default().push((i, r));
+            }
         }
-        let secs = lease.as_secs().clamp(1, 43_200) as i32;
+        let secs = visibility_secs(lease);
         for (url, rs) in by_url {
             for chunk in rs.chunks(10) {
                 let mut req = self.client().change_message_visibility_batch().queue_url(url);
-                for (i, r) in chunk.iter().enumerate() {
+                for (n, (_, r)) in chunk.iter().enumerate() {
                     let entry = ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
+                        .id(n.to_string())
                         .receipt_handle(&r.handle)
                         .visibility_timeout(secs)
                         .build()
                         .map_err(err)?;
                     req = req.entries(entry);
                 }
-                req.send().await.map_err(err)?;
+                let out = req.send().await.map_err(err)?;
+                for f in out.failed() {
+                    let Some((i, _)) = f.id().parse::<usize>().ok().and_then(|n| chunk.get(n)) else { continue };
+                    if NOT_HELD.contains(&f.code()) {
+                        lost.push(*i);
+                    } else {
+                        return Err(Error::broker(format!(
+                            "SQS refused a visibility change: {} ({})",
+                            f.code(),
+                            f.message().unwrap_or("")
+                        )));
+                    }
+                }
+                let until = sent + Duration::from_secs(secs as u64);
+                for (n, (_, r)) in chunk.iter().enumerate() {
+                    if out.successful().iter().any(|s| s.id() == n.to_string()) {
+                        *lock(&r.visible_at) = until;
+                    }
+                }
             }
         }
-        Ok(())
+        lost.sort_unstable();
+        Ok(lost)
     }
 
     async fn stats(&self, queue: &str) -> Result<QueueStats> {

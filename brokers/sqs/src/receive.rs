@@ -1,13 +1,13 @@
 //! Receiving: one `ReceiveMessage` call, and the receive loop over a worker's queues (short
 //! polls in priority order, then a long poll), skipping paused queues.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use conveyor_core::{Delivery, Payload, Receipt, ReceiveRequest, Result};
 
-use crate::{b64, err, now_ms, SqsBroker, SqsReceipt, DUE, ENCODING};
+use crate::{b64, err, now_ms, visibility_secs, SqsBroker, SqsReceipt, DUE, ENCODING};
 
 impl SqsBroker {
     /// One ReceiveMessage call on `queue`.
@@ -19,12 +19,14 @@ impl SqsBroker {
             .queue_url(&url)
             .max_number_of_messages(max.clamp(1, 10) as i32)
             .wait_time_seconds(wait_s)
-            .visibility_timeout(lease.as_secs().clamp(1, 43_200) as i32)
+            .visibility_timeout(visibility_secs(lease))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_attribute_names("All")
             .send()
             .await
             .map_err(err)?;
+        // SQS started each message's visibility timeout as it answered, no later than now.
+        let visible_at = Instant::now() + Duration::from_secs(visibility_secs(lease) as u64);
         let mut deliveries = Vec::new();
         for m in out.messages() {
             let (Some(body), Some(handle)) = (m.body(), m.receipt_handle()) else { continue };
@@ -35,6 +37,7 @@ impl SqsBroker {
                 queue: queue.to_owned(),
                 body: Arc::new(body.to_owned()),
                 attrs: attrs.clone(),
+                visible_at: Mutex::new(visible_at),
             };
             // Not due yet: send the rest of the delay on, or (FIFO) stay invisible until due.
             if let Some(due) = attrs.get(DUE).and_then(|v| v.string_value()).and_then(|v| v.parse::<i64>().ok()) {

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
+use tokio_util::sync::CancellationToken;
 
-use super::inflight::Leased;
+use super::inflight::{LeaseWatch, Leased};
 use super::run::{Ctx, Shared};
 use super::UnknownTask;
 use crate::backend::StateUpdate;
@@ -27,16 +28,21 @@ pub(crate) async fn run_delivery(ctx: Arc<Ctx>, running: Arc<Semaphore>, d: Deli
     let s = &*ctx.shared;
     // The lease is renewed from now until the delivery is settled (acked, retried, archived,
     // released), also while it waits for a handler slot.
-    let _lease = Leased::new(&s.inflight, d.receipt.clone());
+    let lease = Leased::new(&s.inflight, d.receipt.clone());
     let slot = tokio::select! {
         biased;
         p = running.acquire() => match p { Ok(p) => Some(p), Err(_) => return },
         _ = ctx.stop.cancelled() => None,
+        // Lost while it waited (the broker was out of reach for a whole lease): it is another
+        // receiver's now.
+        _ = lease.watch.lost.cancelled() => return,
     };
     // A slot freed as the shutdown began (a handler that returned on the shutdown signal) may
     // be handed straight to this waiting delivery: it is handed back all the same, not started.
     match slot {
-        Some(slot) if !ctx.stop.is_cancelled() => process(&ctx, &d, Held { _slot: slot, _owned: owned }).await,
+        Some(slot) if !ctx.stop.is_cancelled() => {
+            process(&ctx, &d, &lease.watch, Held { _slot: slot, _owned: owned }).await
+        }
         _ => {
             drop(slot);
             Box::pin(settle(|| s.broker.release(&d), "hand back of a prefetched task")).await
@@ -63,8 +69,12 @@ impl Held<'_> {
 /// The paths a task rarely takes (archive, retry, hand back, a workflow's next step) are boxed:
 /// inline, they made every delivery's spawned future several times larger, memory held and
 /// copied per task even though the ack path is the one nearly every task takes.
-async fn process(ctx: &Ctx, d: &Delivery, held: Held<'_>) {
+async fn process(ctx: &Ctx, d: &Delivery, watch: &LeaseWatch, held: Held<'_>) {
     let s = &*ctx.shared;
+    // Received long ago (it waited for a slot while the broker was out of reach): check first.
+    if !Box::pin(holds_lease(s, d, watch)).await {
+        return;
+    }
     let task = match &d.payload {
         Payload::Task(t) => with_lost_leases(t, d.lost_leases),
         Payload::Undecodable { error, .. } => {
@@ -105,8 +115,22 @@ async fn process(ctx: &Ctx, d: &Delivery, held: Held<'_>) {
     };
 
     // Boxed, so that the handler's timers and selects take no room in the rest of the future.
-    let out = Box::pin(run_handler(ctx, &task, handler.as_ref(), now)).await;
+    let out = match Box::pin(run_handler(ctx, &task, handler.as_ref(), now, &watch.lost)).await {
+        Ran::Done(r) => Some(r),
+        Ran::Interrupted => None,
+        Ran::LeaseLost => {
+            tracing::warn!(task.id = %task.id, queue = %d.queue, "lease lost while the task ran: stopped it; \
+                its outcome is another delivery's to record");
+            return;
+        }
+    };
     let _settling = held.settling(&ctx.settling).await;
+    // The handler may have returned after the lease was lost without the heartbeat seeing it
+    // (this process was frozen, or its thread blocked): then this run's outcome is not
+    // recorded at all (no state, result, workflow step, callback or unique lock release).
+    if !Box::pin(holds_lease(s, d, watch)).await {
+        return;
+    }
 
     match out {
         None => Box::pin(hand_back(s, d, &task)).await,
@@ -133,19 +157,36 @@ async fn process(ctx: &Ctx, d: &Delivery, held: Held<'_>) {
     }
 }
 
-/// Runs the handler (`None`: interrupted by a hard stop). A task still running after
+/// How a handler's run ended.
+enum Ran {
+    /// It returned.
+    Done(TaskResult),
+    /// A hard stop interrupted it.
+    Interrupted,
+    /// Its lease was lost: it was dropped where it stood.
+    LeaseLost,
+}
+
+/// Runs the handler until it returns, a hard stop, or `lost`. A task still running after
 /// ACTIVE_AFTER is recorded `active`, while it goes on; the record is written before the
 /// outcome's, so the states stay in order. One that finishes sooner goes from `pending` to its
 /// outcome directly: a backend write per task saved where tasks are many and short, and nothing
 /// anyone could have watched.
-async fn run_handler(ctx: &Ctx, task: &Arc<TaskMessage>, handler: &dyn Handler, now: SystemTime) -> Option<TaskResult> {
+async fn run_handler(
+    ctx: &Ctx,
+    task: &Arc<TaskMessage>,
+    handler: &dyn Handler,
+    now: SystemTime,
+    lost: &CancellationToken,
+) -> Ran {
     // The handler chain is wrapped in CatchPanic outermost and innermost (see WorkerBuilder::build).
     let fut = handler.call(Request { task: task.clone(), shutdown: ctx.shutdown.clone() });
     let run = async {
         tokio::select! {
             biased;
-            r = run_limited(fut, attempt_limit(task, now)) => Some(r),
-            _ = ctx.hard.cancelled() => None,
+            r = run_limited(fut, attempt_limit(task, now)) => Ran::Done(r),
+            _ = ctx.hard.cancelled() => Ran::Interrupted,
+            _ = lost.cancelled() => Ran::LeaseLost,
         }
     };
     tokio::pin!(run);
@@ -161,6 +202,43 @@ async fn run_handler(ctx: &Ctx, task: &Arc<TaskMessage>, handler: &dyn Handler, 
             let (recorded, out) = tokio::join!(active, &mut run);
             log_err(recorded, "record active state");
             out
+        }
+    }
+}
+
+/// True if this worker still holds the delivery's lease, so that it may run it and write its
+/// outcome; false if the lease is lost (or cannot be checked), and then the caller writes
+/// nothing: the broker delivers the task again (or has already), and that delivery's outcome
+/// is the one recorded.
+///
+/// The heartbeat confirms every lease each lease / 3, so a confirmation younger than half a
+/// lease needs no round trip (the ack path of nearly every task). An older one means this
+/// process was frozen, its thread blocked, or the broker out of reach: the broker is asked.
+async fn holds_lease(s: &Shared, d: &Delivery, watch: &LeaseWatch) -> bool {
+    if watch.lost.is_cancelled() {
+        return false;
+    }
+    let lease = s.config.lease;
+    if s.inflight.since_confirmed(watch) < lease / 2 {
+        return true;
+    }
+    let sent = tokio::time::Instant::now();
+    let receipt = [d.receipt.clone()];
+    match with_retries(|| s.broker.extend_leases(&receipt, lease), "lease check").await {
+        Ok(lost) if lost.is_empty() => {
+            s.inflight.confirm(watch, sent);
+            true
+        }
+        Ok(_) => {
+            watch.lost.cancel();
+            tracing::warn!(queue = %d.queue, "lease lost (this worker was frozen or out of reach for a whole lease): \
+                this run's outcome is not recorded; the task runs again on the delivery that replaced it");
+            false
+        }
+        Err(e) => {
+            tracing::error!(queue = %d.queue, error = %e, "could not check a lease that was not confirmed for half \
+                its length: this run's outcome is not recorded; the task returns when its lease expires");
+            false
         }
     }
 }
@@ -263,10 +341,10 @@ const RETRY_FOR: Duration = Duration::from_secs(10);
 /// Runs `call` until it succeeds or fails for good; transient errors (the broker or backend
 /// unreachable) are tried again, 50 ms apart and then twice as long each time up to 2 s, for
 /// up to [`RETRY_FOR`]. The delivery's lease is renewed meanwhile.
-async fn with_retries<'a, F, Fut>(call: F, what: &str) -> Result<()>
+async fn with_retries<'a, T, F, Fut>(call: F, what: &str) -> Result<T>
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = Result<()>> + 'a,
+    Fut: Future<Output = Result<T>> + 'a,
 {
     let start = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(50);

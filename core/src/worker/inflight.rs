@@ -1,26 +1,61 @@
-//! The receipts of deliveries this worker holds, for the lease heartbeat.
+//! The deliveries this worker holds, for the lease heartbeat: each one's receipt, and what the
+//! worker knows of its lease (lost, or when the broker last confirmed it).
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::broker::Receipt;
 
+/// What the worker knows of one delivery's lease.
+pub(crate) struct LeaseWatch {
+    /// Fires once the broker said the lease is lost: the task may be running elsewhere, so
+    /// this copy stops and writes nothing.
+    pub(crate) lost: CancellationToken,
+    /// When the broker last confirmed the lease (the receive, or an extension that was sent
+    /// then), in microseconds since the worker's epoch.
+    confirmed_us: AtomicU64,
+}
+
 /// A slab: a delivery's place is an index, reused once it is settled. Every delivery enters
 /// and leaves it, so both are O(1) with no hashing; the heartbeat reads it every lease / 3.
-#[derive(Default)]
 pub(crate) struct InFlight {
     slab: Mutex<Slab>,
+    epoch: Instant,
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        InFlight { slab: Mutex::default(), epoch: Instant::now() }
+    }
 }
 
 #[derive(Default)]
 struct Slab {
-    items: Vec<Option<Receipt>>,
+    items: Vec<Option<(Receipt, Arc<LeaseWatch>)>>,
     free: Vec<usize>,
 }
 
 impl InFlight {
-    pub(crate) fn receipts(&self) -> Vec<Receipt> {
+    /// Every delivery held now, with its lease watch.
+    pub(crate) fn snapshot(&self) -> (Vec<Receipt>, Vec<Arc<LeaseWatch>>) {
         let slab = self.slab.lock().unwrap_or_else(|e| e.into_inner());
-        slab.items.iter().flatten().cloned().collect()
+        slab.items.iter().flatten().map(|(r, w)| (r.clone(), w.clone())).unzip()
+    }
+
+    /// Records that the broker confirmed `watch`'s lease as of `at` (when the request was sent).
+    pub(crate) fn confirm(&self, watch: &LeaseWatch, at: Instant) {
+        let us = at.saturating_duration_since(self.epoch).as_micros() as u64;
+        watch.confirmed_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// How long ago the broker last confirmed `watch`'s lease.
+    pub(crate) fn since_confirmed(&self, watch: &LeaseWatch) -> Duration {
+        let at = self.epoch + Duration::from_micros(watch.confirmed_us.load(Ordering::Relaxed));
+        Instant::now().saturating_duration_since(at)
     }
 }
 
@@ -28,28 +63,33 @@ impl InFlight {
 pub(crate) struct Leased<'a> {
     set: &'a InFlight,
     key: usize,
+    pub(crate) watch: Arc<LeaseWatch>,
 }
 
 impl<'a> Leased<'a> {
+    /// Adds a delivery received just now (its lease counts as confirmed now).
     pub(crate) fn new(set: &'a InFlight, r: Receipt) -> Self {
+        let watch = Arc::new(LeaseWatch { lost: CancellationToken::new(), confirmed_us: AtomicU64::new(0) });
+        set.confirm(&watch, Instant::now());
         let mut slab = set.slab.lock().unwrap_or_else(|e| e.into_inner());
+        let item = Some((r, watch.clone()));
         let key = match slab.free.pop() {
             Some(i) => {
-                slab.items[i] = Some(r);
+                slab.items[i] = item;
                 i
             }
             None => {
-                slab.items.push(Some(r));
+                slab.items.push(item);
                 slab.items.len() - 1
             }
         };
-        Leased { set, key }
+        Leased { set, key, watch }
     }
 }
 
 impl Drop for Leased<'_> {
     fn drop(&mut self) {
-        let receipt = {
+        let item = {
             let mut slab = self.set.slab.lock().unwrap_or_else(|e| e.into_inner());
             let r = slab.items[self.key].take();
             if r.is_some() {
@@ -58,7 +98,7 @@ impl Drop for Leased<'_> {
             r
         };
         // Dropped outside the lock: it may be the receipt's last reference.
-        drop(receipt);
+        drop(item);
     }
 }
 
@@ -71,12 +111,25 @@ mod tests {
         let set = InFlight::default();
         let a = Leased::new(&set, Receipt::new(1u32));
         let b = Leased::new(&set, Receipt::new(2u32));
-        assert_eq!(set.receipts().len(), 2);
+        assert_eq!(set.snapshot().0.len(), 2);
         drop(a);
-        assert_eq!(set.receipts().len(), 1);
+        assert_eq!(set.snapshot().0.len(), 1);
         let c = Leased::new(&set, Receipt::new(3u32));
         assert_eq!(c.key, 0, "the freed place is reused");
         drop((b, c));
-        assert!(set.receipts().is_empty());
+        assert!(set.snapshot().0.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn confirmations_only_move_forward() {
+        let set = InFlight::default();
+        let a = Leased::new(&set, Receipt::new(1u32));
+        let received = Instant::now();
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(set.since_confirmed(&a.watch), Duration::from_secs(3));
+        set.confirm(&a.watch, Instant::now());
+        // A slow extension sent earlier answers late: it does not move the confirmation back.
+        set.confirm(&a.watch, received);
+        assert_eq!(set.since_confirmed(&a.watch), Duration::ZERO);
     }
 }

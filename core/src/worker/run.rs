@@ -154,12 +154,33 @@ async fn heartbeat(shared: Arc<Shared>) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        let receipts = shared.inflight.receipts();
+        let (receipts, watches) = shared.inflight.snapshot();
         if receipts.is_empty() {
             continue;
         }
-        if let Err(e) = shared.broker.extend_leases(&receipts, lease).await {
-            tracing::warn!(error = %e, tasks = receipts.len(), "lease extension failed");
+        let sent = tokio::time::Instant::now();
+        match shared.broker.extend_leases(&receipts, lease).await {
+            Ok(lost) => {
+                for &i in &lost {
+                    if let Some(w) = watches.get(i) {
+                        // The handler is dropped where it stands, and nothing is recorded for it.
+                        w.lost.cancel();
+                    }
+                }
+                if !lost.is_empty() {
+                    tracing::warn!(
+                        tasks = lost.len(),
+                        "lease lost (this worker did not reach the broker for a whole \
+                        lease): stopping those tasks, which the broker has handed to another worker"
+                    );
+                }
+                for w in &watches {
+                    if !w.lost.is_cancelled() {
+                        shared.inflight.confirm(w, sent);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, tasks = receipts.len(), "lease extension failed"),
         }
     }
 }

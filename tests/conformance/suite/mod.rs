@@ -5,6 +5,7 @@ pub mod failures;
 pub mod outages;
 pub mod periodic;
 pub mod scheduling;
+pub mod stale;
 pub mod tasks;
 pub mod unique;
 pub mod wf_tasks;
@@ -45,13 +46,24 @@ impl Env {
 
     /// The same, recording in `backend`.
     pub fn worker_on(&self, backend: Arc<dyn ResultBackend>) -> WorkerBuilder {
-        conveyor::Worker::builder(self.broker.clone(), backend)
+        self.builder(self.broker.clone(), backend)
+    }
+
+    /// The same, reaching the broker through `broker` (a wrapper that injects faults).
+    pub fn worker_via(&self, broker: Arc<dyn Broker>) -> WorkerBuilder {
+        self.builder(broker, self.backend.clone())
+    }
+
+    /// A worker builder on `broker` and `backend` (wrappers that inject faults).
+    pub fn builder(&self, broker: Arc<dyn Broker>, backend: Arc<dyn ResultBackend>) -> WorkerBuilder {
+        conveyor::Worker::builder(broker, backend)
             .register(tasks::probe)
             .register(wf_tasks::add)
             .register(wf_tasks::double)
             .register(wf_tasks::sum)
             .register(wf_tasks::fail)
             .register(wf_tasks::record)
+            .register(stale::stale)
             .lease(Duration::from_secs(5))
             .shutdown_timeout(Duration::from_secs(5))
             .retry_policy(|_: u32, _: &conveyor::TaskError, _: &conveyor::TaskMessage| Duration::from_millis(100))
@@ -129,6 +141,10 @@ macro_rules! conformance_suite {
             worker::interrupted_handler_hands_task_back,
             worker::lost_lease_counts_as_an_attempt,
             worker::panicking_middleware_is_contained,
+            stale::lost_lease_stops_the_stale_run,
+            stale::stale_run_cannot_overwrite_the_live_outcome,
+            stale::stale_chord_member_failure_does_not_fail_the_chord,
+            stale::record_writes_are_fenced_by_attempt,
             outages::result_recorded_after_a_backend_outage,
             workflows::chain_passes_results,
             workflows::chain_immutable_and_previous_result,
