@@ -20,6 +20,11 @@ use crate::task::{TaskId, TaskMessage, TaskState};
 /// How long a finished task's record (result or error) is kept when the task does not say.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
+/// How long the record of an enqueue whose publish was not confirmed (it failed, or its
+/// process died before the broker answered) lives: it never blocks a retry with the same task
+/// id, and it lapses by itself. Far longer than any publish takes.
+pub const UNCONFIRMED_TTL: Duration = Duration::from_secs(300);
+
 /// What the backend knows about one task.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -194,12 +199,23 @@ pub trait ResultBackend: Send + Sync + 'static {
     /// A short name for logs: `"memory"`, `"redis"`.
     fn kind(&self) -> &'static str;
 
-    /// Records a newly enqueued task. Fails with [`Error::DuplicateTask`] if a record with this
-    /// id exists (and has not expired).
+    /// Records a task being enqueued, before it is published: *unconfirmed* until
+    /// [`confirm`](Self::confirm) (the broker holds it) or the first
+    /// [`update`](Self::update) (a worker runs it), it lapses after [`UNCONFIRMED_TTL`].
+    ///
+    /// Fails with [`Error::DuplicateTask`] if a confirmed record with this id exists. An
+    /// unconfirmed one (of an enqueue that failed, or whose outcome is unknown) is replaced, so
+    /// that retrying an enqueue with the same id is never blocked by a task that is not queued.
     async fn create(&self, record: &TaskRecord) -> Result<()>;
 
+    /// The broker holds the task `id` whose record [`create`](Self::create) wrote: the record
+    /// is confirmed and no longer lapses. Nothing happens to a record already confirmed or
+    /// updated, or gone.
+    async fn confirm(&self, id: &TaskId) -> Result<()>;
+
     /// Records a state transition of `task`, creating the record if it is missing (a task
-    /// published by other means). A terminal update with `retain` of zero deletes the record.
+    /// published by other means), and confirming it if it is not (the task was queued, since
+    /// a worker runs it). A terminal update with `retain` of zero deletes the record.
     ///
     /// Fenced, as one atomic step: an update the record does not
     /// [`accept`](TaskRecord::accepts) (a stale run's, over a newer attempt's or a completed

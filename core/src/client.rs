@@ -75,21 +75,40 @@ impl Client {
     }
 
     /// Enqueues a prepared envelope (untyped: for tools, bridges and other languages' tasks).
+    ///
+    /// Safe to retry with the same task id after any error: the retry either enqueues the
+    /// task, or answers [`Error::DuplicateTask`], which means a task with this id is queued
+    /// (or ran). [`Error::may_have_been_stored`] tells whether a failed call may have left the
+    /// task with the broker (its answer was lost), so that the retry is worth making with the
+    /// same id rather than a new one.
     pub async fn enqueue_message(&self, task: TaskMessage) -> Result<TaskRecord> {
         self.check(&task)?;
         let record = TaskRecord::enqueued(&task);
-        // If the caller drops this future before the publish answers, the record (and the
-        // unique lock) go too, so that neither is blocked by a task that may never have
-        // reached the broker (if it did, the worker recreates the record when it runs it).
+        // The record is written unconfirmed: if this enqueue fails or is abandoned before the
+        // broker answers, it never blocks a retry, and lapses by itself. If the caller drops
+        // this future, the record (and the unique lock) go at once (if the task did reach the
+        // broker, the worker recreates the record when it runs it).
         let mut guard = self.record_and_lock(&task, &record).await?;
         let published = self.broker.publish(&task).await;
         let (backend, lock) = guard.disarm();
-        if let Err(e) = published {
-            // Nothing was published: the record and the lock must not claim otherwise.
-            forget(backend, task.id.clone(), lock).await;
-            return Err(e);
+        match published {
+            Ok(()) => {
+                confirm(&backend, &task.id).await;
+                Ok(record)
+            }
+            Err(e @ Error::DuplicateTask { .. }) => {
+                // The broker holds a live task with this id: an earlier enqueue of it reached
+                // the broker, and its answer was lost. It is queued; say so.
+                confirm(&backend, &task.id).await;
+                Err(e)
+            }
+            Err(e) => {
+                // Not published (or not known to be): the record and the lock must not claim
+                // otherwise.
+                forget(backend, task.id.clone(), lock).await;
+                Err(e)
+            }
         }
-        Ok(record)
     }
 
     /// Creates the task's record (a duplicate id fails here, before any lock is touched), then
@@ -152,15 +171,20 @@ impl Client {
             &subset
         };
         let mut published = self.broker.publish_many(batch).await.into_iter();
+        let mut held = Vec::with_capacity(ready.len());
         for (i, lock) in ready {
             let r =
                 published.next().unwrap_or_else(|| Err(Error::broker("the broker answered for fewer tasks than sent")));
-            if r.is_err() {
+            match &r {
+                // Queued (by this call, or by an earlier one whose answer was lost).
+                Ok(()) => held.push(&tasks[i].id),
+                Err(Error::DuplicateTask { .. }) => held.push(&tasks[i].id),
                 // Not published: neither its record nor its unique lock may claim otherwise.
-                forget(self.backend.clone(), tasks[i].id.clone(), lock).await;
+                Err(_) => forget(self.backend.clone(), tasks[i].id.clone(), lock).await,
             }
             out[i] = r;
         }
+        futures_util::future::join_all(held.into_iter().map(|id| confirm(&self.backend, id))).await;
         out
     }
 
@@ -175,7 +199,7 @@ impl Client {
             crate::workflow::plan::ResultRef::Group { .. } => None,
         };
         let scope = crate::workflow::plan::Scope { result_id, ..Default::default() };
-        crate::workflow::advance::launch(self, &canvas, scope).await?;
+        crate::workflow::advance::launch(self, &canvas, scope, None).await?;
         Ok(crate::WorkflowHandle::new(result, self.clone()))
     }
 
@@ -427,6 +451,15 @@ impl Drop for RecordGuard<'_> {
         if let (Some(backend), Ok(rt)) = (self.backend.take(), tokio::runtime::Handle::try_current()) {
             rt.spawn(forget(backend, self.id.clone(), self.lock.take()));
         }
+    }
+}
+
+/// Confirms the record of a task the broker holds. A failure is logged, not returned: the task
+/// is queued all the same, and its record is confirmed when a worker runs it (or lapses first,
+/// and is then written again by that worker).
+async fn confirm(backend: &Arc<dyn ResultBackend>, id: &TaskId) {
+    if let Err(e) = backend.confirm(id).await {
+        tracing::warn!(task.id = %id, error = %e, "the task is queued, but its record could not be confirmed");
     }
 }
 

@@ -181,6 +181,15 @@ impl Error {
         matches!(self, Error::LeaseLost)
     }
 
+    /// True if a failed enqueue may have left the task with the broker: the broker failed
+    /// while it was being asked (its answer may have been lost), rather than the input being
+    /// refused or the result backend failing before anything was published. Retry such an
+    /// enqueue with the **same task id**: the retry enqueues it, or answers
+    /// [`Error::DuplicateTask`] if it is queued already. False errors mean nothing was stored.
+    pub fn may_have_been_stored(&self) -> bool {
+        matches!(self, Error::Broker(_) | Error::Timeout(_))
+    }
+
     /// True when the failure came from the broker or backend connection rather than from input.
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Broker(_) | Error::Backend(_))

@@ -19,7 +19,7 @@ pub mod time;
 pub mod worker;
 pub mod workflow;
 
-pub use backend::{LockResult, ResultBackend, StateUpdate, TaskRecord, DEFAULT_RETENTION};
+pub use backend::{LockResult, ResultBackend, StateUpdate, TaskRecord, DEFAULT_RETENTION, UNCONFIRMED_TTL};
 pub use broker::{
     ArchivedTask, Broker, Delivery, Payload, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest,
 };

@@ -21,6 +21,8 @@ mod redis;
 #[cfg(feature = "redis")]
 mod redis_faults;
 #[cfg(feature = "redis")]
+mod redis_records;
+#[cfg(feature = "redis")]
 mod redis_streams;
 mod signal;
 #[cfg(feature = "sqs")]

@@ -109,6 +109,11 @@ impl ResultBackend for MemoryBackend {
         self.inner.records.create(record)
     }
 
+    async fn confirm(&self, id: &TaskId) -> Result<()> {
+        self.inner.records.confirm(id);
+        Ok(())
+    }
+
     async fn update(&self, task: &TaskMessage, update: StateUpdate) -> Result<()> {
         self.inner.records.update(task, update);
         Ok(())

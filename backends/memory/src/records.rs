@@ -8,7 +8,7 @@ use foldhash::fast::RandomState;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use conveyor_core::{Error, Result, StateUpdate, TaskId, TaskMessage, TaskRecord};
+use conveyor_core::{Error, Result, StateUpdate, TaskId, TaskMessage, TaskRecord, UNCONFIRMED_TTL};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -29,6 +29,8 @@ struct Slot {
     record: TaskRecord,
     expires: Option<Instant>,
     waiters: Option<Arc<Notify>>,
+    /// Created by an enqueue, and neither confirmed nor updated since (see `create`).
+    unconfirmed: bool,
 }
 
 impl Default for Records {
@@ -65,11 +67,26 @@ impl Records {
 
     pub(crate) fn create(&self, record: &TaskRecord) -> Result<()> {
         let mut shard = self.shard(&record.id);
-        if shard.map.contains_key(&record.id) {
-            return Err(Error::DuplicateTask { id: record.id.to_string() });
-        }
-        shard.map.insert(record.id.clone(), Slot { record: record.clone(), expires: None, waiters: None });
+        // An unconfirmed record (of an enqueue that failed) is replaced; its waiters stay.
+        let waiters = match shard.map.remove(&record.id) {
+            Some(old) if !old.unconfirmed => {
+                shard.map.insert(record.id.clone(), old);
+                return Err(Error::DuplicateTask { id: record.id.to_string() });
+            }
+            old => old.and_then(|o| o.waiters),
+        };
+        let at = Instant::now() + UNCONFIRMED_TTL;
+        shard.expiry.push(Reverse((at, record.id.clone())));
+        let slot = Slot { record: record.clone(), expires: Some(at), waiters, unconfirmed: true };
+        shard.map.insert(record.id.clone(), slot);
         Ok(())
+    }
+
+    pub(crate) fn confirm(&self, id: &TaskId) {
+        if let Some(slot) = self.shard(id).map.get_mut(id).filter(|s| s.unconfirmed) {
+            slot.unconfirmed = false;
+            slot.expires = None;
+        }
     }
 
     pub(crate) fn update(&self, task: &TaskMessage, update: StateUpdate) {
@@ -84,12 +101,14 @@ impl Records {
                 record: TaskRecord::enqueued(task),
                 expires: None,
                 waiters: None,
+                unconfirmed: false,
             }),
         };
         if !slot.record.accepts(&update) {
             return;
         }
         slot.record.apply(update);
+        slot.unconfirmed = false;
         if !terminal {
             slot.expires = None;
             return;

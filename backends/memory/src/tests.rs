@@ -1,6 +1,8 @@
 use std::time::Duration;
 
-use conveyor_core::{Error, LockResult, ResultBackend, StateUpdate, TaskMessage, TaskRecord, TaskState};
+use conveyor_core::{
+    Error, LockResult, ResultBackend, StateUpdate, TaskMessage, TaskRecord, TaskState, UNCONFIRMED_TTL,
+};
 
 use super::MemoryBackend;
 
@@ -9,6 +11,7 @@ async fn records_expire_after_retention_and_duplicates_conflict() {
     let b = MemoryBackend::new();
     let t = TaskMessage::with_args("x", &1).unwrap();
     b.create(&TaskRecord::enqueued(&t)).await.unwrap();
+    b.confirm(&t.id).await.unwrap();
     let err = b.create(&TaskRecord::enqueued(&t)).await.unwrap_err();
     assert!(matches!(err, Error::DuplicateTask { .. }), "{err}");
     let result = serde_json::value::to_raw_value(&42).unwrap();
@@ -18,6 +21,21 @@ async fn records_expire_after_retention_and_duplicates_conflict() {
     assert_eq!(r.result_as::<i32>().unwrap(), Some(42));
     tokio::time::advance(Duration::from_secs(11)).await;
     assert!(b.get(&t.id).await.unwrap().is_none());
+}
+
+/// The record of an enqueue whose publish was never confirmed: replaced by a second enqueue
+/// with the same id, and gone after `UNCONFIRMED_TTL`; a confirmed one stays.
+#[tokio::test(start_paused = true)]
+async fn unconfirmed_records_are_replaced_and_lapse() {
+    let b = MemoryBackend::new();
+    let (t, kept) = (TaskMessage::with_args("x", &1).unwrap(), TaskMessage::with_args("x", &2).unwrap());
+    b.create(&TaskRecord::enqueued(&t)).await.unwrap();
+    b.create(&TaskRecord::enqueued(&t)).await.expect("an unconfirmed record is replaced");
+    b.create(&TaskRecord::enqueued(&kept)).await.unwrap();
+    b.confirm(&kept.id).await.unwrap();
+    tokio::time::advance(UNCONFIRMED_TTL + Duration::from_secs(1)).await;
+    assert!(b.get(&t.id).await.unwrap().is_none(), "lapsed");
+    assert_eq!(b.get(&kept.id).await.unwrap().unwrap().state, TaskState::Pending);
 }
 
 #[tokio::test(start_paused = true)]

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use conveyor_core::{
     time, Error, LockResult, Result, ResultBackend, StateUpdate, TaskId, TaskMessage, TaskRecord, TaskState,
+    UNCONFIRMED_TTL,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
@@ -31,6 +32,7 @@ script!(UNLOCK, "../lua/unlock.lua");
 script!(INCR, "../lua/incr.lua");
 script!(GROUP_ADD, "../lua/group_add.lua");
 script!(UPDATE, "../lua/update.lua");
+script!(CONFIRM, "../lua/confirm.lua");
 
 /// The Redis result backend. Cheap to clone.
 #[derive(Clone)]
@@ -128,6 +130,7 @@ impl ResultBackend for RedisBackend {
             .arg(r.max_retry)
             .arg(time::to_millis(r.created_at))
             .arg(time::to_millis(r.updated_at))
+            .arg(ms(UNCONFIRMED_TTL))
             .invoke_async(&mut self.conn())
             .await
             .map_err(err)?;
@@ -135,6 +138,10 @@ impl ResultBackend for RedisBackend {
             return Err(Error::DuplicateTask { id: r.id.to_string() });
         }
         Ok(())
+    }
+
+    async fn confirm(&self, id: &TaskId) -> Result<()> {
+        CONFIRM.key(self.record_key(id)).invoke_async::<i64>(&mut self.conn()).await.map(drop).map_err(err)
     }
 
     async fn update(&self, task: &TaskMessage, u: StateUpdate) -> Result<()> {

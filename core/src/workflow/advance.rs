@@ -4,7 +4,7 @@ use serde_json::value::RawValue;
 
 use super::plan::{collect, frame_errors, next_step, plan, Entry, Frame, Meta, Scope, Slot, WORKFLOW_TTL};
 use super::{Canvas, Failure, Signature};
-use crate::backend::StateUpdate;
+use crate::backend::{LockResult, StateUpdate};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::task::{TaskId, TaskMessage};
@@ -14,14 +14,16 @@ use crate::task::{TaskId, TaskMessage};
 pub(crate) async fn on_success(client: &Client, task: &TaskMessage, result: &RawValue) -> Result<()> {
     let Some(meta) = Meta::parse(task) else { return Ok(()) };
     for cb in &meta.callbacks {
-        launch(client, cb, Scope { input: Some(result.to_owned()), ..Scope::default() }).await?;
+        launch(client, cb, Scope { input: Some(result.to_owned()), ..Scope::default() }, Some(&task.id)).await?;
     }
-    continue_after(client, result.to_owned(), meta.frames, meta.report, meta.base_errors, meta.result_id).await
+    let by = &task.id;
+    continue_after(client, by, result.to_owned(), meta.frames, meta.report, meta.base_errors, meta.result_id).await
 }
 
 /// Runs the next step of the enclosing chains, or, when none is left, reports to the group.
 async fn continue_after(
     client: &Client,
+    by: &TaskId,
     result: Box<RawValue>,
     frames: Vec<Frame>,
     report: Option<Slot>,
@@ -30,7 +32,7 @@ async fn continue_after(
 ) -> Result<()> {
     if let Some((next, frames)) = next_step(frames) {
         let scope = Scope { input: Some(result), frames, report, base_errors, result_id };
-        return launch(client, &next, scope).await;
+        return launch(client, &next, scope, Some(by)).await;
     }
     let Some(mut slot) = report else { return Ok(()) };
     let mut value = result;
@@ -51,12 +53,12 @@ async fn continue_after(
             frames.push(Frame { steps: Vec::new(), on_error: after.group_errors });
             let scope =
                 Scope { input: Some(results), frames, report: after.report, base_errors: after.base_errors, result_id };
-            return launch(client, &body, scope).await;
+            return launch(client, &body, scope, Some(by)).await;
         }
         if let Some((next, frames)) = next_step(after.frames) {
             let scope =
                 Scope { input: Some(results), frames, report: after.report, base_errors: after.base_errors, result_id };
-            return launch(client, &next, scope).await;
+            return launch(client, &next, scope, Some(by)).await;
         }
         match after.report {
             // This group is a member of another: report the array of results to it.
@@ -89,7 +91,8 @@ pub(crate) async fn on_archived(client: &Client, task: &TaskMessage, error: &str
         mark_failed(client, id, task, error).await?;
     }
     for sig in callbacks {
-        launch(client, &Canvas::Task(sig.clone()), Scope { input: Some(input.clone()), ..Scope::default() }).await?;
+        let scope = Scope { input: Some(input.clone()), ..Scope::default() };
+        launch(client, &Canvas::Task(sig.clone()), scope, Some(&task.id)).await?;
     }
     Ok(())
 }
@@ -106,27 +109,42 @@ async fn mark_failed(client: &Client, result_id: &TaskId, failed: &TaskMessage, 
     client.backend().update(&stand_in, StateUpdate::archived(0, why, WORKFLOW_TTL)).await
 }
 
-/// Enqueues the first tasks of `canvas`. All are checked before any is published; a task
-/// launched before (a redelivered step relaunching its successor) is skipped, by a launch
-/// marker kept for [`WORKFLOW_TTL`] and by its task id.
-pub(crate) async fn launch(client: &Client, canvas: &Canvas, scope: Scope) -> Result<()> {
+/// Enqueues the first tasks of `canvas`; all are checked before any is published.
+///
+/// `by` is the workflow task that launches them (`None`: a client enqueueing a workflow, which
+/// the task ids alone make idempotent). A task `by` launches is claimed first, for `by` (a
+/// `launching:` lock kept for [`WORKFLOW_TTL`]), and marked launched (`launched:`) only once
+/// the broker holds it:
+/// - a launch cut short (a failed publish, a worker that died half-way) is made again when
+///   `by` runs again, as its claim is its own;
+/// - a task launched before is skipped by its marker (even after it ran and its record is
+///   gone), or else by its deterministic task id (the enqueue answers that it is queued);
+/// - a task another member of the workflow claimed (two failing members launching the same
+///   error callback) is left to that member, whose own retries finish the launch.
+pub(crate) async fn launch(client: &Client, canvas: &Canvas, scope: Scope, by: Option<&TaskId>) -> Result<()> {
     let mut msgs = Vec::new();
     plan(canvas, scope, &mut msgs)?;
     for m in &msgs {
         client.check(m)?;
     }
+    let backend = client.backend();
     for m in msgs {
-        let marker = format!("launched:{}", m.id);
-        if client.backend().incr(&marker, 1, Some(WORKFLOW_TTL)).await? > 1 {
-            continue;
+        let launched = format!("launched:{}", m.id);
+        if let Some(by) = by {
+            if backend.incr(&launched, 0, Some(WORKFLOW_TTL)).await? > 0 {
+                continue;
+            }
+            let claim = format!("launching:{}", m.id);
+            if let LockResult::Held { .. } = backend.try_lock(&claim, by.as_str(), WORKFLOW_TTL).await? {
+                continue;
+            }
         }
         match client.enqueue_message(m).await {
             Ok(_) | Err(Error::DuplicateTask { .. }) => {}
-            Err(e) => {
-                // Not launched after all: let a retry launch it.
-                let _ = client.backend().incr(&marker, -1, Some(WORKFLOW_TTL)).await;
-                return Err(e);
-            }
+            Err(e) => return Err(e),
+        }
+        if by.is_some() {
+            backend.incr(&launched, 1, Some(WORKFLOW_TTL)).await?;
         }
     }
     Ok(())

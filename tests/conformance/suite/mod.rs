@@ -2,6 +2,8 @@
 
 pub mod basic;
 pub mod failures;
+pub mod faulty;
+pub mod launch;
 pub mod outages;
 pub mod periodic;
 pub mod scheduling;
@@ -145,6 +147,10 @@ macro_rules! conformance_suite {
             stale::stale_run_cannot_overwrite_the_live_outcome,
             stale::stale_chord_member_failure_does_not_fail_the_chord,
             stale::record_writes_are_fenced_by_attempt,
+            launch::enqueue_retried_after_a_failed_publish_and_cleanup,
+            launch::enqueue_whose_answer_was_lost_runs,
+            launch::chain_step_launched_after_a_failed_publish,
+            launch::chord_body_launched_after_a_failed_publish,
             outages::result_recorded_after_a_backend_outage,
             workflows::chain_passes_results,
             workflows::chain_immutable_and_previous_result,
@@ -167,6 +173,7 @@ macro_rules! conformance_suite {
             periodic::dead_claimer_tick_is_taken_over,
             periodic::dynamic_entries_take_effect_without_restart,
             periodic::missed_ticks_policy,
+            periodic::tick_enqueued_after_a_failed_publish,
         );
     };
     (@tests $env:path; $($module:ident :: $test:ident),* $(,)?) => {

@@ -24,6 +24,9 @@ impl ResultBackend for Blinking {
     async fn create(&self, record: &TaskRecord) -> Result<()> {
         self.inner.create(record).await
     }
+    async fn confirm(&self, id: &TaskId) -> Result<()> {
+        self.inner.confirm(id).await
+    }
     async fn update(&self, task: &TaskMessage, update: StateUpdate) -> Result<()> {
         if self.fail.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             return Err(Error::Backend("connection refused (a test outage)".into()));

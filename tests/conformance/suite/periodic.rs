@@ -204,3 +204,29 @@ pub async fn missed_ticks_policy(env: Env) {
     assert!(ok, "{caught:?}");
     assert!(caught_up(by_policy["skip"].id().to_owned()).await.is_empty(), "skip enqueues no missed tick");
 }
+
+/// The publish of a tick's task fails once, and so does undoing its launch: the scheduler
+/// tries the tick again and enqueues it, so every recorded fire ran (the tick used to be
+/// recorded as fired with nothing queued).
+pub async fn tick_enqueued_after_a_failed_publish(env: Env) {
+    use super::faulty::{FailingPublish, NoCleanup};
+    let e = entry(&env, "flaky-publish", "* * * * * *");
+    let key = e.id().to_owned();
+    let w = worker(&env);
+    let broker = FailingPublish::new(env.broker.clone(), "periodic:tick", 1, false);
+    let backend = Arc::new(NoCleanup(env.backend.clone()));
+    let (stop, h) = start(Scheduler::builder(broker.clone(), backend).entry(e).build().unwrap());
+    eventually(Duration::from_secs(15), "the failed tick enqueued and run", || async {
+        broker.failed_all() && !fires(&env, &key).await.is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    stop.cancel();
+    h.await.unwrap();
+    let fired: Vec<String> = fires(&env, &key).await.into_iter().map(|f| f.task_id.to_string()).collect();
+    eventually(Duration::from_secs(10), "every recorded fire ran", || async {
+        fired.iter().all(|id| ran(&key).contains(id))
+    })
+    .await;
+    w.stop().await;
+}
