@@ -32,8 +32,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_target(false).init();
     let seconds: u64 = std::env::args().skip_while(|a| a != "--for").nth(1).map_or(Ok(5), |s| s.parse())?;
 
-    let broker = conveyor::broker_from_env().await?;
-    let backend = conveyor::backend_from_env().await?;
+    let broker = conveyor::broker_from_env_or("memory://").await?;
+    let backend = conveyor::backend_from_env_or("memory://").await?;
 
     let scheduler = Scheduler::builder(broker.clone(), backend.clone())
         // 6 fields, seconds first: every 2 seconds.

@@ -42,9 +42,9 @@ async fn build_report(args: Report) -> Result<u64, TaskError> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_target(false).init();
 
-    // The broker and backend come from CONVEYOR_BROKER / CONVEYOR_BACKEND (default memory://).
-    let broker = conveyor::broker_from_env().await?;
-    let backend = conveyor::backend_from_env().await?;
+    // The broker and backend come from CONVEYOR_BROKER / CONVEYOR_BACKEND (unset: in this process).
+    let broker = conveyor::broker_from_env_or("memory://").await?;
+    let backend = conveyor::backend_from_env_or("memory://").await?;
     let client = Client::new(broker.clone(), backend.clone());
 
     // Enqueue: with the task's defaults, with options, delayed.

@@ -39,8 +39,8 @@ async fn alert(who: String, ctx: TaskContext) -> Result<(), TaskError> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let broker = conveyor::broker_from_env().await?;
-    let backend = conveyor::backend_from_env().await?;
+    let broker = conveyor::broker_from_env_or("memory://").await?;
+    let backend = conveyor::backend_from_env_or("memory://").await?;
     let client = Client::new(broker.clone(), backend.clone());
     let worker = Worker::builder(broker, backend)
         .register(fetch)

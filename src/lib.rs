@@ -52,7 +52,9 @@
 //!
 //! ## Choosing the broker at run time
 //! [`broker()`] and [`backend()`] build from a URL; [`broker_from_env`] and [`backend_from_env`]
-//! read `CONVEYOR_BROKER` and `CONVEYOR_BACKEND` (default `memory://`). An unknown scheme, or
+//! read `CONVEYOR_BROKER` and `CONVEYOR_BACKEND` (unset, an error; the backend defaults to the
+//! broker's own Redis); [`broker_from_env_or`] and [`backend_from_env_or`] name the default
+//! (`memory://`) where falling back to this process is what you want. An unknown scheme, or
 //! one whose feature is not compiled in, is an error naming the problem, never a panic.
 
 pub use conveyor_core::*;
@@ -90,7 +92,10 @@ pub mod sqs {
 }
 
 mod connect;
-pub use connect::{backend, backend_from_env, broker, broker_from_env, BACKEND_ENV, BROKER_ENV};
+pub use connect::{
+    backend, backend_from_env, backend_from_env_or, broker, broker_from_env, broker_from_env_or, BACKEND_ENV,
+    BROKER_ENV,
+};
 
 /// The README's code blocks, compiled and run as doctests so that it never drifts.
 #[cfg(doctest)]

@@ -10,7 +10,7 @@ use crate::backend::{ResultBackend, TaskRecord};
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::handler::{BoxFuture, Task};
-use crate::task::{TaskId, TaskMessage, TaskState, UniqueRelease, MAX_PRIORITY};
+use crate::task::{TaskId, TaskMessage, TaskState, UniqueRelease};
 
 /// The default payload limit: 256 KiB, SQS's limit, so a task that fits one broker fits all.
 pub const DEFAULT_MAX_PAYLOAD: usize = 256 * 1024;
@@ -214,15 +214,7 @@ impl Client {
     }
 
     pub(crate) fn check(&self, task: &TaskMessage) -> Result<()> {
-        if task.queue.is_empty() {
-            return Err(Error::Config("queue name must not be empty".into()));
-        }
-        if task.id.as_str().is_empty() {
-            return Err(Error::Config("task id must not be empty".into()));
-        }
-        if task.priority > MAX_PRIORITY {
-            return Err(Error::Config(format!("priority {} is over the maximum {MAX_PRIORITY}", task.priority)));
-        }
+        task.check_options()?;
         let size = task.encoded_len();
         if size > self.max_payload {
             return Err(Error::PayloadTooLarge { size, limit: self.max_payload });
@@ -356,6 +348,7 @@ impl<'a, T: Task> TaskBuilder<'a, T> {
             }
             (None, None) => {}
         }
+        m.check_options()?;
         Ok(m)
     }
 

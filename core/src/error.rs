@@ -71,6 +71,26 @@ pub enum Error {
     #[error("configuration error: {0}")]
     Config(String),
 
+    /// A queue name that not every broker could keep apart from the others (see
+    /// [`check_queue_name`](crate::task::check_queue_name)).
+    #[error("invalid queue name `{name}`: {reason}")]
+    InvalidQueueName {
+        /// The name.
+        name: String,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
+
+    /// A task or worker option with a value that cannot work (a zero timeout or lease, more
+    /// retries than a task could ever use).
+    #[error("invalid value for `{option}`: {reason}")]
+    InvalidOption {
+        /// The option, as its builder method is called.
+        option: &'static str,
+        /// Why the value cannot work.
+        reason: String,
+    },
+
     /// The encoded task is larger than the client's or broker's payload limit.
     /// Nothing was published.
     #[error("task payload is {size} bytes, over the limit of {limit} bytes")]

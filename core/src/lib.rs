@@ -46,6 +46,20 @@ pub fn parse_url(url: &str) -> Result<url::Url> {
     url::Url::parse(url).map_err(|e| Error::InvalidUrl { url: url.to_owned(), reason: e.to_string() })
 }
 
+/// Checks a key/queue namespace given as `?prefix=`: 1 to 64 ASCII letters, digits, `-`, `_`,
+/// `.` and `:` (no braces, which would break Redis Cluster hash tags; no spaces). Every broker
+/// and backend applies this rule, so one URL works for a broker and its backend alike; the
+/// error is the reason, for the caller's `InvalidUrl`.
+pub fn check_prefix(prefix: &str) -> std::result::Result<(), String> {
+    let ok = (1..=64).contains(&prefix.len())
+        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("prefix `{prefix}` must be 1 to 64 ASCII letters, digits, `-`, `_`, `.` or `:`"))
+    }
+}
+
 /// Replaces a URL's query with `pairs` (removing it when empty): what a driver gets after
 /// Conveyor's own parameters were taken out.
 pub fn replace_query(url: &mut url::Url, pairs: &[(String, String)]) {

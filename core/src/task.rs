@@ -59,6 +59,47 @@ pub const DEFAULT_QUEUE: &str = "default";
 /// The highest task priority (the lowest, and the default, is 0).
 pub const MAX_PRIORITY: u8 = 9;
 
+/// The most retries a task may ask for: with the default backoff (capped at an hour), more
+/// than a year of retrying. A larger number is a mistake, not a policy.
+pub const MAX_RETRY_LIMIT: u32 = 10_000;
+
+/// The longest queue name, before an optional `.fifo` (SQS allows 80 characters for a whole
+/// queue name, of which the namespace prefix and the archive suffix take some).
+pub const MAX_QUEUE_NAME: usize = 64;
+
+/// Checks a queue name against the one rule under which no broker can mistake one queue for
+/// another: 1 to [`MAX_QUEUE_NAME`] ASCII letters, digits, `-` and `_`, optionally followed by
+/// `.fifo` (an SQS FIFO queue; a plain name elsewhere), and not ending in `-archive` (the name
+/// of each queue's archive on SQS). RabbitMQ names its archive and delay queues with a `.`,
+/// and SQS maps other characters to `_`, so a name outside the rule could share a queue with
+/// another one, or with an archive. Enqueueing and building a worker check it:
+/// [`Error::InvalidQueueName`] names the rule a name breaks.
+///
+/// ```
+/// use conveyor_core::task::check_queue_name;
+/// assert!(check_queue_name("emails").is_ok());
+/// assert!(check_queue_name("orders.fifo").is_ok());
+/// assert!(check_queue_name("a.b").is_err()); // would be `a_b` on SQS
+/// assert!(check_queue_name("emails-archive").is_err()); // the archive of `emails` on SQS
+/// ```
+pub fn check_queue_name(name: &str) -> Result<()> {
+    let bad = |reason: &'static str| Err(Error::InvalidQueueName { name: name.to_owned(), reason });
+    let base = name.strip_suffix(".fifo").unwrap_or(name);
+    if base.is_empty() {
+        return bad("a queue name must not be empty");
+    }
+    if base.len() > MAX_QUEUE_NAME {
+        return bad("a queue name has at most 64 characters (and an optional `.fifo`)");
+    }
+    if !base.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return bad("a queue name has only ASCII letters, digits, `-` and `_` (and an optional final `.fifo`)");
+    }
+    if base.ends_with("-archive") {
+        return bad("names ending in `-archive` are reserved for queues' archives");
+    }
+    Ok(())
+}
+
 /// A task's id: a UUID v4 by default, or any non-empty string the producer chooses
 /// (a business key makes enqueueing idempotent: a second enqueue is a [`Error::DuplicateTask`]).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -363,6 +404,31 @@ impl TaskMessage {
     /// Decodes the arguments into `T`.
     pub fn args_as<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_str(self.args.get()).map_err(|source| Error::Decode { what: "task arguments", source })
+    }
+
+    /// Checks the options a producer set: a valid queue name (see [`check_queue_name`]), a
+    /// non-empty id, a priority up to [`MAX_PRIORITY`], retries up to [`MAX_RETRY_LIMIT`], a
+    /// timeout, unique TTL and retention that can work. The client runs it before anything is
+    /// stored, so a task that could never run right is refused at once, with a typed error.
+    pub fn check_options(&self) -> Result<()> {
+        check_queue_name(&self.queue)?;
+        let bad = |option: &'static str, reason: String| Err(Error::InvalidOption { option, reason });
+        if self.id.as_str().is_empty() {
+            return bad("task_id", "a task id must not be empty".into());
+        }
+        if self.priority > MAX_PRIORITY {
+            return bad("priority", format!("priority {} is over the maximum {MAX_PRIORITY}", self.priority));
+        }
+        if self.max_retry > MAX_RETRY_LIMIT {
+            return bad("max_retry", format!("{} retries is over the limit of {MAX_RETRY_LIMIT}", self.max_retry));
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return bad("timeout", "a zero timeout would fail every attempt at once".into());
+        }
+        if self.unique_ttl.is_some_and(|t| t.is_zero()) {
+            return bad("unique", "a unique lock of zero length holds nothing".into());
+        }
+        Ok(())
     }
 
     /// True when the task has used all its attempts.

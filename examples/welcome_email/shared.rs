@@ -109,15 +109,18 @@ pub fn setting(name: &str, env: &str) -> Option<String> {
     args.next().and(args.next()).or_else(|| std::env::var(env).ok())
 }
 
-/// The broker URL (`--broker` or `CONVEYOR_BROKER`, default `memory://`) and the backend URL
-/// (`--backend` or `CONVEYOR_BACKEND`; default: the broker's URL for Redis, else `memory://`).
+/// The broker URL (`--broker` or `CONVEYOR_BROKER`, default `memory://`: everything in this
+/// process) and the backend URL (`--backend` or `CONVEYOR_BACKEND`; default: the broker's URL
+/// for Redis and memory). A RabbitMQ or SQS broker needs a backend named: one in this process
+/// would not be shared with the other processes.
 pub fn urls() -> (String, String) {
     let broker = setting("--broker", conveyor::BROKER_ENV).unwrap_or_else(|| "memory://".into());
     let backend = setting("--backend", conveyor::BACKEND_ENV).unwrap_or_else(|| {
-        if broker.starts_with("redis") {
+        if broker.starts_with("redis") || broker.starts_with("memory") {
             broker.clone()
         } else {
-            "memory://".into()
+            eprintln!("a result backend is needed with this broker: --backend URL or CONVEYOR_BACKEND (redis://...)");
+            std::process::exit(2);
         }
     });
     (broker, backend)

@@ -61,27 +61,65 @@ async fn bad_settings_are_typed_errors() {
     use conveyor::{Error, Worker};
     let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
     let backend: Arc<dyn ResultBackend> = Arc::new(MemoryBackend::new());
-    let cases: Vec<(conveyor::WorkerBuilder, &str)> = vec![
-        (
-            Worker::builder(broker.clone(), backend.clone()).queue("q", 1).concurrency(0),
-            "concurrency must be at least 1",
-        ),
-        (Worker::builder(broker.clone(), backend.clone()), "worker has no queues"),
-        (Worker::builder(broker.clone(), backend.clone()).queue("q", 0), "queue `q` needs a name and a weight"),
-        (Worker::builder(broker.clone(), backend.clone()).queue("q", 1).lease(Duration::from_millis(10)), "too short"),
-        (Worker::builder(broker.clone(), backend.clone()).queue("q", 1).batch(0), "batch must be 1 to 1000"),
+    let w = || Worker::builder(broker.clone(), backend.clone());
+    let cases: Vec<(conveyor::WorkerBuilder, &str, &str)> = vec![
+        (w().queue("q", 1).concurrency(0), "concurrency", "concurrency must be at least 1"),
+        (w().queue("q", 0), "queue", "queue `q` needs a weight"),
+        (w().queue("q", 1).lease(Duration::from_millis(10)), "lease", "too short"),
+        (w().queue("q", 1).lease(Duration::ZERO), "lease", "too short"),
+        (w().queue("q", 1).batch(0), "batch", "batch must be 1 to 1000"),
     ];
-    for (builder, expected) in cases {
+    for (builder, option, expected) in cases {
         let err = builder.build().err().expect("must be refused");
-        assert!(matches!(&err, Error::Config(m) if m.contains(expected)), "{err}");
+        assert!(
+            matches!(&err, Error::InvalidOption { option: o, reason } if *o == option && reason.contains(expected)),
+            "{err}"
+        );
     }
+    let err = w().build().err().expect("no queues");
+    assert!(matches!(&err, Error::Config(m) if m.contains("worker has no queues")), "{err}");
+
     let client = Client::new(broker.clone(), backend.clone());
-    let mut m = TaskMessage::with_args("x", &1).unwrap();
-    m.priority = 10;
-    let err = client.enqueue_message(m).await.unwrap_err();
-    assert!(matches!(&err, Error::Config(msg) if msg.contains("priority 10")), "{err}");
-    let mut m = TaskMessage::with_args("x", &1).unwrap();
-    m.queue = String::new();
-    assert!(matches!(client.enqueue_message(m).await, Err(Error::Config(_))));
+    let refused = |f: fn(&mut TaskMessage), option: &'static str| {
+        let client = client.clone();
+        async move {
+            let mut m = TaskMessage::with_args("x", &1).unwrap();
+            f(&mut m);
+            let err = client.enqueue_message(m).await.unwrap_err();
+            assert!(matches!(&err, Error::InvalidOption { option: o, .. } if *o == option), "{option}: {err}");
+        }
+    };
+    refused(|m| m.priority = 10, "priority").await;
+    refused(|m| m.timeout = Some(Duration::ZERO), "timeout").await;
+    refused(|m| m.max_retry = 10_001, "max_retry").await;
+    refused(|m| m.id = "".into(), "task_id").await;
     assert_eq!(broker.stats("q").await.unwrap().pending, 0);
+    assert_eq!(broker.stats("default").await.unwrap().pending, 0);
+}
+
+/// Names that two brokers' mappings could make share a queue (`a.b`, `a b` and `a_b` are one
+/// SQS queue; `x-archive` is `x`'s archive on SQS, `x.archive` and `x.delay.N` on RabbitMQ)
+/// are refused at enqueue and at worker build, naming the rule.
+#[tokio::test]
+async fn queue_names_that_could_alias_are_refused() {
+    use conveyor::memory::MemoryBroker;
+    use conveyor::{Error, Worker};
+    let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
+    let backend: Arc<dyn ResultBackend> = Arc::new(MemoryBackend::new());
+    let client = Client::new(broker.clone(), backend.clone());
+    let long = "q".repeat(65);
+    for bad in ["a.b", "a b", "x-archive", "x-archive.fifo", "x.archive", "x.delay.400", "", ".fifo", "{x}", "é", &long]
+    {
+        let mut m = TaskMessage::with_args("x", &1).unwrap();
+        m.queue = bad.to_owned();
+        let err = client.enqueue_message(m).await.unwrap_err();
+        assert!(matches!(&err, Error::InvalidQueueName { name, .. } if name == bad), "{bad:?}: {err}");
+        let err = Worker::builder(broker.clone(), backend.clone()).queue(bad, 1).build().err().unwrap();
+        assert!(matches!(&err, Error::InvalidQueueName { .. }), "{bad:?}: {err}");
+    }
+    for good in ["a_b", "a-b", "orders.fifo", "Q9", &"q".repeat(64)] {
+        let mut m = TaskMessage::with_args("x", &1).unwrap();
+        m.queue = good.to_owned();
+        client.enqueue_message(m).await.unwrap_or_else(|e| panic!("{good:?}: {e}"));
+    }
 }

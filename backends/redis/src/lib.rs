@@ -57,17 +57,22 @@ impl RedisBackend {
         let mut prefix = "conveyor".to_owned();
         let rest: Vec<(String, String)> = parsed
             .query_pairs()
-            .filter_map(|(k, v)| {
-                if k == "prefix" {
+            .filter_map(|(k, v)| match &*k {
+                "prefix" => {
                     prefix = v.into_owned();
                     None
-                } else if k == "archive_limit" {
-                    None // a broker setting, when both share one URL
-                } else {
-                    Some((k.into_owned(), v.into_owned()))
                 }
+                // The broker's settings, when both share one URL.
+                "archive_limit" | "connections" => None,
+                _ => Some((k.into_owned(), v.into_owned())),
             })
             .collect();
+        let bad = |reason: String| Error::InvalidUrl { url: url.to_owned(), reason };
+        conveyor_core::check_prefix(&prefix).map_err(bad)?;
+        if let Some((k, _)) = rest.iter().find(|(k, _)| k != "protocol") {
+            let known = "prefix, archive_limit, connections, protocol";
+            return Err(bad(format!("unknown parameter `{k}` (known: {known})")));
+        }
         conveyor_core::replace_query(&mut parsed, &rest);
         let client = redis::Client::open(parsed.as_str())
             .map_err(|e| Error::InvalidUrl { url: url.to_owned(), reason: e.to_string() })?;

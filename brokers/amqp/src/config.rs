@@ -2,6 +2,9 @@
 
 use conveyor_core::{Error, Result};
 
+/// The parameters an `amqp://` URL may carry.
+pub const KNOWN: &str = "prefix, prefetch, heartbeat, connection_timeout, channel_max, frame_max, auth_mechanism";
+
 /// Settings of an AMQP broker.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -26,8 +29,10 @@ impl AmqpConfig {
         let mut rest = Vec::new();
         for (k, v) in parsed.query_pairs() {
             match &*k {
-                "prefix" if !v.is_empty() => cfg.prefix = v.into_owned(),
-                "prefix" => return Err(bad("prefix must not be empty".into())),
+                "prefix" => {
+                    conveyor_core::check_prefix(&v).map_err(bad)?;
+                    cfg.prefix = v.into_owned();
+                }
                 "prefetch" => {
                     cfg.prefetch = Some(
                         v.parse()
@@ -36,7 +41,11 @@ impl AmqpConfig {
                             .ok_or_else(|| bad(format!("prefetch `{v}` must be 1 to 65535")))?,
                     )
                 }
-                _ => rest.push((k.into_owned(), v.into_owned())),
+                // lapin's own.
+                "heartbeat" | "connection_timeout" | "channel_max" | "frame_max" | "auth_mechanism" => {
+                    rest.push((k.into_owned(), v.into_owned()))
+                }
+                other => return Err(bad(format!("unknown parameter `{other}` (known: {KNOWN})"))),
             }
         }
         conveyor_core::replace_query(&mut parsed, &rest);

@@ -2,6 +2,10 @@
 
 use conveyor_core::{Error, Result};
 
+/// The parameters a `redis://` URL may carry (the broker's and the result backend's are the
+/// same, so that both can share one URL).
+pub const KNOWN: &str = "prefix, archive_limit, connections, protocol";
+
 /// Settings of a Redis broker.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -31,9 +35,7 @@ impl RedisConfig {
         for (k, v) in parsed.query_pairs() {
             match &*k {
                 "prefix" => {
-                    if v.is_empty() || v.contains(['{', '}']) {
-                        return Err(bad(format!("prefix `{v}` must be non-empty and without braces")));
-                    }
+                    conveyor_core::check_prefix(&v).map_err(bad)?;
                     cfg.prefix = v.into_owned();
                 }
                 "archive_limit" => {
@@ -46,7 +48,9 @@ impl RedisConfig {
                         .filter(|n| (1..=64).contains(n))
                         .ok_or_else(|| bad(format!("connections `{v}` must be 1 to 64")))?;
                 }
-                _ => rest.push((k.into_owned(), v.into_owned())),
+                // The redis crate's own.
+                "protocol" => rest.push((k.into_owned(), v.into_owned())),
+                other => return Err(bad(format!("unknown parameter `{other}` (known: {KNOWN})"))),
             }
         }
         conveyor_core::replace_query(&mut parsed, &rest);
@@ -66,5 +70,8 @@ mod tests {
         assert!(RedisConfig::from_url("redis://h?prefix={x}").is_err());
         assert!(RedisConfig::from_url("redis://h?archive_limit=many").is_err());
         assert!(RedisConfig::from_url("http://h").is_err());
+        let e = RedisConfig::from_url("redis://h?prefx=shop").unwrap_err().to_string();
+        assert!(e.contains("unknown parameter `prefx`") && e.contains("known: prefix,"), "{e}");
+        assert!(RedisConfig::from_url("redis://h?protocol=resp3&connections=2").is_ok());
     }
 }

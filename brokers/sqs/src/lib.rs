@@ -87,15 +87,19 @@ impl SqsConfig {
                 "endpoint" => cfg.endpoint = Some(v.into_owned()),
                 "prefix" => cfg.prefix = v.into_owned(),
                 "create" => cfg.create = v.parse().map_err(|_| bad(format!("create `{v}` is not true or false")))?,
-                other => return Err(bad(format!("unknown parameter `{other}`"))),
+                other => {
+                    return Err(bad(format!("unknown parameter `{other}` (known: region, endpoint, prefix, create)")))
+                }
             }
         }
         if cfg.region.is_empty() {
             cfg.region =
                 std::env::var("AWS_REGION").map_err(|_| bad("no region: add ?region=… or set AWS_REGION".into()))?;
         }
-        if cfg.prefix.is_empty() || !cfg.prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(bad(format!("prefix `{}` must be letters, digits, - or _", cfg.prefix)));
+        conveyor_core::check_prefix(&cfg.prefix).map_err(bad)?;
+        // SQS queue names take no `.` (but in `.fifo`) nor `:`.
+        if !cfg.prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(bad(format!("prefix `{}` must be letters, digits, - or _ on SQS", cfg.prefix)));
         }
         Ok(cfg)
     }

@@ -201,14 +201,15 @@ impl WorkerBuilder {
     /// Checks the settings and builds the worker.
     pub fn build(mut self) -> Result<Worker> {
         let c = &mut self.config;
+        let bad = |option: &'static str, reason: String| Err(Error::InvalidOption { option, reason });
         if c.concurrency == 0 {
-            return Err(Error::Config("worker concurrency must be at least 1".into()));
+            return bad("concurrency", "worker concurrency must be at least 1".into());
         }
         if c.batch == 0 || c.batch > 1000 {
-            return Err(Error::Config(format!("worker batch must be 1 to 1000, not {}", c.batch)));
+            return bad("batch", format!("worker batch must be 1 to 1000, not {}", c.batch));
         }
         if c.lease < Duration::from_millis(300) {
-            return Err(Error::Config(format!("worker lease {:?} is too short (minimum 300ms)", c.lease)));
+            return bad("lease", format!("worker lease {:?} is too short (minimum 300ms)", c.lease));
         }
         if c.queues.is_empty() {
             let mut qs: Vec<&str> = self.handlers.values().map(|h| h.1).collect();
@@ -219,8 +220,11 @@ impl WorkerBuilder {
         if c.queues.is_empty() {
             return Err(Error::Config("worker has no queues: register a task or add a queue".into()));
         }
-        if let Some((q, _)) = c.queues.iter().find(|q| q.1 == 0 || q.0.is_empty()) {
-            return Err(Error::Config(format!("queue `{q}` needs a name and a weight of at least 1")));
+        for (q, weight) in &c.queues {
+            crate::task::check_queue_name(q)?;
+            if *weight == 0 {
+                return bad("queue", format!("queue `{q}` needs a weight of at least 1"));
+            }
         }
         // CatchPanic innermost (so middleware sees a panic as an error) and outermost (so a
         // panicking middleware cannot take a task down with it).
