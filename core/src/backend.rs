@@ -199,6 +199,12 @@ pub trait ResultBackend: Send + Sync + 'static {
     /// A short name for logs: `"memory"`, `"redis"`.
     fn kind(&self) -> &'static str;
 
+    /// Where this backend keeps its records, for the worker's start line: server, namespace,
+    /// with any password redacted. The default is [`kind`](Self::kind).
+    fn describe(&self) -> String {
+        self.kind().to_owned()
+    }
+
     /// Records a task being enqueued, before it is published: *unconfirmed* until
     /// [`confirm`](Self::confirm) (the broker holds it) or the first
     /// [`update`](Self::update) (a worker runs it), it lapses after [`UNCONFIRMED_TTL`].

@@ -175,6 +175,12 @@ pub trait Broker: Send + Sync + 'static {
     /// A short name for logs and metrics: `"memory"`, `"redis"`, `"amqp"`, `"sqs"`.
     fn kind(&self) -> &'static str;
 
+    /// Where this broker keeps its tasks, for the worker's start line and operators: server,
+    /// namespace, with any password redacted. The default is [`kind`](Self::kind).
+    fn describe(&self) -> String {
+        self.kind().to_owned()
+    }
+
     /// Stores `task` in its queue (or, when `task.eta` is in the future, until it is due) and
     /// returns once the broker holds it.
     ///

@@ -176,6 +176,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// An [`Error::InvalidUrl`] for `url`, its password redacted (see
+    /// [`redact_url`](crate::redact_url)): build it so, never from the raw URL.
+    pub fn invalid_url(url: &str, reason: impl Into<String>) -> Self {
+        Error::InvalidUrl { url: crate::redact_url(url), reason: reason.into() }
+    }
+
     /// Wraps a driver error as a broker error.
     pub fn broker(e: impl Into<BoxError>) -> Self {
         Error::Broker(e.into())

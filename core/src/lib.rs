@@ -43,7 +43,78 @@ pub use tokio_util::sync::CancellationToken;
 
 /// Parses a broker or backend URL, mapping errors to [`Error::InvalidUrl`].
 pub fn parse_url(url: &str) -> Result<url::Url> {
-    url::Url::parse(url).map_err(|e| Error::InvalidUrl { url: url.to_owned(), reason: e.to_string() })
+    url::Url::parse(url).map_err(|e| Error::invalid_url(url, e.to_string()))
+}
+
+/// `url` with its password, and the values of query parameters that look secret (`password`,
+/// `secret`, `token`), replaced by `***`: what errors, logs and `Debug` output show of a URL.
+/// Works on strings that do not parse as URLs, too.
+///
+/// ```
+/// use conveyor_core::redact_url;
+/// assert_eq!(redact_url("redis://:S3cret@h:6379/0?prefix=a"), "redis://:***@h:6379/0?prefix=a");
+/// assert_eq!(redact_url("amqp://app:S3cret@h/%2f"), "amqp://app:***@h/%2f");
+/// assert_eq!(redact_url("x://h/?token=abc&a=1"), "x://h/?token=***&a=1");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(start) = url.find("://").map(|i| i + 3) {
+        // The userinfo ends at the authority's last `@` (a password may hold a `/`).
+        let end = url[start..].find(['?', '#']).map_or(url.len(), |i| start + i);
+        if let Some(at) = url[start..end].rfind('@').map(|i| start + i) {
+            if let Some(colon) = url[start..at].find(':').map(|i| start + i) {
+                out = format!("{}***{}", &url[..=colon], &url[at..]);
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if ["pass", "secret", "token"].iter().any(|s| k.to_ascii_lowercase().contains(s)) => {
+                    format!("{k}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out = format!("{head}{}", pairs.join("&"));
+    }
+    out
+}
+
+/// Where a URL points, for error messages: `host:port` (with the scheme's default port), or
+/// the redacted URL when it names no host.
+pub fn url_target(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) if u.host_str().is_some() => {
+            let host = u.host_str().unwrap_or_default();
+            match u.port_or_known_default().or_else(|| match u.scheme() {
+                "redis" | "rediss" => Some(6379),
+                "amqp" => Some(5672),
+                "amqps" => Some(5671),
+                _ => None,
+            }) {
+                Some(p) => format!("{host}:{p}"),
+                None => host.to_owned(),
+            }
+        }
+        _ => redact_url(url),
+    }
+}
+
+/// Why a broker's or backend's first exchange with `server` (`"Redis"`, `"RabbitMQ"`) at
+/// `target` failed, in words an operator can act on: refused credentials, something else than
+/// that server on the port, or the driver's message.
+pub fn first_contact_failure(server: &str, target: &str, msg: &str) -> String {
+    let m = msg.to_ascii_lowercase();
+    if ["noauth", "wrongpass", "access_refused", "authentication", "auth failed"].iter().any(|s| m.contains(s)) {
+        format!("{server} at {target} refused the credentials (give the right user and password in the URL): {msg}")
+    } else if ["parse error", "incompatible type", "invalid frame", "protocol header"].iter().any(|s| m.contains(s)) {
+        format!("the server at {target} does not answer as {server} does (is this the right port?): {msg}")
+    } else {
+        format!("{server} at {target} failed: {msg}")
+    }
 }
 
 /// Checks a key/queue namespace given as `?prefix=`: 1 to 64 ASCII letters, digits, `-`, `_`,

@@ -24,6 +24,7 @@ mod redis_faults;
 mod redis_records;
 #[cfg(feature = "redis")]
 mod redis_streams;
+mod secrets;
 mod signal;
 #[cfg(feature = "sqs")]
 mod sqs;

@@ -83,11 +83,11 @@ fn redis_script(action: &str, port: u16, dir: &str) {
 }
 
 /// Stops the test's own server when dropped, also when the test fails.
-struct Stop(u16, String);
+pub(crate) struct Stop(u16, String);
 
 /// Starts a server of the test's own on `port` (for faults that would disturb the other tests),
 /// its data in a directory named after `name`; returns its guard and URL.
-fn own_server(port: u16, name: &str) -> (Stop, String) {
+pub(crate) fn own_server(port: u16, name: &str) -> (Stop, String) {
     let dir = format!("/tmp/conveyor-redis-{name}-{}", std::process::id());
     redis_script("start", port, &dir);
     (Stop(port, dir), format!("redis://127.0.0.1:{port}"))

@@ -14,3 +14,42 @@ async fn worker_killed_mid_task_reappears_and_completes_once() {
 async fn long_task_outliving_its_visibility_runs_once() {
     crate::faults::long_task_runs_once(&url_with_prefix()).await;
 }
+
+/// Queues the broker creates keep messages the longest SQS allows (14 days), the archive
+/// included: SQS's default of 4 days would silently drop an archive nobody looked at.
+#[tokio::test]
+async fn queues_keep_messages_fourteen_days() {
+    use conveyor::sqs::aws_sdk_sqs::{config::Credentials, config::Region, types::QueueAttributeName, Client};
+    use conveyor::{Client as TaskClient, TaskMessage};
+    let url = url_with_prefix();
+    let broker = conveyor::broker(&url).await.unwrap();
+    let mut m = TaskMessage::with_args("x", &1).unwrap();
+    m.queue = "retained".into();
+    TaskClient::new(broker.clone(), std::sync::Arc::new(conveyor::memory::MemoryBackend::new()))
+        .enqueue_message(m)
+        .await
+        .unwrap();
+    let admin = broker.admin().unwrap();
+    admin.archived("retained", 0, 1).await.unwrap(); // creates the archive queue
+    let endpoint = url::Url::parse(&url).unwrap().query_pairs().find(|(k, _)| k == "endpoint").unwrap().1.into_owned();
+    let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
+    let cfg = conveyor::sqs::aws_sdk_sqs::Config::builder()
+        .behavior_version_latest()
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .build();
+    let sqs = Client::from_conf(cfg);
+    for name in [format!("{prefix}-retained"), format!("{prefix}-retained-archive")] {
+        let q = sqs.get_queue_url().queue_name(&name).send().await.unwrap();
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(q.queue_url().unwrap())
+            .attribute_names(QueueAttributeName::MessageRetentionPeriod)
+            .send()
+            .await
+            .unwrap();
+        let period = attrs.attributes().unwrap().get(&QueueAttributeName::MessageRetentionPeriod).cloned();
+        assert_eq!(period.as_deref(), Some("1209600"), "{name}");
+    }
+}

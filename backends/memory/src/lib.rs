@@ -75,7 +75,7 @@ impl MemoryBackend {
 
     /// The backend a `memory://[NAME]` URL names.
     pub fn from_url(url: &str) -> Result<Self> {
-        let bad = |reason: &str| Error::InvalidUrl { url: url.to_owned(), reason: reason.to_owned() };
+        let bad = |reason: &str| Error::invalid_url(url, reason);
         let rest = url.strip_prefix("memory://").ok_or_else(|| bad("a memory URL starts with `memory://`"))?;
         let name = rest.strip_suffix('/').unwrap_or(rest);
         if name.contains(['/', '?', '#', '@', ':']) {

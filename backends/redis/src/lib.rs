@@ -39,6 +39,8 @@ script!(CONFIRM, "../lua/confirm.lua");
 pub struct RedisBackend {
     conn: ConnectionManager,
     prefix: String,
+    /// The URL, its password redacted.
+    location: String,
 }
 
 fn err(e: redis::RedisError) -> Error {
@@ -67,22 +69,32 @@ impl RedisBackend {
                 _ => Some((k.into_owned(), v.into_owned())),
             })
             .collect();
-        let bad = |reason: String| Error::InvalidUrl { url: url.to_owned(), reason };
+        let bad = |reason: String| Error::invalid_url(url, reason);
         conveyor_core::check_prefix(&prefix).map_err(bad)?;
         if let Some((k, _)) = rest.iter().find(|(k, _)| k != "protocol") {
             let known = "prefix, archive_limit, connections, protocol";
             return Err(bad(format!("unknown parameter `{k}` (known: {known})")));
         }
         conveyor_core::replace_query(&mut parsed, &rest);
-        let client = redis::Client::open(parsed.as_str())
-            .map_err(|e| Error::InvalidUrl { url: url.to_owned(), reason: e.to_string() })?;
+        let client = redis::Client::open(parsed.as_str()).map_err(|e| Error::invalid_url(url, e.to_string()))?;
         let cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(10)))
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_secs(2));
-        let conn = client.get_connection_manager_with_config(cfg).await.map_err(err)?;
-        Ok(RedisBackend { conn, prefix })
+        let target = conveyor_core::url_target(url);
+        let mut conn = client
+            .get_connection_manager_with_config(cfg)
+            .await
+            .map_err(|e| Error::backend(conveyor_core::first_contact_failure("Redis", &target, &e.to_string())))?;
+        // A server that needs a password answers the first command, not the connect; something
+        // else than Redis on the port fails to parse. Both are told at once, here.
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| Error::backend(conveyor_core::first_contact_failure("Redis", &target, &e.to_string())))?;
+        let location = conveyor_core::redact_url(parsed.as_str());
+        Ok(RedisBackend { conn, prefix, location })
     }
 
     fn record_key(&self, id: &TaskId) -> String {
@@ -123,6 +135,10 @@ fn parse_record(id: &TaskId, mut h: HashMap<String, String>) -> Result<TaskRecor
 impl ResultBackend for RedisBackend {
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (prefix `{}`)", self.location, self.prefix)
     }
 
     async fn create(&self, r: &TaskRecord) -> Result<()> {

@@ -6,7 +6,7 @@ use conveyor_core::{Error, Result};
 pub const KNOWN: &str = "prefix, prefetch, heartbeat, connection_timeout, channel_max, frame_max, auth_mechanism";
 
 /// Settings of an AMQP broker.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct AmqpConfig {
     /// The URL handed to lapin (without Conveyor's parameters).
@@ -17,10 +17,20 @@ pub struct AmqpConfig {
     pub prefetch: Option<u16>,
 }
 
+impl std::fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("url", &conveyor_core::redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("prefetch", &self.prefetch)
+            .finish()
+    }
+}
+
 impl AmqpConfig {
     /// Parses `amqp://user:pass@host:port/vhost?prefix=NAME&prefetch=N`.
     pub fn from_url(url: &str) -> Result<Self> {
-        let bad = |reason: String| Error::InvalidUrl { url: url.to_owned(), reason };
+        let bad = |reason: String| Error::invalid_url(url, reason);
         let mut parsed = conveyor_core::parse_url(url)?;
         if !matches!(parsed.scheme(), "amqp" | "amqps") {
             return Err(bad(format!("expected amqp:// or amqps://, got {}://", parsed.scheme())));

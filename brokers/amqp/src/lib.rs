@@ -148,6 +148,11 @@ impl AmqpBroker {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// `host:port` of the server, for errors.
+    fn target(&self) -> String {
+        conveyor_core::url_target(&self.inner.cfg.url)
+    }
+
     fn names(&self, queue: &str) -> Names {
         Names::new(&self.inner.cfg.prefix, queue)
     }
@@ -169,8 +174,8 @@ impl AmqpBroker {
             Connection::connect(&self.inner.cfg.url, ConnectionProperties::default()),
         )
         .await
-        .map_err(|_| Error::broker("timed out connecting to RabbitMQ"))?
-        .map_err(err)?;
+        .map_err(|_| Error::broker(format!("timed out connecting to RabbitMQ at {}", self.target())))?
+        .map_err(|e| Error::broker(conveyor_core::first_contact_failure("RabbitMQ", &self.target(), &e.to_string())))?;
         let publish = conn.create_channel().await.map_err(err)?;
         publish.confirm_select(ConfirmSelectOptions::default()).await.map_err(err)?;
         let get = conn.create_channel().await.map_err(err)?;
@@ -460,6 +465,11 @@ impl AmqpBroker {
 impl Broker for AmqpBroker {
     fn kind(&self) -> &'static str {
         "amqp"
+    }
+
+    fn describe(&self) -> String {
+        let cfg = &self.inner.cfg;
+        format!("{} (prefix `{}`)", conveyor_core::redact_url(&cfg.url), cfg.prefix)
     }
 
     async fn publish(&self, task: &TaskMessage) -> Result<()> {

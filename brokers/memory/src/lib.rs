@@ -173,7 +173,7 @@ fn foreign_receipt() -> Error {
 }
 
 fn parse_name(url: &str) -> Result<String> {
-    let bad = |reason: &str| Error::InvalidUrl { url: url.to_owned(), reason: reason.to_owned() };
+    let bad = |reason: &str| Error::invalid_url(url, reason);
     let rest = url.strip_prefix("memory://").ok_or_else(|| bad("a memory URL starts with `memory://`"))?;
     let name = rest.strip_suffix('/').unwrap_or(rest);
     if name.contains(['/', '?', '#', '@', ':']) {
@@ -196,6 +196,10 @@ impl State {
 impl Broker for MemoryBroker {
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    fn describe(&self) -> String {
+        "memory (tasks live in this process only)".to_owned()
     }
 
     async fn publish(&self, task: &TaskMessage) -> Result<()> {

@@ -7,7 +7,7 @@ use conveyor_core::{Error, Result};
 pub const KNOWN: &str = "prefix, archive_limit, connections, protocol";
 
 /// Settings of a Redis broker.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct RedisConfig {
     /// The URL handed to the redis crate (without Conveyor's parameters).
@@ -20,11 +20,22 @@ pub struct RedisConfig {
     pub connections: usize,
 }
 
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &conveyor_core::redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("archive_limit", &self.archive_limit)
+            .field("connections", &self.connections)
+            .finish()
+    }
+}
+
 impl RedisConfig {
     /// Parses `redis://[user:pass@]host[:port][/db][?prefix=NAME&archive_limit=N&connections=N]` (`rediss://`
     /// for TLS when the redis crate is built with TLS).
     pub fn from_url(url: &str) -> Result<Self> {
-        let bad = |reason: String| Error::InvalidUrl { url: url.to_owned(), reason };
+        let bad = |reason: String| Error::invalid_url(url, reason);
         let mut parsed = conveyor_core::parse_url(url)?;
         if !matches!(parsed.scheme(), "redis" | "rediss") {
             return Err(bad(format!("expected redis:// or rediss://, got {}://", parsed.scheme())));
@@ -59,9 +70,29 @@ impl RedisConfig {
     }
 }
 
+/// The warning a Redis `maxmemory-policy` calls for: any policy but `noeviction` lets Redis
+/// delete keys under memory pressure, and with them queued tasks, leases and archives.
+pub fn eviction_warning(policy: &str) -> Option<String> {
+    (policy != "noeviction").then(|| {
+        format!(
+            "Redis's maxmemory-policy is `{policy}`: when memory runs short, Redis deletes keys, queued \
+             tasks among them. Set `maxmemory-policy noeviction` (Redis then refuses writes instead, \
+             and enqueues fail visibly)"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn evicting_policies_are_warned_about() {
+        assert!(eviction_warning("noeviction").is_none());
+        for p in ["allkeys-lru", "volatile-lru", "allkeys-random", "volatile-ttl"] {
+            assert!(eviction_warning(p).is_some_and(|w| w.contains(p) && w.contains("noeviction")));
+        }
+    }
 
     #[test]
     fn takes_out_conveyor_parameters() {

@@ -138,8 +138,8 @@ impl RedisBroker {
 
     /// Connects with explicit settings.
     pub async fn with_config(cfg: RedisConfig) -> Result<Self> {
-        let client = redis::Client::open(cfg.url.as_str())
-            .map_err(|e| Error::InvalidUrl { url: cfg.url.clone(), reason: e.to_string() })?;
+        let client = redis::Client::open(cfg.url.as_str()).map_err(|e| Error::invalid_url(&cfg.url, e.to_string()))?;
+        let target = conveyor_core::url_target(&cfg.url);
         let mcfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(10)))
@@ -147,7 +147,24 @@ impl RedisBroker {
             .set_max_delay(Duration::from_secs(2));
         let mut conns = Vec::with_capacity(cfg.connections);
         for _ in 0..cfg.connections.max(1) {
-            conns.push(client.get_connection_manager_with_config(mcfg.clone()).await.map_err(err)?);
+            let conn = client
+                .get_connection_manager_with_config(mcfg.clone())
+                .await
+                .map_err(|e| Error::broker(conveyor_core::first_contact_failure("Redis", &target, &e.to_string())))?;
+            conns.push(conn);
+        }
+        // A server that needs a password answers the first command, not the connect; something
+        // else than Redis on the port fails to parse. Both are told at once, here.
+        let pong = redis::cmd("PING").query_async::<()>(&mut conns[0].clone()).await;
+        pong.map_err(|e| Error::broker(conveyor_core::first_contact_failure("Redis", &target, &e.to_string())))?;
+        // Loud, as BullMQ and Sidekiq are: an evicting policy can delete queued tasks. (A
+        // managed Redis may refuse CONFIG: then nothing can be said.)
+        let mut policy = redis::cmd("CONFIG");
+        policy.arg("GET").arg("maxmemory-policy");
+        if let Ok(kv) = policy.query_async::<Vec<String>>(&mut conns[0].clone()).await {
+            if let Some(w) = kv.get(1).and_then(|p| config::eviction_warning(p)) {
+                tracing::warn!(server = %target, "{w}");
+            }
         }
         let conn = conns[0].clone();
         let acks = acker::start(conn.clone());
@@ -210,6 +227,11 @@ impl RedisBroker {
 impl Broker for RedisBroker {
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    fn describe(&self) -> String {
+        let cfg = &self.inner.cfg;
+        format!("{} (prefix `{}`)", conveyor_core::redact_url(&cfg.url), cfg.prefix)
     }
 
     async fn publish(&self, task: &TaskMessage) -> Result<()> {

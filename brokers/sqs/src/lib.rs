@@ -75,7 +75,7 @@ pub struct SqsConfig {
 impl SqsConfig {
     /// Parses `sqs://?region=R&endpoint=URL&prefix=NAME&create=BOOL`.
     pub fn from_url(url: &str) -> Result<Self> {
-        let bad = |reason: String| Error::InvalidUrl { url: url.to_owned(), reason };
+        let bad = |reason: String| Error::invalid_url(url, reason);
         let parsed = conveyor_core::parse_url(url)?;
         if parsed.scheme() != "sqs" {
             return Err(bad(format!("expected sqs://, got {}://", parsed.scheme())));
@@ -132,6 +132,9 @@ struct SqsReceipt {
     /// may still accept an old receipt handle after the message was received again.
     visible_at: Mutex<Instant>,
 }
+
+/// How long SQS keeps a message in the queues this broker creates: 14 days, the most it allows.
+pub const RETENTION_S: u32 = 14 * 24 * 3600;
 
 /// The visibility timeout SQS is given for a lease: whole seconds, 1 s to 12 h.
 pub(crate) fn visibility_secs(lease: Duration) -> i32 {
@@ -196,7 +199,13 @@ impl SqsBroker {
             return Ok(u.clone());
         }
         let url = if self.inner.cfg.create {
-            let mut req = self.client().create_queue().queue_name(&name);
+            // The longest SQS keeps a message (the default is 4 days): a backlog, or the
+            // archive an operator has not looked at yet, is not dropped after 4 days.
+            let mut req = self
+                .client()
+                .create_queue()
+                .queue_name(&name)
+                .attributes(QueueAttributeName::MessageRetentionPeriod, RETENTION_S.to_string());
             if name.ends_with(".fifo") {
                 req = req.attributes(QueueAttributeName::FifoQueue, "true");
             }
@@ -301,6 +310,13 @@ fn count(attrs: &HashMap<QueueAttributeName, String>, name: QueueAttributeName) 
 impl Broker for SqsBroker {
     fn kind(&self) -> &'static str {
         "sqs"
+    }
+
+    fn describe(&self) -> String {
+        let cfg = &self.inner.cfg;
+        let endpoint =
+            cfg.endpoint.as_deref().map(|e| format!(" at {}", conveyor_core::redact_url(e))).unwrap_or_default();
+        format!("sqs {}{endpoint} (prefix `{}`)", cfg.region, cfg.prefix)
     }
 
     async fn publish(&self, task: &TaskMessage) -> Result<()> {

@@ -45,8 +45,8 @@ pub(crate) struct Ctx {
 /// Runs the worker until `stop`; `hard` (or the shutdown timeout) interrupts running handlers.
 pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, hard: CancellationToken) -> Result<()> {
     let c = &shared.config;
-    tracing::info!(broker = shared.broker.kind(), backend = shared.backend.kind(), concurrency = c.concurrency,
-        queues = ?c.queues, "worker started");
+    tracing::info!(broker = %shared.broker.describe(), backend = %shared.backend.describe(),
+        concurrency = c.concurrency, queues = ?c.queues, "worker started");
     // Deliveries this worker owns (running or prefetched), and handlers running.
     let slots = Arc::new(Semaphore::new(c.concurrency + c.prefetch));
     let running = Arc::new(Semaphore::new(c.concurrency));
