@@ -143,10 +143,46 @@ impl Client {
     /// Enqueues many prepared envelopes with the broker's batch publish, and says task by task
     /// whether each was enqueued (a batch can fail part-way: only the failed ones need sending
     /// again, and their ids are free for it).
+    ///
+    /// Within a batch, the first of two copies of a task (the same id, or the same unique key)
+    /// wins, always; the later copy gets [`Error::DuplicateTask`] or
+    /// [`Error::DuplicateUnique`]. A large batch goes in rounds of [`BATCH_ROUND`] tasks, so
+    /// that its memory and the backend's pipelines stay bounded.
     pub async fn enqueue_messages(&self, tasks: &[TaskMessage]) -> Vec<Result<()>> {
-        // The records (and unique locks) of the whole batch at once: a backend on the network
-        // pipelines them, one round trip for the batch rather than one per task.
-        let prepared = futures_util::future::join_all(tasks.iter().map(|t| async move {
+        let mut out = Vec::with_capacity(tasks.len());
+        for round in tasks.chunks(BATCH_ROUND) {
+            out.extend(self.enqueue_round(round).await);
+        }
+        out
+    }
+
+    async fn enqueue_round(&self, tasks: &[TaskMessage]) -> Vec<Result<()>> {
+        // Copies within the round are refused before the backend is asked: their records and
+        // locks would be written concurrently, and either could win.
+        let mut ids = std::collections::HashSet::new();
+        let mut keys = std::collections::HashMap::new();
+        let copies: Vec<Option<Error>> = tasks
+            .iter()
+            .map(|t| {
+                if !ids.insert(&t.id) {
+                    return Some(Error::DuplicateTask { id: t.id.to_string() });
+                }
+                let key = t.unique_key.as_ref()?;
+                match keys.get(key) {
+                    Some(holder) => Some(Error::DuplicateUnique { key: key.clone(), holder: format!("{holder}") }),
+                    None => {
+                        keys.insert(key, &t.id);
+                        None
+                    }
+                }
+            })
+            .collect();
+        // The records (and unique locks) of the whole round at once: a backend on the network
+        // pipelines them, one round trip for the round rather than one per task.
+        let prepared = futures_util::future::join_all(tasks.iter().zip(copies).map(|(t, copy)| async move {
+            if let Some(e) = copy {
+                return Err(e);
+            }
             self.check(t)?;
             let mut guard = self.record_and_lock(t, &TaskRecord::enqueued(t)).await?;
             Ok::<_, Error>(guard.disarm().1)
@@ -424,6 +460,9 @@ impl<T> std::fmt::Debug for TaskHandle<T> {
             .finish()
     }
 }
+
+/// How many tasks [`Client::enqueue_messages`] sends at once.
+pub const BATCH_ROUND: usize = 1000;
 
 /// Deletes a just-created record (and releases its unique lock) if dropped while armed: the
 /// enqueue future was cancelled.

@@ -23,7 +23,7 @@ pub use backend::{LockResult, ResultBackend, StateUpdate, TaskRecord, DEFAULT_RE
 pub use broker::{
     ArchivedTask, Broker, Delivery, Payload, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest,
 };
-pub use client::{Client, TaskBuilder, TaskHandle, DEFAULT_MAX_PAYLOAD};
+pub use client::{Client, TaskBuilder, TaskHandle, BATCH_ROUND, DEFAULT_MAX_PAYLOAD};
 pub use error::{BoxError, Error, Result};
 pub use handler::{
     BoxFuture, ErrorKind, Handler, Request, Shutdown, Task, TaskContext, TaskDefaults, TaskError, TaskHandler,

@@ -123,3 +123,36 @@ async fn queue_names_that_could_alias_are_refused() {
         client.enqueue_message(m).await.unwrap_or_else(|e| panic!("{good:?}: {e}"));
     }
 }
+
+/// Within one batch the first of two copies wins, always (by id, and by unique key), and a
+/// batch larger than a round is sent in rounds.
+#[tokio::test]
+async fn batch_copies_lose_to_the_first_and_big_batches_go_in_rounds() {
+    use conveyor::memory::MemoryBroker;
+    use conveyor::Error;
+    let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
+    let client = Client::new(broker.clone(), Arc::new(MemoryBackend::new()));
+    let task = |id: &str, key: Option<&str>| {
+        let mut m = TaskMessage::with_args("x", &id).unwrap();
+        m.id = id.into();
+        m.queue = "batch".into();
+        if let Some(k) = key {
+            m.unique_key = Some(k.into());
+            m.unique_ttl = Some(Duration::from_secs(60));
+        }
+        m
+    };
+    for _ in 0..20 {
+        let n = uuid::Uuid::new_v4().simple().to_string();
+        let (a, b, c) = (format!("{n}-a"), format!("{n}-b"), format!("{n}-c"));
+        let batch = [task(&a, None), task(&a, None), task(&b, Some(&n)), task(&c, Some(&n))];
+        let r = client.enqueue_messages(&batch).await;
+        assert!(r[0].is_ok() && r[2].is_ok(), "{r:?}");
+        assert!(matches!(&r[1], Err(Error::DuplicateTask { id }) if *id == a), "{r:?}");
+        assert!(matches!(&r[3], Err(Error::DuplicateUnique { holder, .. }) if *holder == b), "{r:?}");
+    }
+    let before = broker.stats("batch").await.unwrap().pending;
+    let big: Vec<TaskMessage> = (0..conveyor::BATCH_ROUND * 2 + 500).map(|i| task(&format!("big-{i}"), None)).collect();
+    assert!(client.enqueue_messages(&big).await.iter().all(|r| r.is_ok()));
+    assert_eq!(broker.stats("batch").await.unwrap().pending - before, big.len() as u64);
+}
