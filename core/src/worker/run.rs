@@ -85,6 +85,11 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, hard: Canc
     Ok(())
 }
 
+/// The longest pause between failed receives: a worker resumes within about a second of its
+/// broker answering again (a restart, a failover), at the cost of one failed call a second
+/// while it is down.
+const MAX_RECEIVE_BACKOFF: Duration = Duration::from_secs(1);
+
 async fn fetch_loop(ctx: &Arc<Ctx>, slots: &Arc<Semaphore>, running: &Arc<Semaphore>) {
     let shared = &ctx.shared;
     let c = &shared.config;
@@ -141,7 +146,7 @@ async fn fetch_loop(ctx: &Arc<Ctx>, slots: &Arc<Semaphore>, running: &Arc<Semaph
                     _ = tokio::time::sleep(backoff) => {}
                     _ = ctx.stop.cancelled() => return,
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(MAX_RECEIVE_BACKOFF);
             }
         }
     }
