@@ -66,6 +66,28 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// Decodes a message body no larger than `limit` bytes: a larger one is not parsed at all
+    /// (a foreign producer's 100 MB entry must cost the worker nothing but its archiving), and
+    /// becomes `Undecodable` with its first KiB and a reason starting `payload too large`.
+    pub fn decode_within(mut bytes: Vec<u8>, limit: usize) -> Self {
+        if bytes.len() <= limit {
+            return Self::decode(bytes);
+        }
+        let size = bytes.len();
+        bytes.truncate(1024);
+        bytes.shrink_to_fit();
+        Self::too_large(bytes, size, limit)
+    }
+
+    /// A body of `size` bytes, over `limit`, of which `head` is kept: archived unparsed with
+    /// the reason `payload too large`.
+    pub fn too_large(head: Vec<u8>, size: usize, limit: usize) -> Self {
+        let error = format!(
+            "payload too large: {size} bytes, over the worker's limit of {limit} bytes (WorkerBuilder::max_payload)"
+        );
+        Payload::Undecodable { raw: head, error }
+    }
+
     /// Decodes a message body: a task, or the bytes with why they are not one.
     pub fn decode(bytes: Vec<u8>) -> Self {
         match TaskMessage::decode(&bytes) {
@@ -117,6 +139,9 @@ pub struct ReceiveRequest<'a> {
     pub wait: Duration,
     /// How long the receiver owns each task before the broker may deliver it again.
     pub lease: Duration,
+    /// The largest body to decode: a larger one is delivered as
+    /// [`Payload::decode_within`] makes it, unparsed, for the worker to archive.
+    pub max_payload: usize,
     /// Cancelled when the receiver is shutting down: stop waiting and return promptly with
     /// what has been claimed so far (possibly nothing). The worker never drops a `receive`
     /// future mid-call, so a broker need not make its claim step cancel-safe; it hands back

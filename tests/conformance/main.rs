@@ -30,3 +30,5 @@ mod signal;
 mod sqs;
 #[cfg(feature = "sqs")]
 mod sqs_faults;
+#[cfg(feature = "sqs")]
+mod sqs_fifo;

@@ -56,7 +56,7 @@ pub(crate) async fn receive(
     wait: Duration,
 ) -> Vec<conveyor::Delivery> {
     let stop = conveyor::CancellationToken::new();
-    let req = conveyor::ReceiveRequest { queues: &[queue], max, wait, lease, stop: &stop };
+    let req = conveyor::ReceiveRequest { queues: &[queue], max, wait, lease, max_payload: usize::MAX, stop: &stop };
     broker.receive(&req).await.unwrap()
 }
 
@@ -171,6 +171,7 @@ async fn wrong_type_structure_key_loses_nothing() {
         max: 10,
         wait: Duration::from_millis(100),
         lease: Duration::from_secs(30),
+        max_payload: usize::MAX,
         stop: &stop,
     };
     let err = broker.receive(&req).await.unwrap_err();

@@ -271,7 +271,7 @@ impl AmqpBroker {
     }
 
     /// Turns a received message into a delivery, or forwards it (a delay hop) and returns None.
-    async fn admit(&self, queue: &str, inc: Incoming, lease: Duration) -> Result<Option<Delivery>> {
+    async fn admit(&self, queue: &str, inc: Incoming, lease: Duration, max_payload: usize) -> Result<Option<Delivery>> {
         let d = inc.delivery;
         if inc.gen != self.state().gen {
             return Ok(None); // its connection is gone; RabbitMQ has returned it to the queue
@@ -287,7 +287,7 @@ impl AmqpBroker {
         }
         let lost =
             headers::int(&d.properties, headers::DELIVERY_COUNT).unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32;
-        let payload = Payload::decode(d.data.clone());
+        let payload = Payload::decode_within(d.data.clone(), max_payload);
         let mut st = self.state();
         if inc.gen != st.gen {
             return Ok(None); // its connection is gone; RabbitMQ has returned it to the queue
@@ -434,7 +434,7 @@ impl AmqpBroker {
                             },
                         },
                     };
-                    match self.admit(q, inc, req.lease).await {
+                    match self.admit(q, inc, req.lease, req.max_payload).await {
                         Ok(Some(d)) => out.push(d),
                         Ok(None) => {}
                         // Deliveries already leased are handed out, not left to expire.

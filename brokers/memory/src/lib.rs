@@ -142,7 +142,12 @@ impl MemoryBroker {
                     out.push(Delivery {
                         receipt: Receipt::new(MemReceipt { queue: q.name.clone(), seq: *seq }),
                         queue: q.name.clone(),
-                        payload: entry.payload.clone(),
+                        payload: match &entry.raw {
+                            Some((size, head)) if *size > req.max_payload => {
+                                Payload::too_large(head.clone(), *size, req.max_payload)
+                            }
+                            _ => entry.payload.clone(),
+                        },
                         redelivered: entry.redelivered,
                         lost_leases: entry.lost_leases,
                     });
@@ -335,8 +340,9 @@ impl QueueAdmin for MemoryBroker {
 #[async_trait]
 impl RawPublish for MemoryBroker {
     async fn publish_raw(&self, queue: &str, bytes: Vec<u8>) -> Result<()> {
-        let payload = Payload::decode(bytes);
-        self.push(queue, Entry::new(payload), Duration::ZERO);
+        let head = bytes[..bytes.len().min(1024)].to_vec();
+        let raw = Some((bytes.len(), head));
+        self.push(queue, Entry { raw, ..Entry::new(Payload::decode(bytes)) }, Duration::ZERO);
         Ok(())
     }
 }

@@ -14,11 +14,14 @@ pub(crate) struct Entry {
     pub(crate) redelivered: bool,
     /// Leases on this entry that expired (its receiver died).
     pub(crate) lost_leases: u32,
+    /// The body's size when it was published raw (0 for tasks the client checked), and its
+    /// first KiB: a receiver with a lower limit gets it as too large.
+    pub(crate) raw: Option<(usize, Vec<u8>)>,
 }
 
 impl Entry {
     pub(crate) fn new(payload: Payload) -> Self {
-        Entry { payload, redelivered: false, lost_leases: 0 }
+        Entry { payload, redelivered: false, lost_leases: 0, raw: None }
     }
 
     fn priority(&self) -> usize {

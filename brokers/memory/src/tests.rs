@@ -7,7 +7,7 @@ use super::MemoryBroker;
 static STOP: std::sync::LazyLock<conveyor_core::CancellationToken> = std::sync::LazyLock::new(Default::default);
 
 fn req<'a>(queues: &'a [&'a str], wait: Duration) -> ReceiveRequest<'a> {
-    ReceiveRequest { queues, max: 10, wait, lease: Duration::from_secs(30), stop: &STOP }
+    ReceiveRequest { queues, max: 10, wait, lease: Duration::from_secs(30), max_payload: usize::MAX, stop: &STOP }
 }
 
 fn task(queue: &str, priority: u8) -> TaskMessage {

@@ -88,7 +88,13 @@ impl Plan {
 
 impl RedisBroker {
     /// Claims up to `max` tasks of one queue.
-    pub(crate) async fn claim(&self, queue: &str, max: usize, lease: Duration) -> Result<ClaimResult> {
+    pub(crate) async fn claim(
+        &self,
+        queue: &str,
+        max: usize,
+        lease: Duration,
+        max_payload: usize,
+    ) -> Result<ClaimResult> {
         let k = self.keys(queue);
         for _ in 0..2 {
             let plan = Plan::of(&k);
@@ -96,7 +102,7 @@ impl RedisBroker {
             plan.add(&mut pipe, &k, max, lease, false, true);
             pipe.ignore_errors();
             let answers = pipe.query_async::<Vec<RedisResult<Value>>>(&mut self.conn()).await.map_err(err)?;
-            let (got, again) = self.take_answers(queue, &k, (&plan, true), answers).await?;
+            let (got, again) = self.take_answers(queue, &k, (&plan, true), answers, max_payload).await?;
             if !again {
                 return Ok(got);
             }
@@ -124,7 +130,7 @@ impl RedisBroker {
         &self,
         queues: &[&str],
         wait: Duration,
-        (first, max, lease): (&str, usize, Duration),
+        (first, max, lease, max_payload): (&str, usize, Duration, usize),
         upkeep: bool,
         stop: &CancellationToken,
     ) -> Result<ClaimResult> {
@@ -162,7 +168,7 @@ impl RedisBroker {
                 let waited = if answers.is_empty() { Ok(Value::Nil) } else { answers.remove(0) };
                 // Nothing read for want of the script (it was loaded again): the caller claims
                 // on its own next.
-                let ((got, wake), _) = self.take_answers(first, &k, (&plan, upkeep), answers).await?;
+                let ((got, wake), _) = self.take_answers(first, &k, (&plan, upkeep), answers, max_payload).await?;
                 match waited {
                     Err(e) if got.is_empty() => Err(err(e)),
                     _ => Ok((got, wake)),
@@ -194,7 +200,9 @@ impl RedisBroker {
             if !answers.is_empty() {
                 let _blpop = answers.remove(0);
             }
-            let Ok(((late, _), _)) = this.take_answers(&queue, &k, (&plan, upkeep), answers).await else { return };
+            // Handed back unread: no limit applies.
+            let answers = this.take_answers(&queue, &k, (&plan, upkeep), answers, usize::MAX).await;
+            let Ok(((late, _), _)) = answers else { return };
             for d in &late {
                 if let Err(e) = this.release(d).await {
                     tracing::warn!(queue, error = %e, "could not hand back a task claimed too late; it returns after its lease");
@@ -214,8 +222,9 @@ impl RedisBroker {
         k: &Arc<QueueKeys>,
         (plan, upkeep): (&Plan, bool),
         mut answers: Vec<RedisResult<Value>>,
+        max_payload: usize,
     ) -> Result<(ClaimResult, bool)> {
-        let mut ds = Deliveries::new(queue, k.clone());
+        let mut ds = Deliveries::new(queue, k.clone(), max_payload);
         let (mut again, mut read_failed, mut paused_after) = (false, false, false);
         if let Plan::Plain(suffix) = plan {
             // Pipelined after the read: the pause flag as the read left it (the script's view

@@ -13,12 +13,14 @@ use crate::RedisReceipt;
 pub(crate) struct Deliveries {
     queue: Arc<str>,
     keys: Arc<QueueKeys>,
+    /// Larger payloads are delivered unparsed (see `Payload::decode_within`).
+    max_payload: usize,
     pub(crate) out: Vec<Delivery>,
 }
 
 impl Deliveries {
-    pub(crate) fn new(queue: &str, keys: Arc<QueueKeys>) -> Self {
-        Deliveries { queue: Arc::from(queue), keys, out: Vec::new() }
+    pub(crate) fn new(queue: &str, keys: Arc<QueueKeys>, max_payload: usize) -> Self {
+        Deliveries { queue: Arc::from(queue), keys, max_payload, out: Vec::new() }
     }
 
     /// The claim script's flat answer: per stream read, its suffix, a count, and that many
@@ -75,7 +77,7 @@ impl Deliveries {
 
     /// `id` is the task id the entry is stored under (what the live-id mark is kept by).
     fn push(&mut self, suffix: &Arc<str>, eid: String, id: String, lost_leases: u32, payload: Vec<u8>) {
-        let payload = Payload::decode(payload);
+        let payload = Payload::decode_within(payload, self.max_payload);
         let receipt = RedisReceipt { keys: self.keys.clone(), id, suffix: suffix.clone(), eid };
         self.out.push(Delivery {
             receipt: Receipt::new(receipt),

@@ -301,7 +301,7 @@ impl Broker for RedisBroker {
                 if out.len() >= req.max {
                     break;
                 }
-                let (got, w) = match self.claim(q, req.max - out.len(), req.lease).await {
+                let (got, w) = match self.claim(q, req.max - out.len(), req.lease, req.max_payload).await {
                     Ok(c) => c,
                     // Tasks already claimed from earlier queues are kept, not left to expire.
                     Err(e) if !out.is_empty() => {
@@ -335,7 +335,7 @@ impl Broker for RedisBroker {
                 tokio::time::sleep(wait).await;
                 continue;
             };
-            let claim = (*first, req.max, req.lease);
+            let claim = (*first, req.max, req.lease, req.max_payload);
             let (got, _) = self.wait_then_claim(req.queues, wait, claim, upkeep, req.stop).await?;
             if !got.is_empty() || req.stop.is_cancelled() {
                 return Ok(got);

@@ -145,6 +145,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The deduplication id of a task's publish on a FIFO queue: one per logical enqueue (task id,
+/// attempt and creation time), so that an enqueue retried after a lost answer is not queued
+/// twice, while a later enqueue of the same id (a new envelope) is never dropped. Uniqueness
+/// of tasks is the unique lock's job, never SQS's.
+fn publish_dedup(t: &TaskMessage) -> String {
+    format!("{}-{}-{}", t.id, t.retried, time::to_millis(t.created_at))
+}
+
+/// A deduplication (and message group) id used once.
+pub(crate) fn unique_id(what: &str) -> String {
+    format!("{what}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// `s` as an SQS FIFO id (up to 128 ASCII letters, digits and punctuation): as it is when it
+/// fits, else a hash of it (FNV-1a, the same in every process).
+pub(crate) fn fifo_id(s: &str) -> String {
+    if s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()) {
+        return s.to_owned();
+    }
+    let h = s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("h{h:016x}-{}", s.len())
+}
+
 /// Error codes of a visibility change for a message this receiver no longer holds.
 const NOT_HELD: [&str; 2] = ["ReceiptHandleIsInvalid", "MessageNotInflight"];
 
@@ -226,7 +249,7 @@ impl SqsBroker {
         body: &str,
         mut attrs: HashMap<String, MessageAttributeValue>,
         due_ms: Option<i64>,
-        dedup: &str,
+        (group, dedup): (&str, &str),
     ) -> Result<()> {
         if body.len() > MAX_BODY {
             return Err(Error::PayloadTooLarge { size: body.len(), limit: MAX_BODY });
@@ -247,7 +270,7 @@ impl SqsBroker {
             req = req.message_attributes(k, v);
         }
         if fifo {
-            req = req.message_group_id(queue).message_deduplication_id(dedup);
+            req = req.message_group_id(fifo_id(group)).message_deduplication_id(fifo_id(dedup));
         }
         req.send().await.map_err(err)?;
         Ok(())
@@ -283,8 +306,7 @@ impl SqsBroker {
             }
         }
         if t.queue.ends_with(".fifo") {
-            let dedup = t.unique_key.clone().unwrap_or_else(|| format!("{}-{}", t.id, t.retried));
-            e = e.message_group_id(&t.queue).message_deduplication_id(dedup);
+            e = e.message_group_id(fifo_id(t.id.as_str())).message_deduplication_id(fifo_id(&publish_dedup(t)));
         }
         Ok((url, e.build().map_err(err)?))
     }
@@ -321,9 +343,8 @@ impl Broker for SqsBroker {
 
     async fn publish(&self, task: &TaskMessage) -> Result<()> {
         let body = String::from_utf8(task.encode()?).map_err(|e| Error::broker(e.to_string()))?;
-        let dedup = task.unique_key.clone().unwrap_or_else(|| format!("{}-{}", task.id, task.retried));
         let due = task.eta.map(|e| time::to_millis(e) as i64);
-        self.send(&task.queue, false, &body, HashMap::new(), due, &dedup).await
+        self.send(&task.queue, false, &body, HashMap::new(), due, (task.id.as_str(), &publish_dedup(task))).await
     }
 
     async fn publish_many(&self, tasks: &[TaskMessage]) -> Vec<Result<()>> {
@@ -389,8 +410,10 @@ impl Broker for SqsBroker {
         let r = self.receipt(d)?;
         let body = String::from_utf8(task.encode()?).map_err(|e| Error::broker(e.to_string()))?;
         let due = (!delay.is_zero()).then(|| now_ms() + delay.as_millis().min(i64::MAX as u128 / 2) as i64);
-        let dedup = format!("{}-{}", task.id, task.retried);
-        self.send(&task.queue, false, &body, HashMap::new(), due, &dedup).await?;
+        // A fresh deduplication id per send: a requeue of an unknown task sends the same
+        // envelope again, which a reused id would have SQS drop (and the original is deleted).
+        let dedup = unique_id("retry");
+        self.send(&task.queue, false, &body, HashMap::new(), due, (task.id.as_str(), &dedup)).await?;
         self.delete(r).await
     }
 
@@ -399,8 +422,8 @@ impl Broker for SqsBroker {
         let mut attrs = r.attrs.clone();
         attrs.insert(REASON.into(), attr(reason));
         attrs.insert(ARCHIVED_AT.into(), attr(now_ms().to_string()));
-        let dedup = format!("archive-{}", now_ms());
-        self.send(&r.queue, true, &r.body, attrs, None, &dedup).await?;
+        let dedup = unique_id("archive");
+        self.send(&r.queue, true, &r.body, attrs, None, (&dedup, &dedup)).await?;
         self.delete(r).await
     }
 
@@ -409,8 +432,8 @@ impl Broker for SqsBroker {
         let r = self.receipt(d)?;
         // Unique: on a FIFO queue, two hand-backs with one deduplication id within five
         // minutes would keep only the first, and the second task would be lost.
-        let dedup = format!("release-{}", uuid::Uuid::new_v4().simple());
-        self.send(&r.queue, false, &r.body, r.attrs.clone(), None, &dedup).await?;
+        let dedup = unique_id("release");
+        self.send(&r.queue, false, &r.body, r.attrs.clone(), None, (&dedup, &dedup)).await?;
         self.delete(r).await
     }
 
@@ -547,9 +570,11 @@ impl QueueAdmin for SqsBroker {
 #[async_trait]
 impl RawPublish for SqsBroker {
     async fn publish_raw(&self, queue: &str, bytes: Vec<u8>) -> Result<()> {
-        let dedup = format!("raw-{}", now_ms());
+        let dedup = unique_id("raw");
         match String::from_utf8(bytes) {
-            Ok(text) if b64::sqs_safe(&text) => self.send(queue, false, &text, HashMap::new(), None, &dedup).await,
+            Ok(text) if b64::sqs_safe(&text) => {
+                self.send(queue, false, &text, HashMap::new(), None, (&dedup, &dedup)).await
+            }
             Ok(text) => self.send_encoded(queue, text.as_bytes(), &dedup).await,
             Err(e) => self.send_encoded(queue, e.as_bytes(), &dedup).await,
         }
@@ -559,6 +584,6 @@ impl RawPublish for SqsBroker {
 impl SqsBroker {
     async fn send_encoded(&self, queue: &str, bytes: &[u8], dedup: &str) -> Result<()> {
         let attrs = HashMap::from([(ENCODING.to_owned(), attr("base64"))]);
-        self.send(queue, false, &b64::encode(bytes), attrs, None, dedup).await
+        self.send(queue, false, &b64::encode(bytes), attrs, None, (dedup, dedup)).await
     }
 }

@@ -11,7 +11,13 @@ use crate::{b64, err, now_ms, visibility_secs, SqsBroker, SqsReceipt, DUE, ENCOD
 
 impl SqsBroker {
     /// One ReceiveMessage call on `queue`.
-    async fn poll(&self, queue: &str, max: usize, wait_s: i32, lease: Duration) -> Result<Vec<Delivery>> {
+    async fn poll(
+        &self,
+        queue: &str,
+        (max, wait_s): (usize, i32),
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Delivery>> {
         let url = self.url(queue, false).await?;
         let out = self
             .client()
@@ -21,6 +27,7 @@ impl SqsBroker {
             .wait_time_seconds(wait_s)
             .visibility_timeout(visibility_secs(lease))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_attribute_names("All")
             .send()
             .await
@@ -42,20 +49,11 @@ impl SqsBroker {
             // Not due yet: send the rest of the delay on, or (FIFO) stay invisible until due.
             if let Some(due) = attrs.get(DUE).and_then(|v| v.string_value()).and_then(|v| v.parse::<i64>().ok()) {
                 if due > now_ms() {
-                    if queue.ends_with(".fifo") {
-                        let secs = ((due - now_ms()) as u64).div_ceil(1000).clamp(1, 43_200);
-                        self.client()
-                            .change_message_visibility()
-                            .queue_url(&url)
-                            .receipt_handle(handle)
-                            .visibility_timeout(secs as i32)
-                            .send()
-                            .await
-                            .map_err(err)?;
-                    } else {
-                        let dedup = format!("hop-{}", uuid::Uuid::new_v4().simple());
-                        self.send(queue, false, body, attrs.clone(), Some(due), &dedup).await?;
-                        self.delete(&r).await?;
+                    // A hop that fails is logged, not returned: an early return would leave the
+                    // rest of this batch received by nobody until their visibility ran out
+                    // (each counted as a lost lease). This one reappears then, and hops again.
+                    if let Err(e) = self.wait_until_due(queue, &url, &r, due).await {
+                        tracing::warn!(queue, error = %e, "could not delay a task that is not due yet; it reappears after its lease");
                     }
                     continue;
                 }
@@ -69,8 +67,15 @@ impl SqsBroker {
                 Some("base64") => b64::decode(body).unwrap_or_else(|| body.as_bytes().to_vec()),
                 _ => body.as_bytes().to_vec(),
             };
-            let payload = Payload::decode(bytes);
-            let lost = received.saturating_sub(1);
+            let payload = Payload::decode_within(bytes, limit);
+            // On a FIFO queue a delayed message waits by being received early and hidden until
+            // due (one receive per 12 hours of delay, the longest visibility): those receives
+            // are not lost leases.
+            let waits = match (queue.ends_with(".fifo"), due_of(&attrs), sent_of(m)) {
+                (true, Some(due), Some(sent)) if due > sent => ((due - sent) as u64).div_ceil(43_200_000) as u32,
+                _ => 0,
+            };
+            let lost = received.saturating_sub(1).saturating_sub(waits);
             deliveries.push(Delivery {
                 receipt: Receipt::new(r),
                 queue: Arc::from(queue),
@@ -105,7 +110,7 @@ impl SqsBroker {
                 if out.len() >= req.max {
                     break;
                 }
-                match self.poll(q, req.max - out.len(), 0, req.lease).await {
+                match self.poll(q, (req.max - out.len(), 0), req.lease, req.max_payload).await {
                     Ok(got) => out.extend(got),
                     Err(e) if !out.is_empty() => {
                         tracing::warn!(queue = %q, error = %e, "receive failed part-way");
@@ -120,10 +125,37 @@ impl SqsBroker {
             }
             // Long poll: the whole wait on a single queue, a second at a time on several.
             let wait_s = if queues.len() == 1 { left.as_secs().clamp(1, 20) } else { 1 } as i32;
-            let got = self.poll(queues[0], req.max, wait_s, req.lease).await?;
+            let got = self.poll(queues[0], (req.max, wait_s), req.lease, req.max_payload).await?;
             if !got.is_empty() {
                 return Ok(got);
             }
         }
     }
+}
+
+impl SqsBroker {
+    /// A message received before it is due: sent on with the rest of its delay (and this copy
+    /// deleted), or on a FIFO queue hidden until due.
+    async fn wait_until_due(&self, queue: &str, url: &str, r: &SqsReceipt, due: i64) -> Result<()> {
+        if queue.ends_with(".fifo") {
+            let secs = ((due - now_ms()) as u64).div_ceil(1000).clamp(1, 43_200);
+            let change = self.client().change_message_visibility().queue_url(url).receipt_handle(&r.handle);
+            change.visibility_timeout(secs as i32).send().await.map_err(err)?;
+        } else {
+            let dedup = crate::unique_id("hop");
+            self.send(queue, false, &r.body, r.attrs.clone(), Some(due), (&dedup, &dedup)).await?;
+            self.delete(r).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The due time (ms) a message carries, if any.
+fn due_of(attrs: &std::collections::HashMap<String, aws_sdk_sqs::types::MessageAttributeValue>) -> Option<i64> {
+    attrs.get(DUE).and_then(|v| v.string_value()).and_then(|v| v.parse().ok())
+}
+
+/// When SQS first received the message (ms).
+fn sent_of(m: &aws_sdk_sqs::types::Message) -> Option<i64> {
+    m.attributes().and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp)).and_then(|v| v.parse().ok())
 }

@@ -78,7 +78,10 @@ async fn process(ctx: &Ctx, d: &Delivery, watch: &LeaseWatch, held: Held<'_>) {
     let task = match &d.payload {
         Payload::Task(t) => with_lost_leases(t, d.lost_leases),
         Payload::Undecodable { error, .. } => {
-            let reason = format!("undecodable payload: {error}");
+            let reason = match error.starts_with("payload too large") {
+                true => error.clone(),
+                false => format!("undecodable payload: {error}"),
+            };
             tracing::error!(queue = %d.queue, %reason, "archiving message");
             return settle(|| s.broker.archive(d, &reason), "archive").await;
         }

@@ -70,6 +70,9 @@ pub struct WorkerConfig {
     pub retention: Duration,
     /// What to do with tasks no handler is registered for.
     pub unknown_task: UnknownTask,
+    /// The largest task body this worker decodes (default 256 KiB, the client's default):
+    /// a larger one is archived unparsed, with the reason `payload too large`.
+    pub max_payload: usize,
 }
 
 impl Default for WorkerConfig {
@@ -82,6 +85,7 @@ impl Default for WorkerConfig {
             lease: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(25),
             receive_wait: Duration::from_secs(5),
+            max_payload: crate::client::DEFAULT_MAX_PAYLOAD,
             batch: 64,
             retention: DEFAULT_RETENTION,
             unknown_task: UnknownTask::Archive,
@@ -124,6 +128,15 @@ impl WorkerBuilder {
     pub fn concurrency(mut self, n: usize) -> Self {
         self.config.concurrency = n;
         self.config.prefetch = (n / 4).max(1);
+        self
+    }
+
+    /// The largest task body this worker decodes (default 256 KiB): raise it with the client's
+    /// [`Client::max_payload`](crate::Client::max_payload). A larger delivery (from a producer
+    /// that skipped the client's check) is archived unparsed, with the reason
+    /// `payload too large`.
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.config.max_payload = bytes;
         self
     }
 

@@ -107,7 +107,14 @@ async fn fetch_loop(ctx: &Arc<Ctx>, slots: &Arc<Semaphore>, running: &Arc<Semaph
         }
         let order = shared.selector.order();
         let asked = permits.num_permits();
-        let req = ReceiveRequest { queues: &order, max: asked, wait: c.receive_wait, lease: c.lease, stop: &ctx.stop };
+        let req = ReceiveRequest {
+            queues: &order,
+            max: asked,
+            wait: c.receive_wait,
+            lease: c.lease,
+            max_payload: c.max_payload,
+            stop: &ctx.stop,
+        };
         // Not raced against `stop`: the broker returns promptly when it fires, and what it
         // claimed is handed back below rather than lost with a dropped future.
         match shared.broker.receive(&req).await {

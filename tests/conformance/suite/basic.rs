@@ -18,8 +18,14 @@ pub async fn publish_receive_ack(env: Env) {
 
     // Straight through the broker: receive, then ack.
     let stop = conveyor::CancellationToken::new();
-    let req =
-        ReceiveRequest { queues: &[q.as_str()], max: 10, wait: WAIT, lease: Duration::from_secs(30), stop: &stop };
+    let req = ReceiveRequest {
+        queues: &[q.as_str()],
+        max: 10,
+        wait: WAIT,
+        lease: Duration::from_secs(30),
+        max_payload: usize::MAX,
+        stop: &stop,
+    };
     let got = env.broker.receive(&req).await.unwrap();
     assert_eq!(got.len(), 1);
     let task = got[0].task().expect("decoded task");

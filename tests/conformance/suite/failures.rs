@@ -112,6 +112,23 @@ pub async fn unknown_task_can_be_requeued(env: Env) {
     w.stop().await;
 }
 
+/// A foreign producer (no client check) sends a task larger than the worker's limit: it is
+/// archived unparsed, with the reason `payload too large`, and never run.
+pub async fn oversized_delivery_is_archived_unparsed(env: Env) {
+    let q = env.q("oversized");
+    let mut big = TaskMessage::with_args("conformance:probe", &Probe::new(&q)).unwrap();
+    big.queue = q.clone();
+    big.headers.insert("padding".into(), "x".repeat(100 * 1024));
+    let raw = env.broker.raw().expect("the conformance suite needs RawPublish");
+    raw.publish_raw(&q, serde_json::to_vec(&big).unwrap()).await.unwrap();
+    let w = Running::start(env.worker().queue(&q, 1).max_payload(64 * 1024));
+    let a = archived(&env, &q, 1).await;
+    // The archive keeps the message as the broker stored it, for an operator to inspect.
+    assert!(a[0].0.starts_with("payload too large: 10"), "{}", a[0].0);
+    w.stop().await;
+    assert!(log(&q).starts.is_empty(), "never run");
+}
+
 pub async fn undecodable_payload_is_archived(env: Env) {
     let q = env.q("garbage");
     let raw = env.broker.raw().expect("the conformance suite needs RawPublish");

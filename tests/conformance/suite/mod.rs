@@ -126,6 +126,7 @@ macro_rules! conformance_suite {
             failures::unknown_task_is_archived,
             failures::unknown_task_can_be_requeued,
             failures::undecodable_payload_is_archived,
+            failures::oversized_delivery_is_archived_unparsed,
             failures::bad_args_are_archived_not_retried,
             failures::panic_is_a_failure_and_worker_goes_on,
             failures::archived_id_can_be_enqueued_again,

@@ -184,7 +184,8 @@ pub async fn prefetched_task_is_handed_back_not_started(env: Env) {
 /// it is left to that lease.
 async fn take_with_short_lease(env: &Env, q: &str) -> conveyor::Delivery {
     let stop = conveyor::CancellationToken::new();
-    let req = ReceiveRequest { queues: &[q], max: 1, wait: WAIT, lease: Duration::from_secs(1), stop: &stop };
+    let lease = Duration::from_secs(1);
+    let req = ReceiveRequest { queues: &[q], max: 1, wait: WAIT, lease, max_payload: usize::MAX, stop: &stop };
     let mut taken = env.broker.receive(&req).await.unwrap();
     assert_eq!(taken.len(), 1);
     taken.remove(0)
