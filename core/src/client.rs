@@ -86,8 +86,8 @@ impl Client {
         let record = TaskRecord::enqueued(&task);
         // The record is written unconfirmed: if this enqueue fails or is abandoned before the
         // broker answers, it never blocks a retry, and lapses by itself. If the caller drops
-        // this future, the record (and the unique lock) go at once (if the task did reach the
-        // broker, the worker recreates the record when it runs it).
+        // this future, the record and the unique lock are left to lapse: removing them in the
+        // background could remove those of a retry made meanwhile (same id, same lock holder).
         let mut guard = self.record_and_lock(&task, &record).await?;
         let published = self.broker.publish(&task).await;
         let (backend, lock) = guard.disarm();
@@ -464,8 +464,9 @@ impl<T> std::fmt::Debug for TaskHandle<T> {
 /// How many tasks [`Client::enqueue_messages`] sends at once.
 pub const BATCH_ROUND: usize = 1000;
 
-/// Deletes a just-created record (and releases its unique lock) if dropped while armed: the
-/// enqueue future was cancelled.
+/// A just-created record and its unique lock, until the publish answers. Dropped while armed
+/// (the enqueue future was cancelled), it leaves both to lapse: the record was never confirmed,
+/// so it blocks no retry.
 struct RecordGuard<'a> {
     backend: Option<Arc<dyn ResultBackend>>,
     id: &'a TaskId,
@@ -480,8 +481,10 @@ impl RecordGuard<'_> {
 
 impl Drop for RecordGuard<'_> {
     fn drop(&mut self) {
-        if let (Some(backend), Ok(rt)) = (self.backend.take(), tokio::runtime::Handle::try_current()) {
-            rt.spawn(forget(backend, self.id.clone(), self.lock.take()));
+        if self.backend.take().is_some() {
+            // Cancelled: the unconfirmed record lapses by itself (and never blocks a retry with
+            // the same id); the unique lock lapses with its TTL.
+            tracing::debug!(task.id = %self.id, "enqueue cancelled before the broker answered");
         }
     }
 }

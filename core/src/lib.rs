@@ -55,13 +55,14 @@ pub fn parse_url(url: &str) -> Result<url::Url> {
 /// assert_eq!(redact_url("redis://:S3cret@h:6379/0?prefix=a"), "redis://:***@h:6379/0?prefix=a");
 /// assert_eq!(redact_url("amqp://app:S3cret@h/%2f"), "amqp://app:***@h/%2f");
 /// assert_eq!(redact_url("x://h/?token=abc&a=1"), "x://h/?token=***&a=1");
+/// assert_eq!(redact_url("amqp://u:p#s?s@h/"), "amqp://u:***@h/");
 /// ```
 pub fn redact_url(url: &str) -> String {
     let mut out = url.to_owned();
     if let Some(start) = url.find("://").map(|i| i + 3) {
-        // The userinfo ends at the authority's last `@` (a password may hold a `/`).
-        let end = url[start..].find(['?', '#']).map_or(url.len(), |i| start + i);
-        if let Some(at) = url[start..end].rfind('@').map(|i| start + i) {
+        // The userinfo ends at the last `@` (a password may hold a `/`, `?` or `#`; an `@`
+        // elsewhere only makes this hide more than the password).
+        if let Some(at) = url[start..].rfind('@').map(|i| start + i) {
             if let Some(colon) = url[start..at].find(':').map(|i| start + i) {
                 out = format!("{}***{}", &url[..=colon], &url[at..]);
             }

@@ -135,13 +135,21 @@ pub(crate) async fn launch(client: &Client, canvas: &Canvas, scope: Scope, by: O
                 continue;
             }
             let claim = format!("launching:{}", m.id);
-            if let LockResult::Held { .. } = backend.try_lock(&claim, by.as_str(), WORKFLOW_TTL).await? {
+            if let LockResult::Held { .. } = backend.try_lock(&claim, by.as_str(), LAUNCH_CLAIM).await? {
                 continue;
             }
         }
+        let id = m.id.clone();
         match client.enqueue_message(m).await {
             Ok(_) | Err(Error::DuplicateTask { .. }) => {}
-            Err(e) => return Err(e),
+            Err(e) => {
+                // Free for another member to launch (an archived member may never run again);
+                // if this fails too, the claim lapses after LAUNCH_CLAIM.
+                if let Some(by) = by {
+                    let _ = backend.unlock(&format!("launching:{id}"), by.as_str()).await;
+                }
+                return Err(e);
+            }
         }
         if by.is_some() {
             backend.incr(&launched, 1, Some(WORKFLOW_TTL)).await?;
@@ -149,6 +157,10 @@ pub(crate) async fn launch(client: &Client, canvas: &Canvas, scope: Scope, by: O
     }
     Ok(())
 }
+
+/// How long a launch claim holds when its holder neither finishes nor frees it (it died):
+/// then another member of the workflow, or the holder run again, launches the task.
+const LAUNCH_CLAIM: std::time::Duration = std::time::Duration::from_secs(600);
 
 fn encode(e: &Entry) -> Result<Box<RawValue>> {
     serde_json::value::to_raw_value(e).map_err(|source| Error::Encode { what: "group entry", source })
