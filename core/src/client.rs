@@ -164,6 +164,10 @@ impl Client {
         let copies: Vec<Option<Error>> = tasks
             .iter()
             .map(|t| {
+                // An invalid task is refused as such, and does not shadow a valid copy.
+                if let Err(e) = self.check(t) {
+                    return Some(e);
+                }
                 if !ids.insert(&t.id) {
                     return Some(Error::DuplicateTask { id: t.id.to_string() });
                 }
@@ -493,9 +497,22 @@ impl Drop for RecordGuard<'_> {
 /// is queued all the same, and its record is confirmed when a worker runs it (or lapses first,
 /// and is then written again by that worker).
 async fn confirm(backend: &Arc<dyn ResultBackend>, id: &TaskId) {
-    if let Err(e) = backend.confirm(id).await {
-        tracing::warn!(task.id = %id, error = %e, "the task is queued, but its record could not be confirmed");
+    let mut pause = std::time::Duration::from_millis(50);
+    for _ in 0..4 {
+        match backend.confirm(id).await {
+            Ok(()) => return,
+            Err(e) if e.is_transient() => {
+                tracing::debug!(task.id = %id, error = %e, "confirming the record failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(e) => {
+                tracing::warn!(task.id = %id, error = %e, "the task is queued, but its record could not be confirmed");
+                return;
+            }
+        }
     }
+    tracing::warn!(task.id = %id, "the task is queued, but its record could not be confirmed; it lapses, and the worker writes it again");
 }
 
 /// Removes the record of a task that was not published, and releases its unique lock.

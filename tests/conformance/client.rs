@@ -155,6 +155,11 @@ async fn batch_copies_lose_to_the_first_and_big_batches_go_in_rounds() {
         assert!(matches!(&r[1], Err(Error::DuplicateTask { id }) if *id == a), "{r:?}");
         assert!(matches!(&r[3], Err(Error::DuplicateUnique { holder, .. }) if *holder == b), "{r:?}");
     }
+    // An invalid first copy does not shadow a valid second one.
+    let (mut bad, good) = (task("shadow", None), task("shadow", None));
+    bad.priority = 10;
+    let r = client.enqueue_messages(&[bad, good]).await;
+    assert!(matches!(&r[0], Err(Error::InvalidOption { .. })) && r[1].is_ok(), "{r:?}");
     let before = broker.stats("batch").await.unwrap().pending;
     let big: Vec<TaskMessage> = (0..conveyor::BATCH_ROUND * 2 + 500).map(|i| task(&format!("big-{i}"), None)).collect();
     assert!(client.enqueue_messages(&big).await.iter().all(|r| r.is_ok()));

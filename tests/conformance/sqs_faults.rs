@@ -53,3 +53,19 @@ async fn queues_keep_messages_fourteen_days() {
         assert_eq!(period.as_deref(), Some("1209600"), "{name}");
     }
 }
+
+/// With the prefix and `-archive`, a long queue name would pass SQS's 80 characters: refused at
+/// enqueue, before a task reaches a queue whose archive SQS would refuse.
+#[tokio::test]
+async fn queue_names_too_long_for_sqs_are_refused_at_enqueue() {
+    use conveyor::{Client, Error, TaskMessage};
+    let broker = conveyor::broker(&url_with_prefix()).await.unwrap();
+    let client = Client::new(broker, std::sync::Arc::new(conveyor::memory::MemoryBackend::new()));
+    let mut m = TaskMessage::with_args("x", &1).unwrap();
+    m.queue = "q".repeat(64);
+    let err = client.enqueue_message(m).await.unwrap_err();
+    assert!(matches!(&err, Error::InvalidQueueName { reason, .. } if reason.contains("80 characters")), "{err}");
+    let mut m = TaskMessage::with_args("x", &1).unwrap();
+    m.queue = "q".repeat(50);
+    client.enqueue_message(m).await.expect("fits");
+}

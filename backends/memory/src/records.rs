@@ -95,6 +95,7 @@ impl Records {
         let terminal = update.state.is_terminal();
         let retain = update.retain;
         // One lookup when the record exists (nearly always: the enqueue created it).
+        let existed = shard.map.contains_key(&task.id);
         let slot = match shard.map.get_mut(&task.id) {
             Some(slot) => slot,
             None => shard.map.entry(task.id.clone()).or_insert(Slot {
@@ -104,7 +105,9 @@ impl Records {
                 unconfirmed: false,
             }),
         };
-        if !slot.record.accepts(&update) {
+        // A record just filled in (from the envelope, which a retry has already counted) has
+        // nothing to fence.
+        if existed && !slot.record.accepts(&update) {
             return;
         }
         slot.record.apply(update);

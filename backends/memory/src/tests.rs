@@ -69,3 +69,15 @@ async fn locks_have_holders_and_ttls() {
     tokio::time::advance(Duration::from_secs(2)).await;
     assert_eq!(b.incr("c", 1, None).await.unwrap(), 1);
 }
+
+/// A retry written for a task whose record is missing (published by other means) is recorded,
+/// not fenced off by the record filled in from the same envelope.
+#[tokio::test]
+async fn retry_of_a_task_without_a_record_is_recorded() {
+    let b = MemoryBackend::new();
+    let mut t = TaskMessage::with_args("x", &1).unwrap();
+    t.retried = 1;
+    b.update(&t, StateUpdate::retry(1, "boom".into())).await.unwrap();
+    let r = b.get(&t.id).await.unwrap().unwrap();
+    assert_eq!((r.state, r.retried, r.error.as_deref()), (TaskState::Retry, 1, Some("boom")));
+}

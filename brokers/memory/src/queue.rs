@@ -14,8 +14,8 @@ pub(crate) struct Entry {
     pub(crate) redelivered: bool,
     /// Leases on this entry that expired (its receiver died).
     pub(crate) lost_leases: u32,
-    /// The body's size when it was published raw (0 for tasks the client checked), and its
-    /// first KiB: a receiver with a lower limit gets it as too large.
+    /// For a body published raw (not by a client, which checks sizes): its size and first KiB,
+    /// so that a receiver with a lower limit gets it as too large.
     pub(crate) raw: Option<(usize, Vec<u8>)>,
 }
 

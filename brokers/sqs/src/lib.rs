@@ -2,9 +2,11 @@
 //!
 //! - One SQS queue per Conveyor queue, `prefix-queue` (created on first use unless
 //!   `create=false`), and an archive queue `prefix-queue-archive` where archived tasks go with
-//!   the reason in the `conveyor-reason` attribute. A queue name ending in `.fifo` is a FIFO
-//!   queue (message group: the Conveyor queue; deduplication id: the unique key, else the task id
-//!   and attempt).
+//!   the reason in the `conveyor-reason` attribute, both keeping messages 14 days. A queue name
+//!   ending in `.fifo` is a FIFO queue: the message group is the task (one waiting task never
+//!   holds up another), and each send has a deduplication id of its own (a publish's: task id,
+//!   attempt and creation time), so SQS never drops a send; a delay's early receives are not
+//!   lost leases.
 //! - **Leases are visibility timeouts**: a received task is invisible for the lease; the
 //!   worker's heartbeat extends it (`ChangeMessageVisibilityBatch`), so a long task is not
 //!   delivered twice while it runs. A worker that dies stops extending, and the task reappears;
@@ -217,6 +219,14 @@ impl SqsBroker {
 
     /// The URL of a queue (or its archive), created if missing and allowed.
     async fn url(&self, queue: &str, archive: bool) -> Result<String> {
+        // Its archive's name is the longer: checked for both, so that a task never reaches a
+        // queue whose archive SQS would refuse.
+        if self.sqs_name(queue, true).len() > 80 {
+            return Err(Error::InvalidQueueName {
+                name: queue.to_owned(),
+                reason: "with the prefix and `-archive`, longer than the 80 characters SQS allows",
+            });
+        }
         let name = self.sqs_name(queue, archive);
         if let Some(u) = self.inner.urls.lock().await.get(&name) {
             return Ok(u.clone());
@@ -452,6 +462,9 @@ impl Broker for SqsBroker {
             }
         }
         let secs = visibility_secs(lease);
+        // Every chunk is asked even if one fails, so that one deleted queue cannot let the
+        // leases of the others run out; the first failure is reported at the end.
+        let mut first_err = None;
         for (url, rs) in by_url {
             for chunk in rs.chunks(10) {
                 let mut req = self.client().change_message_visibility_batch().queue_url(url);
@@ -464,17 +477,25 @@ impl Broker for SqsBroker {
                         .map_err(err)?;
                     req = req.entries(entry);
                 }
-                let out = req.send().await.map_err(err)?;
+                let out = match req.send().await {
+                    Ok(out) => out,
+                    Err(e) => {
+                        first_err.get_or_insert(err(e));
+                        continue;
+                    }
+                };
+                // A receipt SQS refuses (whatever the code: a deleted message's is
+                // `InvalidParameterValue` on SQS) is not held any more.
                 for f in out.failed() {
-                    let Some((i, _)) = f.id().parse::<usize>().ok().and_then(|n| chunk.get(n)) else { continue };
-                    if NOT_HELD.contains(&f.code()) {
+                    if let Some((i, _)) = f.id().parse::<usize>().ok().and_then(|n| chunk.get(n)) {
+                        if !NOT_HELD.contains(&f.code()) {
+                            tracing::debug!(
+                                code = f.code(),
+                                message = f.message().unwrap_or(""),
+                                "visibility change refused"
+                            );
+                        }
                         lost.push(*i);
-                    } else {
-                        return Err(Error::broker(format!(
-                            "SQS refused a visibility change: {} ({})",
-                            f.code(),
-                            f.message().unwrap_or("")
-                        )));
                     }
                 }
                 let until = sent + Duration::from_secs(secs as u64);
@@ -484,6 +505,9 @@ impl Broker for SqsBroker {
                     }
                 }
             }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
         }
         lost.sort_unstable();
         Ok(lost)

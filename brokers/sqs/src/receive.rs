@@ -19,6 +19,9 @@ impl SqsBroker {
         limit: usize,
     ) -> Result<Vec<Delivery>> {
         let url = self.url(queue, false).await?;
+        // SQS starts each message's visibility timeout between this send and its answer: from
+        // here is the safe side.
+        let asked = Instant::now();
         let out = self
             .client()
             .receive_message()
@@ -32,8 +35,7 @@ impl SqsBroker {
             .send()
             .await
             .map_err(err)?;
-        // SQS started each message's visibility timeout as it answered, no later than now.
-        let visible_at = Instant::now() + Duration::from_secs(visibility_secs(lease) as u64);
+        let visible_at = asked + Duration::from_secs(visibility_secs(lease) as u64);
         let mut deliveries = Vec::new();
         for m in out.messages() {
             let (Some(body), Some(handle)) = (m.body(), m.receipt_handle()) else { continue };

@@ -148,6 +148,10 @@ async fn process(ctx: &Ctx, d: &Delivery, watch: &LeaseWatch, held: Held<'_>) {
                     return Box::pin(fail(s, d, &task, e)).await;
                 }
             }
+            // The heartbeat may have found the lease lost while the next steps launched.
+            if watch.lost.is_cancelled() {
+                return;
+            }
             // The lock goes first: whoever sees the task completed can enqueue it again.
             release_unique(s, &task, true).await;
             let retain = task.retention.unwrap_or(s.config.retention);
