@@ -75,8 +75,16 @@ async fn process(ctx: &Ctx, d: &Delivery, watch: &LeaseWatch, held: Held<'_>) {
     if !Box::pin(holds_lease(s, d, watch)).await {
         return;
     }
-    let task = match &d.payload {
-        Payload::Task(t) => with_lost_leases(t, d.lost_leases),
+    // A redelivery's record tells whether the task completed meanwhile, and whether the runs
+    // whose leases were lost had started.
+    let (task, mut seen) = match &d.payload {
+        Payload::Task(t) => {
+            let record = match d.redelivered {
+                true => s.backend.get(&t.id).await.ok().flatten(),
+                false => None,
+            };
+            (with_lost_leases(t, counted_losses(t, d.lost_leases, record.as_ref())), record)
+        }
         Payload::Undecodable { error, .. } => {
             let reason = match error.starts_with("payload too large") {
                 true => error.clone(),
@@ -91,9 +99,10 @@ async fn process(ctx: &Ctx, d: &Delivery, watch: &LeaseWatch, held: Held<'_>) {
     // completed meanwhile is a duplicate: acked, not run again. Only redeliveries pay for the
     // look-up; a task whose result is not kept (retention 0) cannot be told apart and runs.
     let exhausted = task.retried > task.max_retry;
-    if (d.redelivered || exhausted)
-        && s.backend.get(&task.id).await.ok().flatten().is_some_and(|r| r.state == TaskState::Completed)
-    {
+    if exhausted && seen.is_none() {
+        seen = s.backend.get(&task.id).await.ok().flatten();
+    }
+    if seen.is_some_and(|r| r.state == TaskState::Completed) {
         tracing::info!(task.id = %task.id, queue = %d.queue, "acking a duplicate delivery of a completed task");
         return settle(|| s.broker.ack(d), "ack of a finished task").await;
     }
@@ -118,7 +127,10 @@ async fn process(ctx: &Ctx, d: &Delivery, watch: &LeaseWatch, held: Held<'_>) {
     };
 
     // Boxed, so that the handler's timers and selects take no room in the rest of the future.
-    let out = match Box::pin(run_handler(ctx, &task, handler.as_ref(), now, &watch.lost)).await {
+    // After a lost lease, the run is recorded `active` before the handler starts, so that if
+    // it takes its worker down at once, the next delivery knows it had started.
+    let active_first = d.lost_leases > 0;
+    let out = match Box::pin(run_handler(ctx, &task, handler.as_ref(), (now, active_first), &watch.lost)).await {
         Ran::Done(r) => Some(r),
         Ran::Interrupted => None,
         Ran::LeaseLost => {
@@ -183,9 +195,15 @@ async fn run_handler(
     ctx: &Ctx,
     task: &Arc<TaskMessage>,
     handler: &dyn Handler,
-    now: SystemTime,
+    (now, active_first): (SystemTime, bool),
     lost: &CancellationToken,
 ) -> Ran {
+    if active_first {
+        log_err(
+            ctx.shared.backend.update(task, StateUpdate::to(TaskState::Active, task.retried)).await,
+            "record active state",
+        );
+    }
     // The handler chain is wrapped in CatchPanic outermost and innermost (see WorkerBuilder::build).
     let fut = handler.call(Request { task: task.clone(), shutdown: ctx.shutdown.clone() });
     let run = async {
@@ -204,6 +222,7 @@ async fn run_handler(
     };
     match early {
         Some(out) => out,
+        None if active_first => run.await,
         None => {
             let active = ctx.shared.backend.update(task, StateUpdate::to(TaskState::Active, task.retried));
             let (recorded, out) = tokio::join!(active, &mut run);
@@ -252,6 +271,26 @@ async fn holds_lease(s: &Shared, d: &Delivery, watch: &LeaseWatch) -> bool {
 
 /// How long a task runs before its `active` state is recorded.
 pub(crate) const ACTIVE_AFTER: Duration = Duration::from_millis(10);
+
+/// How many of a delivery's `lost` leases count as failed attempts: those of runs that had
+/// started. A record still waiting for this attempt (`pending`, `scheduled`, `retry`) shows
+/// that no handler had started it: its worker died while the task was only prefetched, or
+/// waiting for a slot, and that costs no attempt. An `active` record, or none (retention 0, a
+/// backend that lost it), counts them all: a task that kills its worker must not loop forever.
+/// (A run that took its worker down before it was recorded `active`, within its first
+/// milliseconds, is recorded before it starts on the next delivery, so it costs one extra
+/// run at most.)
+fn counted_losses(task: &TaskMessage, lost: u32, record: Option<&crate::backend::TaskRecord>) -> u32 {
+    match record {
+        Some(r)
+            if matches!(r.state, TaskState::Pending | TaskState::Scheduled | TaskState::Retry)
+                && r.attempt() <= task.retried =>
+        {
+            0
+        }
+        _ => lost,
+    }
+}
 
 /// The task as it stands after `lost` expired leases: each counts as a failed attempt.
 fn with_lost_leases(task: &Arc<TaskMessage>, lost: u32) -> Arc<TaskMessage> {

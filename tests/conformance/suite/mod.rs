@@ -143,6 +143,7 @@ macro_rules! conformance_suite {
             worker::middleware_wraps_every_attempt,
             worker::interrupted_handler_hands_task_back,
             worker::lost_lease_counts_as_an_attempt,
+            worker::lease_lost_before_the_handler_started_costs_no_attempt,
             worker::panicking_middleware_is_contained,
             stale::lost_lease_stops_the_stale_run,
             stale::stale_run_cannot_overwrite_the_live_outcome,
