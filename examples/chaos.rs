@@ -183,6 +183,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut workers: Vec<Child> = (0..3).map(|_| new_worker(&dir)).collect();
     let (mut kills, mut restarted) = (0, false);
+    // From the broker answering again to the next task run: how soon the workers resume.
+    let mut resumed_ms: Option<u128> = None;
     let mut produced_at = None;
     // Kill a worker every 2-4 s until every accepted task ran (or the run times out).
     let deadline = Duration::from_secs(120 + n as u64 / 200);
@@ -196,12 +198,22 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 shell(&start);
                 eprintln!("chaos: broker started again");
+                let (back, before) = (Instant::now(), ran(&dir).values().sum::<usize>());
+                while back.elapsed() < Duration::from_secs(30) {
+                    if ran(&dir).values().sum::<usize>() > before {
+                        resumed_ms = Some(back.elapsed().as_millis());
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             }
             restarted = true;
         }
         if produced_at.is_none() && producer.try_wait()?.is_some() {
             produced_at = Some(started.elapsed());
         }
+        // Read again: the broker's restart above can take a while.
+        let accepted = lines(&accepted_file).len();
         let ran = ran(&dir).len();
         if produced_at.is_some() && ran >= accepted {
             break;
@@ -229,11 +241,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let lost = accepted.iter().filter(|id| !runs.contains_key(*id)).count();
     let duplicated = runs.values().filter(|n| **n > 1).count();
     println!(
-        "{{\"broker\":\"{}\",\"tasks\":{n},\"accepted\":{},\"ran\":{},\"lost\":{lost},\"duplicated\":{duplicated},\"worker_kills\":{kills},\"broker_restarted\":{},\"seconds\":{:.1}}}",
+        "{{\"broker\":\"{}\",\"tasks\":{n},\"accepted\":{},\"ran\":{},\"lost\":{lost},\"duplicated\":{duplicated},\"worker_kills\":{kills},\"broker_restarted\":{},\"resumed_ms\":{},\"seconds\":{:.1}}}",
         conveyor::redact_url(&required("--broker")),
         accepted.len(),
         runs.len(),
         restarted && arg("--kill-broker").is_some(),
+        resumed_ms.map_or("null".to_owned(), |ms| ms.to_string()),
         started.elapsed().as_secs_f64()
     );
     if lost > 0 || accepted.len() < n {
