@@ -1,6 +1,6 @@
 //! Wrappers that inject faults into a broker or a result backend at chosen calls.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,17 +11,26 @@ use conveyor::{
 use serde_json::value::RawValue;
 
 /// A broker whose first `fail` publishes of tasks named `name` fail as if the connection
-/// dropped: before the broker stored the task, or (`stored`) after, the answer lost.
-pub struct FailingPublish {
+/// dropped: before the broker stored the task, or (`stored`) after, the answer lost. While
+/// `cut` is set, its lease extensions fail, as if the worker could not reach it: its leases
+/// run out, and the broker hands their tasks to another worker.
+pub struct FaultyBroker {
     pub inner: Arc<dyn Broker>,
     pub name: String,
     pub fail: AtomicUsize,
     pub stored: bool,
+    pub cut: Arc<AtomicBool>,
 }
 
-impl FailingPublish {
+impl FaultyBroker {
     pub fn new(inner: Arc<dyn Broker>, name: &str, fail: usize, stored: bool) -> Arc<Self> {
-        Arc::new(FailingPublish { inner, name: name.to_owned(), fail: AtomicUsize::new(fail), stored })
+        let cut = Arc::default();
+        Arc::new(FaultyBroker { inner, name: name.to_owned(), fail: AtomicUsize::new(fail), stored, cut })
+    }
+
+    /// A broker cut off from its worker's lease extensions while `cut` is set.
+    pub fn partitioned(inner: Arc<dyn Broker>, cut: Arc<AtomicBool>) -> Arc<Self> {
+        Arc::new(FaultyBroker { inner, name: String::new(), fail: AtomicUsize::new(0), stored: false, cut })
     }
 
     /// Whether every planned failure happened.
@@ -31,7 +40,7 @@ impl FailingPublish {
 }
 
 #[async_trait]
-impl Broker for FailingPublish {
+impl Broker for FaultyBroker {
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }
@@ -62,6 +71,9 @@ impl Broker for FailingPublish {
         self.inner.release(d).await
     }
     async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<Vec<usize>> {
+        if self.cut.load(Ordering::SeqCst) {
+            return Err(Error::broker("connection refused (a test partition)"));
+        }
         self.inner.extend_leases(receipts, lease).await
     }
     async fn stats(&self, queue: &str) -> Result<QueueStats> {

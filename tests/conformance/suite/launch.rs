@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use conveyor::{chain, chord, Client, Error, TaskExt, TaskId, TaskState};
 
-use super::faulty::{FailingPublish, NoCleanup};
+use super::faulty::{FaultyBroker, NoCleanup};
 use super::tasks::{log, probe, Probe};
 use super::wf_tasks::{add, double, sum};
 use super::{Env, Running};
@@ -15,8 +15,8 @@ use super::{Env, Running};
 const WAIT: Duration = Duration::from_secs(15);
 
 /// A client whose publishes of `probe` fail once, and whose clean-ups fail.
-fn faulty_client(env: &Env, stored: bool) -> (Client, Arc<FailingPublish>) {
-    let broker = FailingPublish::new(env.broker.clone(), "conformance:probe", 1, stored);
+fn faulty_client(env: &Env, stored: bool) -> (Client, Arc<FaultyBroker>) {
+    let broker = FaultyBroker::new(env.broker.clone(), "conformance:probe", 1, stored);
     (Client::new(broker.clone(), Arc::new(NoCleanup(env.backend.clone()))), broker)
 }
 
@@ -56,8 +56,8 @@ pub async fn enqueue_whose_answer_was_lost_runs(env: Env) {
 }
 
 /// A worker whose publishes of `name` fail once, with clean-ups failing, on `q`.
-fn faulty_worker(env: &Env, q: &str, name: &str) -> (Running, Arc<FailingPublish>) {
-    let broker = FailingPublish::new(env.broker.clone(), name, 1, false);
+fn faulty_worker(env: &Env, q: &str, name: &str) -> (Running, Arc<FaultyBroker>) {
+    let broker = FaultyBroker::new(env.broker.clone(), name, 1, false);
     let w = Running::start(env.builder(broker.clone(), Arc::new(NoCleanup(env.backend.clone()))).queue(q, 1));
     (w, broker)
 }

@@ -209,11 +209,11 @@ pub async fn missed_ticks_policy(env: Env) {
 /// tries the tick again and enqueues it, so every recorded fire ran (the tick used to be
 /// recorded as fired with nothing queued).
 pub async fn tick_enqueued_after_a_failed_publish(env: Env) {
-    use super::faulty::{FailingPublish, NoCleanup};
+    use super::faulty::{FaultyBroker, NoCleanup};
     let e = entry(&env, "flaky-publish", "* * * * * *");
     let key = e.id().to_owned();
     let w = worker(&env);
-    let broker = FailingPublish::new(env.broker.clone(), "periodic:tick", 1, false);
+    let broker = FaultyBroker::new(env.broker.clone(), "periodic:tick", 1, false);
     let backend = Arc::new(NoCleanup(env.backend.clone()));
     let (stop, h) = start(Scheduler::builder(broker.clone(), backend).entry(e).build().unwrap());
     eventually(Duration::from_secs(15), "the failed tick enqueued and run", || async {

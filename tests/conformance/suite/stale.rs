@@ -7,10 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use conveyor::{
-    async_trait, chord, Broker, Delivery, Error, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest, Result,
-    StateUpdate, TaskContext, TaskError, TaskExt, TaskMessage, TaskRecord, TaskState,
-};
+use conveyor::{chord, StateUpdate, TaskContext, TaskError, TaskExt, TaskMessage, TaskRecord, TaskState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -18,53 +15,6 @@ use super::wf_tasks::{add, record, recorded, sum};
 use super::{eventually, Env, Running};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A broker whose lease extensions fail while `cut` is set, as if the worker could not reach
-/// it: its leases run out, and the broker hands their tasks to another worker.
-struct Partitioned {
-    inner: Arc<dyn Broker>,
-    cut: Arc<AtomicBool>,
-}
-
-#[async_trait]
-impl Broker for Partitioned {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-    async fn publish(&self, task: &TaskMessage) -> Result<()> {
-        self.inner.publish(task).await
-    }
-    async fn receive(&self, req: &ReceiveRequest<'_>) -> Result<Vec<Delivery>> {
-        self.inner.receive(req).await
-    }
-    async fn ack(&self, d: &Delivery) -> Result<()> {
-        self.inner.ack(d).await
-    }
-    async fn retry(&self, d: &Delivery, task: &TaskMessage, delay: Duration) -> Result<()> {
-        self.inner.retry(d, task, delay).await
-    }
-    async fn archive(&self, d: &Delivery, reason: &str) -> Result<()> {
-        self.inner.archive(d, reason).await
-    }
-    async fn release(&self, d: &Delivery) -> Result<()> {
-        self.inner.release(d).await
-    }
-    async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<Vec<usize>> {
-        if self.cut.load(Ordering::SeqCst) {
-            return Err(Error::broker("connection refused (a test partition)"));
-        }
-        self.inner.extend_leases(receipts, lease).await
-    }
-    async fn stats(&self, queue: &str) -> Result<QueueStats> {
-        self.inner.stats(queue).await
-    }
-    fn admin(&self) -> Option<&dyn QueueAdmin> {
-        self.inner.admin()
-    }
-    fn raw(&self) -> Option<&dyn RawPublish> {
-        self.inner.raw()
-    }
-}
 
 /// What the first (stale) attempt of a [`stale`] task does.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -174,7 +124,7 @@ pub async fn stale(a: StaleArgs, ctx: TaskContext) -> std::result::Result<i64, T
 async fn start_stale_worker(env: &Env, q: &str, key: &str) -> Running {
     let cut = partition(key);
     cut.store(true, Ordering::SeqCst);
-    let broker = Arc::new(Partitioned { inner: env.broker.clone(), cut });
+    let broker = super::faulty::FaultyBroker::partitioned(env.broker.clone(), cut);
     // One slot and no prefetch: it takes nothing else while its task runs.
     let w = Running::start(env.worker_via(broker).queue(q, 1).concurrency(1).prefetch(0).lease(Duration::from_secs(1)));
     eventually(WAIT, "the first attempt running", || async { runs(key).starts == 1 }).await;
