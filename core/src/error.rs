@@ -187,6 +187,25 @@ impl Error {
         Error::Broker(e.into())
     }
 
+    /// A broker error of a known kind, keeping the driver's error as its source.
+    pub fn broker_failure(kind: FailureKind, source: impl Into<BoxError>) -> Self {
+        Error::Broker(Box::new(DriverError { kind, source: source.into() }))
+    }
+
+    /// A backend error of a known kind, keeping the driver's error as its source.
+    pub fn backend_failure(kind: FailureKind, source: impl Into<BoxError>) -> Self {
+        Error::Backend(Box::new(DriverError { kind, source: source.into() }))
+    }
+
+    /// The kind of a broker or backend error its driver classified; `None` for other errors,
+    /// and for broker and backend errors no driver classified.
+    pub fn failure_kind(&self) -> Option<FailureKind> {
+        match self {
+            Error::Broker(e) | Error::Backend(e) => e.downcast_ref::<DriverError>().map(|d| d.kind),
+            _ => None,
+        }
+    }
+
     /// Wraps a driver error as a backend error.
     pub fn backend(e: impl Into<BoxError>) -> Self {
         Error::Backend(e.into())
@@ -216,10 +235,54 @@ impl Error {
         matches!(self, Error::Broker(_) | Error::Timeout(_))
     }
 
-    /// True when the failure came from the broker or backend connection rather than from input.
+    /// True when trying again can help: a broker or backend error of a transient
+    /// [`FailureKind`] (connection, timeout, unavailable), or one no driver classified. A
+    /// refused request or a protocol error is not retried (the worker used to retry
+    /// "unexpected answer from the claim script" for 10 s, like a dropped connection).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Broker(_) | Error::Backend(_))
+        match self {
+            Error::Broker(_) | Error::Backend(_) => self.failure_kind().map_or(true, FailureKind::is_transient),
+            _ => false,
+        }
     }
+}
+
+/// What kind of failure a broker or backend error is: what decides whether trying again can
+/// help. Drivers classify their errors into these ([`Error::failure_kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The server could not be reached, or the connection dropped: worth trying again.
+    Connection,
+    /// The server did not answer in time: worth trying again.
+    Timeout,
+    /// The server answered that it cannot serve now (loading its data, a failover, throttling):
+    /// worth trying again after a pause.
+    Unavailable,
+    /// The server refused the request for good (a wrong key type, a script error, bad
+    /// credentials, an unroutable message): trying again cannot help.
+    Rejected,
+    /// The answer was not what the protocol or the request expects: trying again cannot help.
+    Protocol,
+}
+
+impl FailureKind {
+    /// True for the kinds that trying again can mend.
+    pub fn is_transient(self) -> bool {
+        matches!(self, FailureKind::Connection | FailureKind::Timeout | FailureKind::Unavailable)
+    }
+}
+
+/// A driver's error with its [`FailureKind`], inside [`Error::Broker`] or [`Error::Backend`].
+/// Shows as the driver's error, which stays reachable as its source.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct DriverError {
+    /// What kind of failure it is.
+    pub kind: FailureKind,
+    /// The driver's own error.
+    #[source]
+    pub source: BoxError,
 }
 
 /// `Result<T, conveyor::Error>`.

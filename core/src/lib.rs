@@ -24,7 +24,7 @@ pub use broker::{
     ArchivedTask, Broker, Delivery, Payload, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest,
 };
 pub use client::{Client, TaskBuilder, TaskHandle, BATCH_ROUND, DEFAULT_MAX_PAYLOAD};
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, DriverError, Error, FailureKind, Result};
 pub use handler::{
     BoxFuture, ErrorKind, Handler, Request, Shutdown, Task, TaskContext, TaskDefaults, TaskError, TaskHandler,
     TaskResult,

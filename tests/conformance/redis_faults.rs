@@ -176,6 +176,9 @@ async fn wrong_type_structure_key_loses_nothing() {
     };
     let err = broker.receive(&req).await.unwrap_err();
     assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    // A refusal, not an outage: trying again for 10 s cannot help.
+    assert_eq!(err.failure_kind(), Some(conveyor::FailureKind::Rejected), "{err}");
+    assert!(!err.is_transient());
     redis::cmd("DEL").arg(&delayed).query_async::<()>(&mut conn).await.unwrap();
     assert_eq!(broker.stats("broken").await.unwrap().pending, 1, "nothing removed by the failed claim");
     let w = Running::start(

@@ -39,6 +39,7 @@ async fn bad_urls_never_show_their_password() {
 async fn redis_connection_errors_say_where_and_hide_the_password() {
     let e = conveyor::broker("redis://:S3cretPw@127.0.0.1:1/").await.err().expect("nothing listens on port 1");
     assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
+    assert!(e.is_transient(), "a refused connection is worth trying again: {e}");
     no_leak("broker", &e);
     let e = conveyor::backend("redis://:S3cretPw@127.0.0.1:1/").await.err().expect("nothing listens on port 1");
     assert!(e.to_string().contains("127.0.0.1:1"), "{e}");

@@ -109,7 +109,7 @@ impl RedisReceipt {
 }
 
 fn err(e: redis::RedisError) -> Error {
-    Error::broker(e)
+    Error::broker_failure(scripts::failure_kind(&e), e)
 }
 
 /// Most tasks one claim takes (one reply carries them all: a bound on its size).

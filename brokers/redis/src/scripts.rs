@@ -17,3 +17,20 @@ script!(RETRY, "../lua/retry.lua");
 script!(ARCHIVE, "../lua/archive.lua");
 script!(RELEASE, "../lua/release.lua");
 script!(EXTEND, "../lua/extend.lua");
+
+/// The kind of a Redis failure: the redis crate's own view of whether retrying helps.
+pub(crate) fn failure_kind(e: &redis::RedisError) -> conveyor_core::FailureKind {
+    use conveyor_core::FailureKind as K;
+    if e.is_timeout() {
+        K::Timeout
+    } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+        K::Connection
+    } else if e.kind() == redis::ErrorKind::Parse {
+        K::Protocol
+    } else if matches!(e.retry_method(), redis::RetryMethod::NoRetry) {
+        K::Rejected
+    } else {
+        // Loading its data, TRYAGAIN, a failover under way.
+        K::Unavailable
+    }
+}
