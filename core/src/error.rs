@@ -267,6 +267,19 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// The kind a driver's error is, from what the driver can tell of it, in this order:
+    /// it timed out; the connection failed; the answer did not parse; the driver says
+    /// retrying cannot help (else the server is only unavailable for now).
+    pub fn from_signals(timeout: bool, connection: bool, unparsable: bool, permanent: bool) -> Self {
+        match (timeout, connection, unparsable, permanent) {
+            (true, ..) => FailureKind::Timeout,
+            (_, true, ..) => FailureKind::Connection,
+            (_, _, true, _) => FailureKind::Protocol,
+            (_, _, _, true) => FailureKind::Rejected,
+            _ => FailureKind::Unavailable,
+        }
+    }
+
     /// True for the kinds that trying again can mend.
     pub fn is_transient(self) -> bool {
         matches!(self, FailureKind::Connection | FailureKind::Timeout | FailureKind::Unavailable)

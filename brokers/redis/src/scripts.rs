@@ -18,19 +18,13 @@ script!(ARCHIVE, "../lua/archive.lua");
 script!(RELEASE, "../lua/release.lua");
 script!(EXTEND, "../lua/extend.lua");
 
-/// The kind of a Redis failure: the redis crate's own view of whether retrying helps.
+/// The kind of a Redis failure: the redis crate's own view of whether retrying helps (a
+/// server that is loading its data, TRYAGAIN or a failover is only unavailable).
 pub(crate) fn failure_kind(e: &redis::RedisError) -> conveyor_core::FailureKind {
-    use conveyor_core::FailureKind as K;
-    if e.is_timeout() {
-        K::Timeout
-    } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
-        K::Connection
-    } else if e.kind() == redis::ErrorKind::Parse {
-        K::Protocol
-    } else if matches!(e.retry_method(), redis::RetryMethod::NoRetry) {
-        K::Rejected
-    } else {
-        // Loading its data, TRYAGAIN, a failover under way.
-        K::Unavailable
-    }
+    conveyor_core::FailureKind::from_signals(
+        e.is_timeout(),
+        e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal(),
+        e.kind() == redis::ErrorKind::Parse,
+        matches!(e.retry_method(), redis::RetryMethod::NoRetry),
+    )
 }
