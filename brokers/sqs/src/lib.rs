@@ -24,8 +24,13 @@
 //! credentials come from the standard AWS chain (environment, profile, instance role).
 
 mod b64;
+mod config;
 mod deleter;
+mod fifo;
 mod receive;
+
+pub use config::SqsConfig;
+use fifo::{fifo_id, publish_dedup, unique_id};
 
 /// The AWS SDK in use, for the benchmark's raw baseline. Not part of the API.
 #[doc(hidden)]
@@ -58,53 +63,6 @@ pub(crate) fn err<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
 
 fn now_ms() -> i64 {
     time::to_millis(SystemTime::now()) as i64
-}
-
-/// Settings of an SQS broker.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct SqsConfig {
-    /// AWS region.
-    pub region: String,
-    /// Endpoint override (emulators such as moto or LocalStack).
-    pub endpoint: Option<String>,
-    /// Queue name prefix (default `conveyor`).
-    pub prefix: String,
-    /// Create missing queues (default true); false requires them to exist.
-    pub create: bool,
-}
-
-impl SqsConfig {
-    /// Parses `sqs://?region=R&endpoint=URL&prefix=NAME&create=BOOL`.
-    pub fn from_url(url: &str) -> Result<Self> {
-        let bad = |reason: String| Error::invalid_url(url, reason);
-        let parsed = conveyor_core::parse_url(url)?;
-        if parsed.scheme() != "sqs" {
-            return Err(bad(format!("expected sqs://, got {}://", parsed.scheme())));
-        }
-        let mut cfg = SqsConfig { region: String::new(), endpoint: None, prefix: "conveyor".into(), create: true };
-        for (k, v) in parsed.query_pairs() {
-            match &*k {
-                "region" => cfg.region = v.into_owned(),
-                "endpoint" => cfg.endpoint = Some(v.into_owned()),
-                "prefix" => cfg.prefix = v.into_owned(),
-                "create" => cfg.create = v.parse().map_err(|_| bad(format!("create `{v}` is not true or false")))?,
-                other => {
-                    return Err(bad(format!("unknown parameter `{other}` (known: region, endpoint, prefix, create)")))
-                }
-            }
-        }
-        if cfg.region.is_empty() {
-            cfg.region =
-                std::env::var("AWS_REGION").map_err(|_| bad("no region: add ?region=… or set AWS_REGION".into()))?;
-        }
-        conveyor_core::check_prefix(&cfg.prefix).map_err(bad)?;
-        // SQS queue names take no `.` (but in `.fifo`) nor `:`.
-        if !cfg.prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(bad(format!("prefix `{}` must be letters, digits, - or _ on SQS", cfg.prefix)));
-        }
-        Ok(cfg)
-    }
 }
 
 /// The SQS broker. Cheap to clone.
@@ -145,29 +103,6 @@ pub(crate) fn visibility_secs(lease: Duration) -> i32 {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The deduplication id of a task's publish on a FIFO queue: one per logical enqueue (task id,
-/// attempt and creation time), so that an enqueue retried after a lost answer is not queued
-/// twice, while a later enqueue of the same id (a new envelope) is never dropped. Uniqueness
-/// of tasks is the unique lock's job, never SQS's.
-fn publish_dedup(t: &TaskMessage) -> String {
-    format!("{}-{}-{}", t.id, t.retried, time::to_millis(t.created_at))
-}
-
-/// A deduplication (and message group) id used once.
-pub(crate) fn unique_id(what: &str) -> String {
-    format!("{what}-{}", uuid::Uuid::new_v4().simple())
-}
-
-/// `s` as an SQS FIFO id (up to 128 ASCII letters, digits and punctuation): as it is when it
-/// fits, else a hash of it (FNV-1a, the same in every process).
-pub(crate) fn fifo_id(s: &str) -> String {
-    if s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()) {
-        return s.to_owned();
-    }
-    let h = s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    format!("h{h:016x}-{}", s.len())
 }
 
 /// Error codes of a visibility change for a message this receiver no longer holds.
