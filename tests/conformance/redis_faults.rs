@@ -333,6 +333,58 @@ async fn claim_answered_after_a_stall_is_handed_back() {
     broker.ack(&got[0]).await.unwrap();
 }
 
+/// Redis stalls longer than a claim's 10 s reply limit (a slow script here) while a task waits:
+/// the claim sent in the meantime gives up with an error, but Redis runs it once it is back and
+/// leases the task. Its late reply is taken and the task handed back at once: not left leased
+/// to nobody for its 30 s lease, and no attempt counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_reply_lost_to_the_timeout_costs_no_attempt() {
+    let (_server, server) = own_server(6395, "late-claim");
+    let Setup { prefix, broker, client, .. } = Setup::new(&server).await;
+    // The queue and the claim script in place (a first task published and taken).
+    let lease = Duration::from_secs(30);
+    client.enqueue_message(message("fault:count", "late")).await.unwrap();
+    let got = receive(broker.clone(), "late", 10, lease, Duration::from_secs(5)).await;
+    broker.ack(&got[0]).await.unwrap();
+    let task = message("fault:count", "late");
+    client.enqueue_message(task.clone()).await.unwrap();
+    let stall = r"
+        local function us() local t = redis.call('TIME') return tonumber(t[1]) * 1000000 + tonumber(t[2]) end
+        local start = us()
+        while us() - start < 11500000 do end
+        return 1";
+    let mut busy = redis::Client::open(server.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    // Past 5 s, Redis answers `BUSY` to other calls while a script runs; here it stays silent
+    // instead, as it does in a long `DEBUG SLEEP` or fork.
+    let mut threshold = redis::cmd("CONFIG");
+    threshold.arg("SET").arg("busy-reply-threshold").arg(60_000);
+    threshold.query_async::<()>(&mut busy).await.unwrap();
+    let key = queue_key(&prefix, "late", "ids");
+    let started = tokio::time::Instant::now();
+    tokio::spawn(async move {
+        let _ = redis::cmd("EVAL").arg(stall).arg(1).arg(key).query_async::<i64>(&mut busy).await;
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stop = conveyor::CancellationToken::new();
+    let req = conveyor::ReceiveRequest {
+        queues: &["late"],
+        max: 10,
+        wait: Duration::ZERO,
+        lease,
+        max_payload: usize::MAX,
+        stop: &stop,
+    };
+    let first = broker.receive(&req).await;
+    assert!(first.is_err(), "the claim gave up on its reply: {first:?}");
+    tokio::time::sleep_until(started + Duration::from_secs(12)).await;
+    let got = receive(broker.clone(), "late", 10, lease, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1, "the task claimed by the late claim came back at once");
+    let Payload::Task(t) = &got[0].payload else { panic!("undecodable") };
+    assert_eq!(t.id, task.id);
+    assert_eq!(got[0].lost_leases, 0, "no attempt counted");
+    broker.ack(&got[0]).await.unwrap();
+}
+
 /// The queue's set of streams holding the wrong type: a hand-back, a retry and a publish over
 /// an archived task fail with the reason before writing anything, so no task is lost (taken
 /// out of its stream and not put back) and no archived task dropped.

@@ -39,6 +39,10 @@ type Claimed = (Vec<Value>, String, String, Vec<String>, i64);
 /// Claimed deliveries, and in how many ms something in the queue falls due.
 pub(crate) type ClaimResult = (Vec<Delivery>, Option<u64>);
 
+/// How long a claim waits for its reply before it gives up on it (and hands back whatever
+/// the claim took, should its reply still come).
+const CLAIM_LIMIT: Duration = Duration::from_secs(10);
+
 /// A connection for blocking waits (no response timeout), with its Redis client id.
 pub(crate) struct BlockingConn {
     conn: MultiplexedConnection,
@@ -64,6 +68,11 @@ impl Plan {
     /// it unless `upkeep` (something falls due), see [`RedisBroker::wait_then_claim`].
     fn runs_script(&self, upkeep: bool) -> bool {
         upkeep || matches!(self, Plan::Script)
+    }
+
+    /// How many replies the claim's commands get.
+    fn replies(&self, upkeep: bool) -> usize {
+        usize::from(self.runs_script(upkeep)) + if matches!(self, Plan::Plain(_)) { 2 } else { 0 }
     }
 
     /// Adds the claim's commands to `pipe` (`nowake`: the caller needs no due time; `upkeep`:
@@ -101,7 +110,23 @@ impl RedisBroker {
             let mut pipe = redis::pipe();
             plan.add(&mut pipe, &k, max, lease, false, true);
             pipe.ignore_errors();
-            let answers = pipe.query_async::<Vec<RedisResult<Value>>>(&mut self.conn()).await.map_err(err)?;
+            // On a connection with no response timeout, timed here: a reply that comes too
+            // late for this call is still taken, and what it claimed handed back.
+            let bc = self.blocking_conn().await?;
+            let mut conn = bc.conn.clone();
+            let mut call = Box::pin(async move { pipe.query_async::<Vec<RedisResult<Value>>>(&mut conn).await });
+            let answers = match tokio::time::timeout(CLAIM_LIMIT, &mut call).await {
+                // A connection that failed is not reused.
+                Ok(r) => {
+                    let answers = r.map_err(err)?;
+                    self.inner.idle_blocking.lock().unwrap_or_else(|e| e.into_inner()).push(bc);
+                    answers
+                }
+                Err(_) => {
+                    self.hand_back_late(queue, k, (plan, true), call, lease);
+                    return Err(Error::broker("no reply to a claim in time (Redis stalled?)"));
+                }
+            };
             let (got, again) = self.take_answers(queue, &k, (&plan, true), answers, max_payload).await?;
             if !again {
                 return Ok(got);
@@ -197,7 +222,8 @@ impl RedisBroker {
         let (this, queue) = (self.clone(), queue.to_owned());
         tokio::spawn(async move {
             let Ok(Ok(mut answers)) = tokio::time::timeout(lease, call).await else { return };
-            if !answers.is_empty() {
+            // A wait's reply starts with its BLPOP's; a claim's alone does not.
+            if answers.len() > plan.replies(upkeep) {
                 let _blpop = answers.remove(0);
             }
             // Handed back unread: no limit applies.
