@@ -132,7 +132,10 @@ impl Client {
     /// Takes the unique lock of a task that has a unique key; the lock's name, if taken.
     async fn lock_unique(&self, task: &TaskMessage) -> Result<Option<String>> {
         let Some(key) = &task.unique_key else { return Ok(None) };
-        let ttl = task.unique_ttl.ok_or_else(|| Error::Config(format!("unique key `{key}` needs a unique TTL")))?;
+        let ttl = task.unique_ttl.ok_or_else(|| Error::InvalidOption {
+            option: "unique_key",
+            reason: format!("unique key `{key}` needs a unique TTL (`.unique(ttl)`)"),
+        })?;
         let name = unique_lock_name(key);
         match self.backend.try_lock(&name, task.id.as_str(), ttl).await? {
             LockResult::Acquired => Ok(Some(name)),
@@ -384,7 +387,10 @@ impl<'a, T: Task> TaskBuilder<'a, T> {
                 m.unique_release = o.unique_release;
             }
             (None, Some(key)) => {
-                return Err(Error::Config(format!("unique key `{key}` given without `.unique(ttl)`")));
+                return Err(Error::InvalidOption {
+                    option: "unique_key",
+                    reason: format!("unique key `{key}` given without `.unique(ttl)`"),
+                });
             }
             (None, None) => {}
         }

@@ -137,6 +137,10 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// A payload that decodes but is not a task (an empty task name, say): what is wrong.
+    #[error("invalid task payload: {0}")]
+    InvalidPayload(String),
+
     /// The task's wire format version is newer than this build understands.
     #[error("unsupported task wire format version {0} (this build reads up to {max})", max = crate::task::WIRE_VERSION)]
     UnsupportedVersion(u32),

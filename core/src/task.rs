@@ -396,7 +396,7 @@ impl TaskMessage {
             return Err(Error::UnsupportedVersion(msg.v));
         }
         if msg.name.is_empty() {
-            return Err(Error::Config("task payload has an empty task name".into()));
+            return Err(Error::InvalidPayload("the task name is empty".into()));
         }
         Ok(msg)
     }

@@ -49,3 +49,33 @@ async fn rabbitmq_restart_mid_run_loses_no_confirmed_task() {
     let d = dir.clone();
     crate::faults::broker_restart_mid_run(&url, move || rabbitmq_script("restart", port, &d)).await;
 }
+
+/// Errors say what kind they are: a queue deleted behind the broker's back makes a publish
+/// unroutable, a refusal that trying again cannot mend; a port where nothing listens is a
+/// connection failure, worth trying again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_carry_their_kind() {
+    use conveyor::amqp::lapin::{options::QueueDeleteOptions, Connection, ConnectionProperties};
+    use conveyor::{Client, FailureKind, TaskMessage};
+    let url = url_with_prefix(&crate::amqp::url());
+    let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
+    let broker = conveyor::broker(&url).await.unwrap();
+    let client = Client::new(broker, std::sync::Arc::new(conveyor::memory::MemoryBackend::new()));
+    let task = || {
+        let mut m = TaskMessage::with_args("x", &1).unwrap();
+        m.queue = "gone".into();
+        m
+    };
+    client.enqueue_message(task()).await.unwrap();
+    let conn = Connection::connect(&crate::amqp::url(), ConnectionProperties::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_delete(format!("{prefix}.gone").as_str().into(), QueueDeleteOptions::default()).await.unwrap();
+    let err = client.enqueue_message(task()).await.unwrap_err();
+    assert_eq!(err.failure_kind(), Some(FailureKind::Rejected), "{err}");
+    assert!(!err.is_transient(), "{err}");
+    assert!(err.to_string().contains("could not route"), "{err}");
+
+    let err = conveyor::broker("amqp://127.0.0.1:1/%2f").await.map(|_| ()).unwrap_err();
+    assert_eq!(err.failure_kind(), Some(FailureKind::Connection), "{err}");
+    assert!(err.is_transient(), "{err}");
+}

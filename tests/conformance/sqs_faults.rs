@@ -69,3 +69,48 @@ async fn queue_names_too_long_for_sqs_are_refused_at_enqueue() {
     m.queue = "q".repeat(50);
     client.enqueue_message(m).await.expect("fits");
 }
+
+/// Errors say what kind they are and keep the SDK's error as their source: a queue deleted
+/// behind the broker's back is a refusal that trying again cannot mend; an endpoint where
+/// nothing listens is a connection failure, worth trying again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_carry_their_kind() {
+    use conveyor::sqs::aws_sdk_sqs::{config::Credentials, config::Region, Client};
+    use conveyor::{Client as TaskClient, FailureKind, TaskMessage};
+    let url = url_with_prefix();
+    let broker = conveyor::broker(&url).await.unwrap();
+    let client = TaskClient::new(broker, std::sync::Arc::new(conveyor::memory::MemoryBackend::new()));
+    let task = || {
+        let mut m = TaskMessage::with_args("x", &1).unwrap();
+        m.queue = "gone".into();
+        m
+    };
+    client.enqueue_message(task()).await.unwrap();
+    let endpoint = url::Url::parse(&url).unwrap().query_pairs().find(|(k, _)| k == "endpoint").unwrap().1.into_owned();
+    let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
+    let cfg = conveyor::sqs::aws_sdk_sqs::Config::builder()
+        .behavior_version_latest()
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .build();
+    let sqs = Client::from_conf(cfg);
+    let q = sqs.get_queue_url().queue_name(format!("{prefix}-gone")).send().await.unwrap();
+    sqs.delete_queue().queue_url(q.queue_url().unwrap()).send().await.unwrap();
+    let err = client.enqueue_message(task()).await.unwrap_err();
+    assert_eq!(err.failure_kind(), Some(FailureKind::Rejected), "{err}");
+    assert!(!err.is_transient(), "{err}");
+    let source = std::error::Error::source(&err).and_then(std::error::Error::source);
+    assert!(source.is_some_and(|s| s.source().is_some()), "the SDK's error is kept: {err:?}");
+
+    let nowhere = format!("sqs://?endpoint=http://127.0.0.1:1&region=us-east-1&prefix={prefix}");
+    let err = match conveyor::broker(&nowhere).await {
+        Ok(broker) => {
+            let client = TaskClient::new(broker, std::sync::Arc::new(conveyor::memory::MemoryBackend::new()));
+            client.enqueue_message(task()).await.unwrap_err()
+        }
+        Err(e) => e,
+    };
+    assert_eq!(err.failure_kind(), Some(FailureKind::Connection), "{err}");
+    assert!(err.is_transient(), "{err}");
+}

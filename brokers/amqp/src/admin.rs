@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use conveyor_core::{time, ArchivedTask, Error, Payload, QueueAdmin, RawPublish, Result};
+use conveyor_core::{time, ArchivedTask, Payload, QueueAdmin, RawPublish, Result};
 use lapin::options::BasicGetOptions;
 
 use crate::{err, headers, AmqpBroker};
@@ -26,7 +26,14 @@ impl QueueAdmin for AmqpBroker {
         self.declare(queue).await?;
         let ch = {
             let link = self.inner.link.lock().await;
-            link.as_ref().ok_or_else(|| Error::broker("not connected"))?.conn.create_channel().await.map_err(err)?
+            link.as_ref()
+                .ok_or_else(|| {
+                    crate::failure::fail(conveyor_core::FailureKind::Connection, "not connected to RabbitMQ")
+                })?
+                .conn
+                .create_channel()
+                .await
+                .map_err(err)?
         };
         let n = self.names(queue);
         let mut all = Vec::new();

@@ -33,6 +33,7 @@
 mod admin;
 mod config;
 mod consume;
+mod failure;
 mod headers;
 mod receive;
 mod topology;
@@ -47,8 +48,8 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use conveyor_core::{
-    time, Broker, Delivery, Error, Payload, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest, Result,
-    TaskMessage,
+    time, Broker, Delivery, Error, FailureKind, Payload, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest,
+    Result, TaskMessage,
 };
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
@@ -62,9 +63,7 @@ use tokio::time::Instant;
 pub use config::AmqpConfig;
 use topology::Names;
 
-fn err(e: lapin::Error) -> Error {
-    Error::broker(e)
-}
+use failure::err;
 
 fn now_ms() -> i64 {
     time::to_millis(SystemTime::now()) as i64
@@ -175,8 +174,13 @@ impl AmqpBroker {
             Connection::connect(&self.inner.cfg.url, ConnectionProperties::default()),
         )
         .await
-        .map_err(|_| Error::broker(format!("timed out connecting to RabbitMQ at {}", self.target())))?
-        .map_err(|e| Error::broker(conveyor_core::first_contact_failure("RabbitMQ", &self.target(), &e.to_string())))?;
+        .map_err(|_| {
+            failure::fail(FailureKind::Timeout, format!("timed out connecting to RabbitMQ at {}", self.target()))
+        })?
+        .map_err(|e| {
+            let kind = failure::kind_of(&e);
+            failure::fail(kind, conveyor_core::first_contact_failure("RabbitMQ", &self.target(), &e.to_string()))
+        })?;
         let publish = conn.create_channel().await.map_err(err)?;
         publish.confirm_select(ConfirmSelectOptions::default()).await.map_err(err)?;
         let get = conn.create_channel().await.map_err(err)?;
@@ -219,10 +223,8 @@ impl AmqpBroker {
         let confirm = ch.basic_publish("".into(), routing.into(), opts, body, props).await.map_err(err)?;
         match confirm.await.map_err(err)? {
             Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
-            Confirmation::Ack(Some(_)) => {
-                Err(Error::broker(format!("RabbitMQ could not route the message to `{routing}`")))
-            }
-            Confirmation::Nack(_) => Err(Error::broker("RabbitMQ refused the message (publisher nack)")),
+            Confirmation::Ack(Some(_)) => Err(failure::unroutable(routing)),
+            Confirmation::Nack(_) => Err(failure::nacked()),
         }
     }
 
@@ -251,7 +253,9 @@ impl AmqpBroker {
                 let link = self.inner.link.lock().await;
                 match link.as_ref() {
                     Some(l) if l.gen == gen => l.conn.create_channel().await.map_err(err)?,
-                    _ => return Err(Error::broker("the RabbitMQ connection changed; retrying")),
+                    _ => {
+                        return Err(failure::fail(FailureKind::Connection, "the RabbitMQ connection changed; retrying"))
+                    }
                 }
             };
             let qos = self.inner.cfg.prefetch.unwrap_or(prefetch.clamp(1, 1000) as u16);
@@ -347,7 +351,7 @@ impl AmqpBroker {
     async fn pull(&self, queue: &str) -> Result<Option<Incoming>> {
         let (ch, gen) = {
             let mut link = self.inner.link.lock().await;
-            let l = link.as_mut().ok_or_else(|| Error::broker("not connected"))?;
+            let l = link.as_mut().ok_or_else(|| failure::fail(FailureKind::Connection, "not connected to RabbitMQ"))?;
             if !l.get.status().connected() {
                 l.get = l.conn.create_channel().await.map_err(err)?;
             }
@@ -360,8 +364,10 @@ impl AmqpBroker {
 
     /// Removes the lease of `d`; `LeaseLost` if it expired or its connection is gone.
     fn take_lease(&self, d: &Delivery) -> Result<Lease> {
-        let r =
-            d.receipt.get::<AmqpReceipt>().ok_or_else(|| Error::broker("receipt was not issued by an AMQP broker"))?;
+        let r = d
+            .receipt
+            .get::<AmqpReceipt>()
+            .ok_or_else(|| failure::fail(FailureKind::Rejected, "receipt was not issued by an AMQP broker"))?;
         let mut st = self.state();
         let lease = st.leases.remove(&r.lease).ok_or(Error::LeaseLost)?;
         if lease.pushed {
@@ -431,7 +437,8 @@ impl Broker for AmqpBroker {
                     None => (n.main.clone(), headers::props(&[], &[])),
                 };
                 let opts = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
-                ch.basic_publish("".into(), routing.as_str().into(), opts, &body, props).await.map_err(err)
+                let confirm = ch.basic_publish("".into(), routing.as_str().into(), opts, &body, props).await;
+                confirm.map(|c| (c, routing)).map_err(err)
             }
             .await;
             pending.push(sent);
@@ -439,10 +446,10 @@ impl Broker for AmqpBroker {
         let mut out = Vec::with_capacity(tasks.len());
         for p in pending {
             out.push(match p {
-                Ok(confirm) => match confirm.await.map_err(err) {
+                Ok((confirm, routing)) => match confirm.await.map_err(err) {
                     Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => Ok(()),
-                    Ok(Confirmation::Ack(Some(_))) => Err(Error::broker("RabbitMQ could not route the message")),
-                    Ok(Confirmation::Nack(_)) => Err(Error::broker("RabbitMQ refused the message (publisher nack)")),
+                    Ok(Confirmation::Ack(Some(_))) => Err(failure::unroutable(&routing)),
+                    Ok(Confirmation::Nack(_)) => Err(failure::nacked()),
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
@@ -510,7 +517,9 @@ impl Broker for AmqpBroker {
         let mut st = self.state();
         let mut lost = Vec::new();
         for (i, r) in receipts.iter().enumerate() {
-            let r = r.get::<AmqpReceipt>().ok_or_else(|| Error::broker("receipt was not issued by an AMQP broker"))?;
+            let r = r
+                .get::<AmqpReceipt>()
+                .ok_or_else(|| failure::fail(FailureKind::Rejected, "receipt was not issued by an AMQP broker"))?;
             // Gone: settled, returned to the queue when its lease ran out, or of a connection
             // that closed (RabbitMQ delivers it again).
             match st.leases.get_mut(&r.lease) {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
-use conveyor_core::{Error, Result};
+use conveyor_core::{FailureKind, Result};
 use tokio::sync::{mpsc, oneshot};
 
 pub(crate) struct DeleteRequest {
@@ -58,7 +58,7 @@ async fn delete_chunk(client: Client, url: String, chunk: Vec<DeleteRequest>) {
             Err(e) => {
                 let msg = e.to_string();
                 for r in chunk {
-                    let _ = r.done.send(Err(Error::broker(msg.clone())));
+                    let _ = r.done.send(Err(crate::failure::fail(FailureKind::Rejected, msg.clone())));
                 }
                 return;
             }
@@ -66,20 +66,20 @@ async fn delete_chunk(client: Client, url: String, chunk: Vec<DeleteRequest>) {
     }
     match req.send().await {
         Ok(out) => {
-            let failed: HashMap<&str, String> =
-                out.failed().iter().map(|f| (f.id(), f.message().unwrap_or("delete failed").to_owned())).collect();
+            let failed: HashMap<&str, _> = out.failed().iter().map(|f| (f.id(), f)).collect();
             for (i, r) in chunk.into_iter().enumerate() {
                 let res = match failed.get(i.to_string().as_str()) {
-                    Some(m) => Err(Error::broker(m.clone())),
+                    Some(f) => Err(crate::failure::entry_err(f.sender_fault(), f.code(), f.message())),
                     None => Ok(()),
                 };
                 let _ = r.done.send(res);
             }
         }
         Err(e) => {
-            let msg = crate::err(e).to_string();
+            let e = crate::err(e);
+            let (kind, msg) = (e.failure_kind().unwrap_or(FailureKind::Unavailable), e.to_string());
             for r in chunk {
-                let _ = r.done.send(Err(Error::broker(msg.clone())));
+                let _ = r.done.send(Err(crate::failure::fail(kind, msg.clone())));
             }
         }
     }

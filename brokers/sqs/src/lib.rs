@@ -26,6 +26,7 @@
 mod b64;
 mod config;
 mod deleter;
+mod failure;
 mod fifo;
 mod receive;
 
@@ -41,12 +42,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, QueueAttributeName};
 use aws_sdk_sqs::Client;
 use conveyor_core::{
-    time, ArchivedTask, Broker, Delivery, Error, Payload, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest,
-    Result, TaskMessage,
+    time, ArchivedTask, Broker, Delivery, Error, FailureKind, Payload, QueueAdmin, QueueStats, RawPublish, Receipt,
+    ReceiveRequest, Result, TaskMessage,
 };
 
 /// SQS's largest message body.
@@ -57,9 +57,7 @@ const REASON: &str = "conveyor-reason";
 const ARCHIVED_AT: &str = "conveyor-archived-at";
 const ENCODING: &str = "conveyor-encoding";
 
-pub(crate) fn err<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
-    Error::broker(DisplayErrorContext(e).to_string())
-}
+pub(crate) use failure::err;
 
 fn now_ms() -> i64 {
     time::to_millis(SystemTime::now()) as i64
@@ -181,7 +179,7 @@ impl SqsBroker {
         } else {
             self.client().get_queue_url().queue_name(&name).send().await.map_err(err)?.queue_url().map(str::to_owned)
         }
-        .ok_or_else(|| Error::broker(format!("SQS returned no URL for queue `{name}`")))?;
+        .ok_or_else(|| failure::fail(FailureKind::Protocol, format!("SQS returned no URL for queue `{name}`")))?;
         self.inner.urls.lock().await.insert(name, url.clone());
         Ok(url)
     }
@@ -222,14 +220,19 @@ impl SqsBroker {
     }
 
     fn receipt<'a>(&self, d: &'a Delivery) -> Result<&'a SqsReceipt> {
-        d.receipt.get::<SqsReceipt>().ok_or_else(|| Error::broker("receipt was not issued by an SQS broker"))
+        d.receipt
+            .get::<SqsReceipt>()
+            .ok_or_else(|| failure::fail(FailureKind::Rejected, "receipt was not issued by an SQS broker"))
     }
 
     async fn delete(&self, r: &SqsReceipt) -> Result<()> {
         let (done, answer) = tokio::sync::oneshot::channel();
         let req = deleter::DeleteRequest { url: r.url.clone(), handle: r.handle.clone(), done };
-        self.inner.deletes.send(req).map_err(|_| Error::broker("the delete flusher has stopped"))?;
-        answer.await.map_err(|_| Error::broker("the delete flusher has stopped"))?
+        self.inner
+            .deletes
+            .send(req)
+            .map_err(|_| failure::fail(FailureKind::Unavailable, "the delete flusher has stopped"))?;
+        answer.await.map_err(|_| failure::fail(FailureKind::Unavailable, "the delete flusher has stopped"))?
     }
 
     /// One entry of a `SendMessageBatch`, with its queue URL.
@@ -253,7 +256,7 @@ impl SqsBroker {
         if t.queue.ends_with(".fifo") {
             e = e.message_group_id(fifo_id(t.id.as_str())).message_deduplication_id(fifo_id(&publish_dedup(t)));
         }
-        Ok((url, e.build().map_err(err)?))
+        Ok((url, e.build().map_err(failure::build_err)?))
     }
 
     async fn queue_counts(&self, url: &str) -> Result<HashMap<QueueAttributeName, String>> {
@@ -324,14 +327,14 @@ impl Broker for SqsBroker {
                 Ok(o) => {
                     for f in o.failed() {
                         if let Ok(i) = f.id().parse::<usize>() {
-                            out[i] = Err(Error::broker(f.message().unwrap_or("send failed").to_owned()));
+                            out[i] = Err(failure::entry_err(f.sender_fault(), f.code(), f.message()));
                         }
                     }
                 }
                 Err(e) => {
-                    let msg = e.to_string();
+                    let (kind, msg) = (e.failure_kind().unwrap_or(FailureKind::Unavailable), e.to_string());
                     for i in ids {
-                        out[i] = Err(Error::broker(msg.clone()));
+                        out[i] = Err(failure::fail(kind, msg.clone()));
                     }
                 }
             }
@@ -387,7 +390,9 @@ impl Broker for SqsBroker {
         let mut by_url: HashMap<&str, Vec<(usize, &SqsReceipt)>> = HashMap::new();
         let sent = Instant::now();
         for (i, r) in receipts.iter().enumerate() {
-            let r = r.get::<SqsReceipt>().ok_or_else(|| Error::broker("receipt was not issued by an SQS broker"))?;
+            let r = r
+                .get::<SqsReceipt>()
+                .ok_or_else(|| failure::fail(FailureKind::Rejected, "receipt was not issued by an SQS broker"))?;
             // Visible again: another receiver may have it already. Not extended (that could
             // hide the other receiver's copy), lost.
             if *lock(&r.visible_at) <= sent {
@@ -409,7 +414,7 @@ impl Broker for SqsBroker {
                         .receipt_handle(&r.handle)
                         .visibility_timeout(secs)
                         .build()
-                        .map_err(err)?;
+                        .map_err(failure::build_err)?;
                     req = req.entries(entry);
                 }
                 let out = match req.send().await {

@@ -96,7 +96,10 @@ impl PeriodicEntry {
     pub fn new(id: impl Into<String>, spec: &str, canvas: impl Into<Canvas>) -> Result<Self> {
         let id = id.into();
         if id.is_empty() || id.len() > 200 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(Error::Config(format!("periodic entry id `{id}` must be 1-200 characters with no spaces")));
+            return Err(Error::InvalidOption {
+                option: "id",
+                reason: format!("periodic entry id `{id}` must be 1-200 characters with no spaces"),
+            });
         }
         let canvas = canvas.into();
         canvas.validate()?;
@@ -286,7 +289,7 @@ impl SchedulerBuilder {
     }
 
     /// Checks the settings and builds the scheduler. Two static entries with one id are an
-    /// [`Error::Config`].
+    /// [`Error::Config`]; a setting out of its range is an [`Error::InvalidOption`] naming it.
     pub fn build(self) -> Result<Scheduler> {
         let mut ids = HashSet::new();
         if let Some(dup) = self.entries.iter().find(|e| !ids.insert(e.id.as_str())) {
@@ -294,20 +297,24 @@ impl SchedulerBuilder {
         }
         let c = &self.config;
         if c.claim_ttl < Duration::from_secs(1) || c.claim_ttl >= c.misfire_grace {
-            return Err(Error::Config(format!(
+            let reason = format!(
                 "the claim TTL ({:?}) must be at least 1s and shorter than the misfire grace ({:?})",
                 c.claim_ttl, c.misfire_grace
-            )));
+            );
+            return Err(Error::InvalidOption { option: "claim_ttl", reason });
         }
         const DAY: Duration = Duration::from_secs(24 * 3600);
         if c.sync_interval < Duration::from_millis(100) || c.sync_interval > DAY {
-            return Err(Error::Config("the sync interval must be 100ms to 1 day".into()));
+            let reason = "the sync interval must be 100ms to 1 day".into();
+            return Err(Error::InvalidOption { option: "sync_interval", reason });
         }
         if c.misfire_grace > 7 * DAY || c.claim_ttl > DAY {
-            return Err(Error::Config("the misfire grace must be at most 7 days, the claim TTL at most 1 day".into()));
+            let reason = "the misfire grace must be at most 7 days, the claim TTL at most 1 day".into();
+            return Err(Error::InvalidOption { option: "misfire_grace", reason });
         }
         if c.history_len == 0 || c.history_len > 100_000 {
-            return Err(Error::Config("the history length must be 1 to 100000".into()));
+            let reason = "the history length must be 1 to 100000".into();
+            return Err(Error::InvalidOption { option: "history_len", reason });
         }
         Ok(Scheduler {
             client: self.client,

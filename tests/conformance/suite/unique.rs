@@ -24,7 +24,7 @@ pub async fn duplicate_names_the_holder(env: Env) {
     assert_eq!(env.broker.stats(&q).await.unwrap().pending, 3);
     // A unique key without a TTL is refused at build.
     let err = client.task(probe, Probe::new(&q)).queue(&q).unique_key("x").await.unwrap_err();
-    assert!(matches!(err, Error::Config(_)), "{err}");
+    assert!(matches!(err, Error::InvalidOption { option: "unique_key", .. }), "{err}");
 }
 
 pub async fn release_policies(env: Env) {
