@@ -114,6 +114,12 @@ pub struct Delivery {
     /// rewrite a message on redelivery (RabbitMQ, SQS) report it here instead, from a delivery
     /// count (`x-delivery-count`, `ApproximateReceiveCount`) where they have one.
     pub lost_leases: u32,
+    /// True if this is the first delivery of a copy the broker published before it settled the
+    /// original (a retry, a delay hop, a hand-back: brokers that cannot do both in one atomic
+    /// step, as RabbitMQ and SQS cannot). A crash between the two leaves both, and the original
+    /// runs again; so the worker looks up such a copy's record first and acks it unrun if its
+    /// attempt was settled meanwhile (completed, retried or archived) or a later one started.
+    pub copy: bool,
 }
 
 impl Delivery {

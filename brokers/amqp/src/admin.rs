@@ -62,6 +62,6 @@ impl QueueAdmin for AmqpBroker {
 #[async_trait]
 impl RawPublish for AmqpBroker {
     async fn publish_raw(&self, queue: &str, bytes: Vec<u8>) -> Result<()> {
-        self.enqueue_bytes(queue, &bytes, None).await
+        self.enqueue_bytes(queue, &bytes, None, false).await
     }
 }

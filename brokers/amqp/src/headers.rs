@@ -5,6 +5,9 @@ use lapin::BasicProperties;
 
 /// When a delayed task is due (Unix ms); set while it hops through delay buckets.
 pub(crate) const DUE: &str = "x-conveyor-due";
+/// Set on a copy the broker published before acking the original (a retry, a delay hop, a
+/// hand-back): a crash in between leaves two.
+pub(crate) const COPY: &str = "x-conveyor-copy";
 /// Why a task was archived.
 pub(crate) const REASON: &str = "x-conveyor-reason";
 /// When it was archived (Unix ms).

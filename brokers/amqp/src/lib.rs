@@ -11,13 +11,16 @@
 //!   its lease is returned to the queue (a receiver that disappears inside a live process loses
 //!   its tasks as it would by dying). A late ack of such a delivery is refused locally
 //!   (`LeaseLost`), never sent (an unknown delivery tag would close the channel).
-//! - **Delays without plugins**: a delayed task waits in delay buckets — classic queues with a
-//!   message TTL of 100 ms × 4^k that dead-letter into the main queue — hopping from the longest
+//! - **Delays without plugins**: a delayed task waits in delay buckets — quorum queues with a
+//!   message TTL of 100 ms × 4^k that dead-letter `at-least-once` into the main queue (RabbitMQ
+//!   ≥ 3.10) — hopping from the longest
 //!   bucket not longer than the remaining delay, with its due time in a header; a task that
 //!   arrives before it is due hops again. Never early; late by at most one bucket's rounding
 //!   (under 100 ms for short delays, a quarter of the delay at most in general, usually much
 //!   less). A hop is a new, confirmed publish: nothing waits in a worker.
-//! - **Archive**: a queue per Conveyor queue, with the reason in the `x-conveyor-reason` header.
+//! - **Copies**: a retry, hop or hand-back publishes a copy marked `x-conveyor-copy`, then
+//!   acks the original; a copy whose attempt another delivery settled is not run again.
+//! - **Archive**: a quorum queue per Conveyor queue, with the reason in the `x-conveyor-reason` header.
 //! - **Prefetch** (`basic.qos`) per queue consumer: the worker's free slots at first receive, or
 //!   `?prefetch=N`.
 //! - **Reconnects**: a lost connection is re-opened on the next call; consumers are subscribed
@@ -78,6 +81,9 @@ pub struct AmqpBroker {
 struct Inner {
     cfg: AmqpConfig,
     link: tokio::sync::Mutex<Option<Link>>,
+    /// When the last reconnect failed, and why: callers that waited for it get its answer
+    /// rather than each trying again for up to 10 s in turn.
+    failed: Mutex<Option<(Instant, FailureKind, String)>>,
     state: Mutex<State>,
     notify: Notify,
 }
@@ -88,6 +94,9 @@ struct Link {
     publish: Channel,
     /// For `basic.get` (pulls that keep queue priorities exact).
     get: Channel,
+    /// For declarations: one that fails closes this channel only, never the publishing or
+    /// consuming ones (which would return every task in flight to its queue).
+    declare: Channel,
     gen: u64,
     declared: HashSet<String>,
 }
@@ -135,6 +144,7 @@ impl AmqpBroker {
             inner: Arc::new(Inner {
                 cfg: AmqpConfig::from_url(url)?,
                 link: tokio::sync::Mutex::new(None),
+                failed: Mutex::default(),
                 state: Mutex::default(),
                 notify: Notify::new(),
             }),
@@ -158,13 +168,34 @@ impl AmqpBroker {
     }
 
     /// The current publishing channel and generation, reconnecting if the connection is gone.
+    /// A publishing channel RabbitMQ closed (it does so on some refusals) is opened again on
+    /// the same connection, which keeps its consumers and their tasks in flight.
     async fn link(&self) -> Result<(Channel, u64)> {
+        let asked = Instant::now();
         let mut link = self.inner.link.lock().await;
-        if let Some(l) = link.as_ref() {
-            if l.conn.status().connected() && l.publish.status().connected() {
-                return Ok((l.publish.clone(), l.gen));
+        if let Some(l) = link.as_mut().filter(|l| l.conn.status().connected()) {
+            if !l.publish.status().connected() {
+                l.publish = l.conn.create_channel().await.map_err(err)?;
+                l.publish.confirm_select(ConfirmSelectOptions::default()).await.map_err(err)?;
+            }
+            return Ok((l.publish.clone(), l.gen));
+        }
+        // A reconnect failed while this caller waited for the lock: its answer is this one's.
+        if let Some((at, kind, why)) = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if *at >= asked {
+                return Err(failure::fail(*kind, why.clone()));
             }
         }
+        let linked = self.reconnect(&mut link).await;
+        if let Err(e) = &linked {
+            let kind = e.failure_kind().unwrap_or(FailureKind::Connection);
+            *self.inner.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), kind, e.to_string()));
+        }
+        linked
+    }
+
+    /// Opens a new connection and its channels in place of the old one.
+    async fn reconnect(&self, link: &mut Option<Link>) -> Result<(Channel, u64)> {
         if let Some(old) = link.take() {
             // Its channels, consumers and unacked deliveries go with it (RabbitMQ requeues them).
             let _ = old.conn.close(200, "reconnecting".into()).await;
@@ -184,6 +215,7 @@ impl AmqpBroker {
         let publish = conn.create_channel().await.map_err(err)?;
         publish.confirm_select(ConfirmSelectOptions::default()).await.map_err(err)?;
         let get = conn.create_channel().await.map_err(err)?;
+        let declare = conn.create_channel().await.map_err(err)?;
         let gen = self.state().gen + 1;
         {
             // Everything received on the old connection was returned to the queues by RabbitMQ.
@@ -194,7 +226,7 @@ impl AmqpBroker {
             st.leases.clear();
             st.owed.clear();
         }
-        *link = Some(Link { conn, publish: publish.clone(), get, gen, declared: HashSet::new() });
+        *link = Some(Link { conn, publish: publish.clone(), get, declare, gen, declared: HashSet::new() });
         Ok((publish, gen))
     }
 
@@ -208,13 +240,27 @@ impl AmqpBroker {
             }
         }
         let n = self.names(queue);
-        topology::declare_main(&ch, &n).await.map_err(err)?;
-        topology::declare_archive(&ch, &n).await.map_err(err)?;
-        topology::declare_buckets(&ch, &n).await.map_err(err)?;
+        let dc = self.declaring_channel().await?;
+        let declared = async {
+            topology::declare_main(&dc, &n).await?;
+            topology::declare_archive(&dc, &n).await?;
+            topology::declare_buckets(&dc, &n).await
+        };
+        declared.await.map_err(|e| topology::declare_err(&n, e))?;
         if let Some(l) = self.inner.link.lock().await.as_mut().filter(|l| l.gen == gen) {
             l.declared.insert(queue.to_owned());
         }
         Ok(ch)
+    }
+
+    /// The channel for declarations, opened again if a failed declaration closed it.
+    async fn declaring_channel(&self) -> Result<Channel> {
+        let mut link = self.inner.link.lock().await;
+        let l = link.as_mut().ok_or_else(|| failure::fail(FailureKind::Connection, "not connected to RabbitMQ"))?;
+        if !l.declare.status().connected() {
+            l.declare = l.conn.create_channel().await.map_err(err)?;
+        }
+        Ok(l.declare.clone())
     }
 
     /// Publishes and waits for the broker's confirm.
@@ -229,15 +275,22 @@ impl AmqpBroker {
     }
 
     /// Publishes `body` to `queue`, through the delay buckets if `due_ms` is in the future.
-    async fn enqueue_bytes(&self, queue: &str, body: &[u8], due_ms: Option<i64>) -> Result<()> {
+    /// A `copy` (a retry, delay hop or hand-back: published before the original is acked) is
+    /// marked as such, see [`Delivery::copy`].
+    async fn enqueue_bytes(&self, queue: &str, body: &[u8], due_ms: Option<i64>, copy: bool) -> Result<()> {
         let ch = self.declare(queue).await?;
         let n = self.names(queue);
+        let mut ints = Vec::with_capacity(2);
+        if copy {
+            ints.push((headers::COPY, 1));
+        }
         match due_ms.filter(|d| *d > now_ms()) {
             Some(due) => {
+                ints.push((headers::DUE, due));
                 let bucket = topology::bucket_for(Duration::from_millis((due - now_ms()).max(0) as u64));
-                self.publish_to(&ch, &n.bucket(bucket), body, headers::props(&[(headers::DUE, due)], &[])).await
+                self.publish_to(&ch, &n.bucket(bucket), body, headers::props(&ints, &[])).await
             }
-            None => self.publish_to(&ch, &n.main, body, headers::props(&[], &[])).await,
+            None => self.publish_to(&ch, &n.main, body, headers::props(&ints, &[])).await,
         }
     }
 
@@ -283,7 +336,7 @@ impl AmqpBroker {
         }
         if let Some(due) = headers::int(&d.properties, headers::DUE).filter(|due| *due > now_ms()) {
             // Not due yet: wait in the next bucket (a confirmed publish), then ack this copy.
-            if let Err(e) = self.enqueue_bytes(queue, &d.data, Some(due)).await {
+            if let Err(e) = self.enqueue_bytes(queue, &d.data, Some(due), true).await {
                 let _ = d.acker.reject(BasicRejectOptions { requeue: true }).await;
                 return Err(e);
             }
@@ -292,6 +345,7 @@ impl AmqpBroker {
         }
         let lost =
             headers::int(&d.properties, headers::DELIVERY_COUNT).unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32;
+        let copy = headers::int(&d.properties, headers::COPY).is_some() && lost == 0 && !d.redelivered;
         let payload = Payload::decode_within(d.data.clone(), max_payload);
         let mut st = self.state();
         if inc.gen != st.gen {
@@ -315,6 +369,7 @@ impl AmqpBroker {
             payload,
             redelivered: lost > 0 || d.redelivered,
             lost_leases: lost,
+            copy,
         }))
     }
 
@@ -397,7 +452,7 @@ impl AmqpBroker {
         };
         for (q, inc) in taken {
             let due = headers::int(&inc.delivery.properties, headers::DUE);
-            if self.enqueue_bytes(&q, &inc.delivery.data, due).await.is_ok() {
+            if self.enqueue_bytes(&q, &inc.delivery.data, due, true).await.is_ok() {
                 let _ = inc.delivery.acker.ack(BasicAckOptions::default()).await;
             }
         }
@@ -417,7 +472,7 @@ impl Broker for AmqpBroker {
 
     async fn publish(&self, task: &TaskMessage) -> Result<()> {
         let due = task.eta.map(|e| time::to_millis(e) as i64);
-        self.enqueue_bytes(&task.queue, &task.encode()?, due).await
+        self.enqueue_bytes(&task.queue, &task.encode()?, due, false).await
     }
 
     async fn publish_many(&self, tasks: &[TaskMessage]) -> Vec<Result<()>> {
@@ -479,7 +534,7 @@ impl Broker for AmqpBroker {
                 return Err(e);
             }
         };
-        if let Err(e) = self.enqueue_bytes(&task.queue, &body, due).await {
+        if let Err(e) = self.enqueue_bytes(&task.queue, &body, due, true).await {
             // Not stored: the delivery stays this worker's (its lease runs on).
             self.restore_lease(d, lease);
             return Err(e);
@@ -504,7 +559,7 @@ impl Broker for AmqpBroker {
     async fn release(&self, d: &Delivery) -> Result<()> {
         // A new copy, so that the hand-back is not counted as a lost lease.
         let lease = self.take_lease(d)?;
-        if let Err(e) = self.enqueue_bytes(&lease.queue, &lease.data, None).await {
+        if let Err(e) = self.enqueue_bytes(&lease.queue, &lease.data, None, true).await {
             self.restore_lease(d, lease);
             return Err(e);
         }
@@ -531,13 +586,18 @@ impl Broker for AmqpBroker {
     }
 
     async fn stats(&self, queue: &str) -> Result<QueueStats> {
-        let ch = self.declare(queue).await?;
+        self.declare(queue).await?;
+        let ch = self.declaring_channel().await?;
         let n = self.names(queue);
         let mut s = QueueStats::default();
         s.queue = queue.to_owned();
-        s.pending = u64::from(topology::declare_main(&ch, &n).await.map_err(err)?);
-        s.archived = u64::from(topology::declare_archive(&ch, &n).await.map_err(err)?);
-        s.scheduled = topology::declare_buckets(&ch, &n).await.map_err(err)?;
+        let declared = async {
+            let main = topology::declare_main(&ch, &n).await?;
+            let archived = topology::declare_archive(&ch, &n).await?;
+            Ok::<_, lapin::Error>((main, archived, topology::declare_buckets(&ch, &n).await?))
+        };
+        let (main, archived, scheduled) = declared.await.map_err(|e| topology::declare_err(&n, e))?;
+        (s.pending, s.archived, s.scheduled) = (u64::from(main), u64::from(archived), scheduled);
         let st = self.state();
         s.active = st.leases.values().filter(|l| l.queue == queue).count() as u64;
         s.pending += st.buffers.get(queue).map_or(0, |b| b.len() as u64);

@@ -1,5 +1,12 @@
-//! Queue names and declarations: a quorum queue per Conveyor queue, an archive queue, and
-//! delay buckets (classic queues with a message TTL that dead-letter into the main queue).
+//! Queue names and declarations: a quorum queue per Conveyor queue, an archive quorum queue,
+//! and delay buckets (quorum queues with a message TTL that dead-letter into the main queue).
+//!
+//! Every queue a task passes through is a replicated quorum queue, and every dead-lettering
+//! (a bucket's expired tasks into the main queue, the main queue's backstop into the archive)
+//! is `at-least-once` (RabbitMQ ≥ 3.10): RabbitMQ keeps the message in its source queue until
+//! the target confirmed it, so a target without a leader delays a task, never drops it. That
+//! strategy needs `x-overflow: reject-publish` on the source (no length limit is set, so it
+//! never refuses).
 
 use std::time::Duration;
 
@@ -52,32 +59,73 @@ fn s(v: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(v))
 }
 
-/// Declares the main queue and returns its ready-message count.
-pub(crate) async fn declare_main(ch: &Channel, n: &Names) -> lapin::Result<u32> {
+/// A failed declaration as a broker error: one RabbitMQ refused as conflicting says what to do.
+pub(crate) fn declare_err(n: &Names, e: lapin::Error) -> conveyor_core::Error {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    let conflict = matches!(e.kind(), lapin::ErrorKind::ProtocolError(p)
+        if *p.kind() == AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED));
+    if !conflict {
+        return crate::failure::err(e);
+    }
+    let why = format!(
+        "a queue of `{}` exists with other settings than this version of Conveyor declares (an older \
+         version's classic delay buckets or archive, or one declared by hand): drain and delete it, \
+         or use another `prefix` ({e})",
+        n.main
+    );
+    crate::failure::fail(conveyor_core::FailureKind::Rejected, why)
+}
+
+/// A quorum queue's arguments, dead-lettering at least once into `target` if given.
+fn quorum(target: Option<&str>) -> FieldTable {
     let mut args = FieldTable::default();
     args.insert(ShortString::from("x-queue-type"), s("quorum"));
+    if let Some(target) = target {
+        args.insert(ShortString::from("x-dead-letter-exchange"), s(""));
+        args.insert(ShortString::from("x-dead-letter-routing-key"), s(target));
+        args.insert(ShortString::from("x-dead-letter-strategy"), s("at-least-once"));
+        args.insert(ShortString::from("x-overflow"), s("reject-publish"));
+    }
+    args
+}
+
+/// The main queue's arguments.
+pub(crate) fn main_args(n: &Names) -> FieldTable {
+    let mut args = quorum(Some(&n.archive));
     // Conveyor counts attempts itself; this is only a backstop against a message that crashes
     // every consumer (RabbitMQ 4 defaults to 20 and then drops it): dead-letter to the archive.
     args.insert(ShortString::from("x-delivery-limit"), AMQPValue::LongLongInt(1000));
-    args.insert(ShortString::from("x-dead-letter-exchange"), s(""));
-    args.insert(ShortString::from("x-dead-letter-routing-key"), s(&n.archive));
-    Ok(ch.queue_declare(n.main.as_str().into(), durable(), args).await?.message_count())
+    args
+}
+
+/// A delay bucket's arguments: its tasks expire after `ms` into the main queue.
+pub(crate) fn bucket_args(n: &Names, ms: u64) -> FieldTable {
+    let mut args = quorum(Some(&n.main));
+    args.insert(ShortString::from("x-message-ttl"), AMQPValue::LongLongInt(ms as i64));
+    args
+}
+
+/// The archive's arguments.
+pub(crate) fn archive_args() -> FieldTable {
+    quorum(None)
+}
+
+/// Declares the main queue and returns its ready-message count.
+pub(crate) async fn declare_main(ch: &Channel, n: &Names) -> lapin::Result<u32> {
+    Ok(ch.queue_declare(n.main.as_str().into(), durable(), main_args(n)).await?.message_count())
 }
 
 /// Declares the archive queue and returns its message count.
 pub(crate) async fn declare_archive(ch: &Channel, n: &Names) -> lapin::Result<u32> {
-    Ok(ch.queue_declare(n.archive.as_str().into(), durable(), FieldTable::default()).await?.message_count())
+    Ok(ch.queue_declare(n.archive.as_str().into(), durable(), archive_args()).await?.message_count())
 }
 
 /// Declares every delay bucket and returns the messages waiting in them.
 pub(crate) async fn declare_buckets(ch: &Channel, n: &Names) -> lapin::Result<u64> {
     let mut total = 0u64;
     for ms in BUCKETS_MS {
-        let mut args = FieldTable::default();
-        args.insert(ShortString::from("x-message-ttl"), AMQPValue::LongLongInt(ms as i64));
-        args.insert(ShortString::from("x-dead-letter-exchange"), s(""));
-        args.insert(ShortString::from("x-dead-letter-routing-key"), s(&n.main));
-        total += u64::from(ch.queue_declare(n.bucket(ms).as_str().into(), durable(), args).await?.message_count());
+        let declared = ch.queue_declare(n.bucket(ms).as_str().into(), durable(), bucket_args(n, ms)).await?;
+        total += u64::from(declared.message_count());
     }
     Ok(total)
 }

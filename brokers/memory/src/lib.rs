@@ -150,6 +150,7 @@ impl MemoryBroker {
                         },
                         redelivered: entry.redelivered,
                         lost_leases: entry.lost_leases,
+                        copy: false,
                     });
                     q.activate(*seq, entry, due(now, req.lease));
                 }

@@ -86,6 +86,8 @@ impl Deliveries {
             // A hand-back (read from an `f` stream) was delivered before, as was a lost lease.
             redelivered: lost_leases > 0 || suffix.starts_with('f'),
             lost_leases,
+            // A retry or hand-back replaces its original in one script: never two.
+            copy: false,
         });
     }
 }

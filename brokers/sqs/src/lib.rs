@@ -56,6 +56,15 @@ const DUE: &str = "conveyor-due";
 const REASON: &str = "conveyor-reason";
 const ARCHIVED_AT: &str = "conveyor-archived-at";
 const ENCODING: &str = "conveyor-encoding";
+/// Set on a copy sent before the original was deleted (a retry, a delay hop, a hand-back): a
+/// crash in between leaves two (see `Delivery::copy`).
+pub(crate) const COPY: &str = "conveyor-copy";
+
+/// `attrs` marked as a copy's.
+pub(crate) fn as_copy(mut attrs: HashMap<String, MessageAttributeValue>) -> HashMap<String, MessageAttributeValue> {
+    attrs.insert(COPY.into(), attr("1"));
+    attrs
+}
 
 pub(crate) use failure::err;
 
@@ -361,7 +370,7 @@ impl Broker for SqsBroker {
         // A fresh deduplication id per send: a requeue of an unknown task sends the same
         // envelope again, which a reused id would have SQS drop (and the original is deleted).
         let dedup = unique_id("retry");
-        self.send(&task.queue, false, &body, HashMap::new(), due, (task.id.as_str(), &dedup)).await?;
+        self.send(&task.queue, false, &body, as_copy(HashMap::new()), due, (task.id.as_str(), &dedup)).await?;
         self.delete(r).await
     }
 
@@ -381,7 +390,7 @@ impl Broker for SqsBroker {
         // Unique: on a FIFO queue, two hand-backs with one deduplication id within five
         // minutes would keep only the first, and the second task would be lost.
         let dedup = unique_id("release");
-        self.send(&r.queue, false, &r.body, r.attrs.clone(), None, (&dedup, &dedup)).await?;
+        self.send(&r.queue, false, &r.body, as_copy(r.attrs.clone()), None, (&dedup, &dedup)).await?;
         self.delete(r).await
     }
 

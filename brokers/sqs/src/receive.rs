@@ -84,6 +84,7 @@ impl SqsBroker {
                 payload,
                 redelivered: lost > 0,
                 lost_leases: lost,
+                copy: lost == 0 && attrs.contains_key(crate::COPY),
             });
         }
         Ok(deliveries)
@@ -145,7 +146,7 @@ impl SqsBroker {
             change.visibility_timeout(secs as i32).send().await.map_err(err)?;
         } else {
             let dedup = crate::unique_id("hop");
-            self.send(queue, false, &r.body, r.attrs.clone(), Some(due), (&dedup, &dedup)).await?;
+            self.send(queue, false, &r.body, crate::as_copy(r.attrs.clone()), Some(due), (&dedup, &dedup)).await?;
             self.delete(r).await?;
         }
         Ok(())

@@ -76,10 +76,11 @@ async fn process(ctx: &Ctx, d: &Delivery, watch: &LeaseWatch, held: Held<'_>) {
         return;
     }
     // A redelivery's record tells whether the task completed meanwhile, and whether the runs
-    // whose leases were lost had started.
+    // whose leases were lost had started; a copy's, whether another delivery settled its
+    // attempt already (see `Delivery::copy`).
     let (task, mut seen) = match &d.payload {
         Payload::Task(t) => {
-            let record = match d.redelivered {
+            let record = match d.redelivered || d.copy {
                 true => s.backend.get(&t.id).await.ok().flatten(),
                 false => None,
             };
@@ -102,9 +103,14 @@ async fn process(ctx: &Ctx, d: &Delivery, watch: &LeaseWatch, held: Held<'_>) {
     if exhausted && seen.is_none() {
         seen = s.backend.get(&task.id).await.ok().flatten();
     }
-    if seen.is_some_and(|r| r.state == TaskState::Completed) {
+    if seen.as_ref().is_some_and(|r| r.state == TaskState::Completed) {
         tracing::info!(task.id = %task.id, queue = %d.queue, "acking a duplicate delivery of a completed task");
         return settle(|| s.broker.ack(d), "ack of a finished task").await;
+    }
+    if d.copy && seen.as_ref().is_some_and(|r| settled(r, task.retried)) {
+        tracing::info!(task.id = %task.id, queue = %d.queue, attempt = task.retried,
+            "acking a copy whose attempt another delivery settled (its original ran again after a crash)");
+        return settle(|| s.broker.ack(d), "ack of a settled copy").await;
     }
     // Lost leases (workers that died running it) used up its attempts.
     if exhausted {
@@ -292,6 +298,16 @@ fn counted_losses(task: &TaskMessage, lost: u32, record: Option<&crate::backend:
     }
 }
 
+/// Whether `record` shows attempt `attempt` settled by some delivery: the task completed, or
+/// this attempt was retried or archived, or a later attempt began. Whoever settled it carries
+/// the task on (its own message stays until the next step is published), so a copy of this
+/// attempt is a duplicate.
+fn settled(record: &crate::backend::TaskRecord, attempt: u32) -> bool {
+    record.state == TaskState::Completed
+        || record.attempt() > attempt
+        || (record.attempt() == attempt && matches!(record.state, TaskState::Retry | TaskState::Archived))
+}
+
 /// The task as it stands after `lost` expired leases: each counts as a failed attempt.
 fn with_lost_leases(task: &Arc<TaskMessage>, lost: u32) -> Arc<TaskMessage> {
     if lost == 0 {
@@ -452,5 +468,30 @@ async fn release_unique(s: &Shared, task: &TaskMessage, succeeded: bool) {
 fn log_err(r: Result<()>, what: &str) {
     if let Err(e) = r {
         tracing::error!(error = %e, "{what} failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::TaskRecord;
+
+    fn record(state: TaskState, retried: u32) -> TaskRecord {
+        let mut r = TaskRecord::enqueued(&TaskMessage::with_args("t", &()).unwrap());
+        (r.state, r.retried) = (state, retried);
+        r
+    }
+
+    #[test]
+    fn a_copy_is_settled_only_by_a_settled_or_later_attempt() {
+        // Attempt 1's copy (retried 1).
+        assert!(!settled(&record(TaskState::Retry, 1), 1), "attempt 0 retried: attempt 1 is to run");
+        assert!(!settled(&record(TaskState::Active, 1), 1), "attempt 1 running elsewhere, or its worker died");
+        assert!(!settled(&record(TaskState::Pending, 1), 1), "attempt 1 handed back");
+        assert!(settled(&record(TaskState::Retry, 2), 1), "attempt 1 failed and was retried");
+        assert!(settled(&record(TaskState::Archived, 1), 1), "attempt 1 archived");
+        assert!(settled(&record(TaskState::Completed, 0), 1), "completed");
+        assert!(settled(&record(TaskState::Active, 2), 1), "attempt 2 began");
+        assert!(!settled(&record(TaskState::Archived, 0), 1), "an older attempt's archive (a stale write)");
     }
 }
