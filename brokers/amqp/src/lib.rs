@@ -302,6 +302,11 @@ impl AmqpBroker {
                 continue;
             }
             self.declare(q).await?;
+            // The declaration may have reconnected: subscribe on the connection it left.
+            let gen = self.state().gen;
+            if self.state().consumers.get(*q) == Some(&gen) {
+                continue;
+            }
             let conn_ch = {
                 let link = self.inner.link.lock().await;
                 match link.as_ref() {
