@@ -100,8 +100,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // memory:// lives in this process only, so the worker runs here too.
     let stop = CancellationToken::new();
     let in_process = if broker.kind() == "memory" {
-        shared::share_users(users.clone());
-        let worker = shared::worker(broker.clone(), backend.clone(), 4)?;
+        let mailer = shared::Mailer { from: "hello@example.com".into(), users: Some(users.clone()) };
+        let worker = shared::worker(broker.clone(), backend.clone(), mailer, 4)?;
         tracing::info!("memory:// broker: running the worker in this process");
         Some(tokio::spawn(worker.run_until(stop.clone())))
     } else {

@@ -27,6 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .into());
     }
     let backend = conveyor::backend(&backend_url).await?;
-    shared::worker(broker, backend, concurrency)?.run().await?;
+    let mailer = shared::Mailer { from: "hello@example.com".into(), users: None };
+    shared::worker(broker, backend, mailer, concurrency)?.run().await?;
     Ok(())
 }

@@ -453,7 +453,10 @@ impl<T: Task> TaskHandle<T> {
 
     /// Waits up to `timeout` for the task to finish and returns its result.
     /// An archived task gives [`Error::TaskFailed`] with its last error.
-    pub async fn get(&self, timeout: Duration) -> Result<T::Output> {
+    pub async fn get(&self, timeout: Duration) -> Result<T::Output>
+    where
+        T::Output: serde::de::DeserializeOwned,
+    {
         let record = self.client.wait(&self.id, timeout).await?;
         record
             .result_as::<T::Output>()?

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
+use crate::data::DataMap;
 use crate::error::BoxError;
 use crate::task::{TaskId, TaskMessage};
 
@@ -75,6 +76,12 @@ pub struct TaskError {
 }
 
 impl TaskError {
+    /// An ordinary failure from a boxed error, kept as the source: what a task function that
+    /// returns `Result<_, Box<dyn Error + Send + Sync>>` fails with.
+    pub fn from_boxed(e: BoxError) -> Self {
+        TaskError { kind: ErrorKind::Failed, message: e.to_string(), source: Some(e) }
+    }
+
     /// An ordinary failure with `message`.
     pub fn msg(message: impl fmt::Display) -> Self {
         TaskError { kind: ErrorKind::Failed, message: message.to_string(), source: None }
@@ -170,12 +177,30 @@ impl Shutdown {
 pub struct TaskContext {
     task: Arc<TaskMessage>,
     shutdown: Shutdown,
+    data: DataMap,
 }
 
 impl TaskContext {
     /// The context of `task`; `shutdown` fires when the worker starts shutting down.
     pub fn new(task: Arc<TaskMessage>, shutdown: Shutdown) -> Self {
-        TaskContext { task, shutdown }
+        TaskContext { task, shutdown, data: DataMap::default() }
+    }
+
+    /// The context of one attempt as the worker runs it: with the worker's data.
+    pub fn of(req: Request) -> Self {
+        TaskContext { task: req.task, shutdown: req.shutdown, data: req.data }
+    }
+
+    /// The value of type `T` registered on the worker with
+    /// [`WorkerBuilder::data`](crate::WorkerBuilder::data), if any. (A task function can
+    /// also take it as a [`Data<T>`](crate::Data) parameter.)
+    pub fn data<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.data.get::<T>()
+    }
+
+    /// Every value registered on the worker.
+    pub fn data_map(&self) -> &DataMap {
+        &self.data
     }
 
     /// Task id.
@@ -234,6 +259,17 @@ pub struct Request {
     pub task: Arc<TaskMessage>,
     /// Fires when the worker begins shutting down.
     pub shutdown: Shutdown,
+    /// The values registered on the worker ([`WorkerBuilder::data`](crate::WorkerBuilder::data)):
+    /// `req.data.get::<T>()`.
+    pub data: DataMap,
+}
+
+impl Request {
+    /// A request for `task` outside a worker (in a middleware's test, say): no data, no
+    /// shutdown.
+    pub fn new(task: Arc<TaskMessage>) -> Self {
+        Request { task, shutdown: Shutdown::default(), data: DataMap::default() }
+    }
 }
 
 /// A type-erased task handler: what middleware wraps (like a tower `Service`).
@@ -305,12 +341,19 @@ pub trait Task: Send + Sync + 'static {
     const NAME: &'static str;
     /// The arguments.
     type Args: Serialize + DeserializeOwned + Send + 'static;
-    /// The result.
-    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// The result (to read it back typed with [`TaskHandle::get`](crate::TaskHandle::get), it
+    /// must also be `Deserialize`).
+    type Output: Serialize + Send + 'static;
 
     /// Defaults for queue, retries and timeout.
     fn defaults() -> TaskDefaults {
         TaskDefaults::new()
+    }
+
+    /// The [`Data`](crate::Data) types the task takes, with their names: the worker refuses to
+    /// build without a value for each.
+    fn required_data() -> Vec<(std::any::TypeId, &'static str)> {
+        Vec::new()
     }
 
     /// Runs the task.
@@ -336,7 +379,7 @@ impl<T> Default for TaskHandler<T> {
 impl<T: Task> Handler for TaskHandler<T> {
     fn call(&self, req: Request) -> BoxFuture<TaskResult> {
         let args = serde_json::from_str::<T::Args>(req.task.args.get());
-        let ctx = TaskContext::new(req.task, req.shutdown);
+        let ctx = TaskContext::of(req);
         Box::pin(async move {
             let args = args.map_err(|e| {
                 TaskError::with_kind(ErrorKind::BadArgs, format!("arguments do not decode for `{}`: {e}", T::NAME))

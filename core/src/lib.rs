@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod broker;
 pub mod client;
+pub mod data;
 mod error;
 pub mod handler;
 pub mod middleware;
@@ -24,6 +25,7 @@ pub use broker::{
     ArchivedTask, Broker, Delivery, Payload, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest,
 };
 pub use client::{Client, TaskBuilder, TaskHandle, BATCH_ROUND, DEFAULT_MAX_PAYLOAD};
+pub use data::{Data, DataMap, FromContext};
 pub use error::{BoxError, DriverError, Error, FailureKind, Result};
 pub use handler::{
     BoxFuture, ErrorKind, Handler, Request, Shutdown, Task, TaskContext, TaskDefaults, TaskError, TaskHandler,
@@ -148,4 +150,57 @@ pub mod __private {
     pub use serde;
     pub use std::boxed::Box;
     pub use std::time::Duration;
+    pub use std::vec::Vec;
+
+    use crate::TaskError;
+    use std::cell::Cell;
+    use std::error::Error as StdError;
+
+    /// A task function's error on its way into a [`TaskError`], by the first way that fits
+    /// (autoref specialization: the macro calls `(&&&IntoTaskError::new(e)).to_task_error()`):
+    /// a boxed error (which `From` cannot take: it would overlap the blanket impl for
+    /// `std::error::Error` types), then anything `Into<TaskError>`, then anything that boxes
+    /// into an error (`String`, `&str`, `anyhow::Error`).
+    pub struct IntoTaskError<E>(Cell<Option<E>>);
+
+    impl<E> IntoTaskError<E> {
+        pub fn new(e: E) -> Self {
+            IntoTaskError(Cell::new(Some(e)))
+        }
+        fn take(&self) -> E {
+            self.0.take().expect("converted once")
+        }
+    }
+
+    pub trait ViaBoxed {
+        fn to_task_error(&self) -> TaskError;
+    }
+    impl ViaBoxed for &&IntoTaskError<Box<dyn StdError + Send + Sync>> {
+        fn to_task_error(&self) -> TaskError {
+            TaskError::from_boxed(self.take())
+        }
+    }
+    impl ViaBoxed for &&IntoTaskError<Box<dyn StdError>> {
+        fn to_task_error(&self) -> TaskError {
+            TaskError::msg(self.take())
+        }
+    }
+
+    pub trait ViaInto {
+        fn to_task_error(&self) -> TaskError;
+    }
+    impl<E: Into<TaskError>> ViaInto for &IntoTaskError<E> {
+        fn to_task_error(&self) -> TaskError {
+            self.take().into()
+        }
+    }
+
+    pub trait ViaBox {
+        fn to_task_error(&self) -> TaskError;
+    }
+    impl<E: Into<Box<dyn StdError + Send + Sync>>> ViaBox for IntoTaskError<E> {
+        fn to_task_error(&self) -> TaskError {
+            TaskError::from_boxed(self.take().into())
+        }
+    }
 }

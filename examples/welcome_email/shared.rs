@@ -4,11 +4,11 @@
 #![allow(dead_code)] // each program uses part of it
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use conveyor::middleware::{from_fn, Layer, Next};
-use conveyor::{Broker, Request, ResultBackend, TaskContext, TaskError, Worker};
+use conveyor::{Broker, Data, Request, ResultBackend, TaskContext, TaskError, Worker};
 use serde::{Deserialize, Serialize};
 
 /// The task's arguments: ids, not data. The worker loads what it needs, so the payload stays
@@ -22,13 +22,30 @@ pub struct WelcomeEmail {
 /// Sends the welcome email (here: logs it). A user is waiting for it, so it goes to the
 /// `critical` queue.
 #[conveyor::task(name = "email:welcome", queue = "critical", max_retry = 5, timeout = "30s")]
-pub async fn send_welcome_email(args: WelcomeEmail, ctx: TaskContext) -> Result<(), TaskError> {
-    // A real worker reads the user from the database and calls the mail provider here. This
-    // example knows the address only when the client runs in the same process (memory://).
-    let to = users().and_then(|u| u.email(args.user_id)).unwrap_or_else(|| format!("user {}", args.user_id));
-    tokio::time::sleep(Duration::from_millis(20)).await; // the mail provider's round trip
-    tracing::info!(task_id = %ctx.id(), attempt = ctx.retried() + 1, "sending `{}` email to {to}", args.template);
-    Ok(())
+pub async fn send_welcome_email(args: WelcomeEmail, mailer: Data<Mailer>, ctx: TaskContext) -> Result<(), TaskError> {
+    mailer.send(&args, &ctx).await
+}
+
+/// The mail provider's client (here: it logs), registered once on the worker with
+/// `.data(mailer)` and handed to every task that takes a `Data<Mailer>`: a database pool or an
+/// HTTP client is shared the same way.
+pub struct Mailer {
+    /// The sender address.
+    pub from: String,
+    /// The user table, when the client runs in the same process (`memory://`); a real worker
+    /// reads the user from its database here.
+    pub users: Option<Arc<Users>>,
+}
+
+impl Mailer {
+    async fn send(&self, args: &WelcomeEmail, ctx: &TaskContext) -> Result<(), TaskError> {
+        let user = self.users.as_ref().and_then(|u| u.email(args.user_id));
+        let to = user.unwrap_or_else(|| format!("user {}", args.user_id));
+        tokio::time::sleep(Duration::from_millis(20)).await; // the mail provider's round trip
+        let attempt = ctx.retried() + 1;
+        tracing::info!(task_id = %ctx.id(), attempt, "sending `{}` email to {to} (from {})", args.template, self.from);
+        Ok(())
+    }
 }
 
 /// Registered users (the example's stand-in for a database table).
@@ -60,18 +77,6 @@ impl Users {
     }
 }
 
-static USERS: OnceLock<Arc<Users>> = OnceLock::new();
-
-/// The user table, when the client shares this process.
-pub fn users() -> Option<&'static Arc<Users>> {
-    USERS.get()
-}
-
-/// Shares the client's user table with an in-process worker.
-pub fn share_users(users: Arc<Users>) {
-    let _ = USERS.set(users);
-}
-
 /// The example's logging middleware: one line per attempt, with its outcome and duration.
 pub fn log_attempts() -> impl Layer {
     from_fn(|req: Request, next: Next| async move {
@@ -87,13 +92,16 @@ pub fn log_attempts() -> impl Layer {
     })
 }
 
-/// The worker: queues `critical`, `default` and `low` weighted 6:3:1.
+/// The worker: queues `critical`, `default` and `low` weighted 6:3:1, its tasks sending mail
+/// with `mailer`.
 pub fn worker(
     broker: Arc<dyn Broker>,
     backend: Arc<dyn ResultBackend>,
+    mailer: Mailer,
     concurrency: usize,
 ) -> conveyor::Result<Worker> {
     Worker::builder(broker, backend)
+        .data(mailer)
         .register(send_welcome_email)
         .layer(log_attempts())
         .concurrency(concurrency)

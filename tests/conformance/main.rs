@@ -15,6 +15,7 @@ mod client;
 mod connect;
 #[cfg(any(feature = "redis", feature = "amqp", feature = "sqs"))]
 mod faults;
+mod handlers;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;

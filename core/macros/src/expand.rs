@@ -22,13 +22,15 @@ pub(crate) fn expand(o: Options, f: ItemFn) -> syn::Result<TokenStream> {
             FnArg::Typed(t) => args.push(t),
         }
     }
-    if args.is_empty() || args.len() > 2 {
+    let Some((first, rest)) = args.split_first() else {
         return Err(syn::Error::new(
             sig.paren_token.span.join(),
-            "#[task] functions take the arguments as one parameter, `args: T`, optionally followed by `ctx: TaskContext`",
+            "#[task] functions take the arguments as their first parameter, `args: T` (`_: ()` for none), \
+             optionally followed by `ctx: TaskContext` and `Data<T>` parameters",
         ));
-    }
-    let args_ty = &args[0].ty;
+    };
+    check_args_type(&first.ty)?;
+    let args_ty = &first.ty;
     let output = result_ok_type(&sig.output, sig.ident.span())?;
 
     let vis = &f.vis;
@@ -42,14 +44,17 @@ pub(crate) fn expand(o: Options, f: ItemFn) -> syn::Result<TokenStream> {
     let queue = o.queue.map(|q| quote!(.queue(#q)));
     let max_retry = o.max_retry.map(|n| quote!(.max_retry(#n)));
     let timeout = o.timeout_ms.map(|ms| quote!(.timeout(#krate::__private::Duration::from_millis(#ms))));
-    let call = if args.len() == 2 {
-        quote!(Self::call(args, ctx))
-    } else {
-        quote!({
-            let _ = ctx;
-            Self::call(args)
-        })
-    };
+    // Every parameter after the arguments is taken from the attempt's context; the error for a
+    // type that cannot be (`FromContext` not implemented) points at that parameter.
+    let names: Vec<_> = (0..rest.len()).map(|i| quote::format_ident!("__conveyor_p{}", i)).collect();
+    let takes = rest.iter().zip(&names).map(|(p, n)| {
+        let ty = &p.ty;
+        quote::quote_spanned!(ty.span()=> let #n = <#ty as #krate::FromContext>::from_context(&ctx)?;)
+    });
+    let required = rest.iter().map(|p| {
+        let ty = &p.ty;
+        quote::quote_spanned!(ty.span()=> v.extend(<#ty as #krate::FromContext>::required());)
+    });
 
     Ok(quote! {
         #(#attrs)*
@@ -71,13 +76,53 @@ pub(crate) fn expand(o: Options, f: ItemFn) -> syn::Result<TokenStream> {
                 #krate::TaskDefaults::new() #queue #max_retry #timeout
             }
 
+            fn required_data() -> #krate::__private::Vec<(::core::any::TypeId, &'static str)> {
+                #[allow(unused_mut)]
+                let mut v = #krate::__private::Vec::new();
+                #(#required)*
+                v
+            }
+
             fn run(args: Self::Args, ctx: #krate::TaskContext) -> #krate::BoxFuture<::core::result::Result<Self::Output, #krate::TaskError>> {
                 #krate::__private::Box::pin(async move {
-                    #call.await.map_err(::core::convert::Into::<#krate::TaskError>::into)
+                    #(#takes)*
+                    let _ = &ctx;
+                    Self::call(args #(, #names)*).await.map_err(|e| {
+                        #[allow(unused_imports)]
+                        use #krate::__private::{ViaBox as _, ViaBoxed as _, ViaInto as _};
+                        (&&&#krate::__private::IntoTaskError::new(e)).to_task_error()
+                    })
                 })
             }
         }
     })
+}
+
+/// Refuses, with what to write instead, the argument types that cannot work: a reference (the
+/// arguments are decoded from the queue, so they are owned), and `TaskContext` or `Data<T>`
+/// first (the arguments come first).
+fn check_args_type(ty: &Type) -> syn::Result<()> {
+    match ty {
+        Type::Reference(r) => {
+            let hint = match &*r.elem {
+                Type::Path(p) if p.path.is_ident("str") => "use `String` instead of `&str`",
+                Type::Slice(_) => "use `Vec<T>` instead of `&[T]`",
+                _ => "use an owned type",
+            };
+            Err(syn::Error::new_spanned(
+                ty,
+                format!("task arguments are decoded from the queue, so they are owned: {hint}"),
+            ))
+        }
+        Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "TaskContext" || s.ident == "Data") => {
+            Err(syn::Error::new_spanned(
+                ty,
+                "the task's arguments come first: `async fn f(args: T, ctx: TaskContext)` \
+                 (`_: ()` if the task takes none)",
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `T` of a `Result<T, E>` (or any `…::Result<T, …>` alias) return type.

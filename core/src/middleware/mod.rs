@@ -20,6 +20,7 @@
 //! failed attempt carrying the panic message; the worker always installs it innermost), and
 //! [`Metrics`] (a hook called with each attempt's timing and outcome).
 
+pub(crate) mod limit;
 mod logging;
 mod metrics;
 pub(crate) mod panic;

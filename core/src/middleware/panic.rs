@@ -1,3 +1,4 @@
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -21,9 +22,44 @@ impl Layer for CatchPanic {
 
 struct PanicGuard(Arc<dyn Handler>);
 
+thread_local! {
+    /// Whether this thread is inside a handler that a [`CatchPanic`] guards.
+    static GUARDED: Cell<bool> = const { Cell::new(false) };
+    /// Where the last guarded panic on this thread happened, and its message.
+    static CAUGHT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs, once per process, a panic hook that keeps a panic inside a guarded handler from
+/// printing the default report (and with `RUST_BACKTRACE` set, a backtrace of 90 frames per
+/// attempt): its message and location go into the attempt's error instead, which the worker
+/// and [`Logging`](super::Logging) log in one line. Panics elsewhere go to the hook that was
+/// installed before. (A hook installed later replaces this one.)
+pub(crate) fn install_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if GUARDED.get() {
+                let at = info.location().map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()));
+                CAUGHT.set(Some(format!("{}{}", payload_text(info.payload()), at.unwrap_or_default())));
+            } else {
+                previous(info)
+            }
+        }));
+    });
+}
+
+/// Runs `f` marked as guarded (restoring the mark after, for nested guards).
+fn guarded<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    let was = GUARDED.replace(true);
+    let r = catch_unwind(AssertUnwindSafe(f));
+    GUARDED.set(was);
+    r
+}
+
 impl Handler for PanicGuard {
     fn call(&self, req: Request) -> BoxFuture<TaskResult> {
-        match catch_unwind(AssertUnwindSafe(|| self.0.call(req))) {
+        match guarded(|| self.0.call(req)) {
             Ok(fut) => Box::pin(CatchUnwind(fut)),
             Err(payload) => Box::pin(std::future::ready(Err(panic_error(payload)))),
         }
@@ -38,21 +74,25 @@ impl Future for CatchUnwind {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<TaskResult> {
         let fut = &mut self.0;
-        match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+        match guarded(|| fut.as_mut().poll(cx)) {
             Ok(p) => p,
             Err(payload) => Poll::Ready(Err(panic_error(payload))),
         }
     }
 }
 
-/// The error of a caught panic.
-pub(crate) fn panic_error(payload: Box<dyn std::any::Any + Send>) -> TaskError {
-    let msg = if let Some(s) = payload.downcast_ref::<&str>() {
+fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
         s.clone()
     } else {
         "non-string panic payload".to_owned()
-    };
+    }
+}
+
+/// The error of a caught panic: its message, and where it happened if the hook saw it.
+pub(crate) fn panic_error(payload: Box<dyn std::any::Any + Send>) -> TaskError {
+    let msg = CAUGHT.take().unwrap_or_else(|| payload_text(&*payload));
     TaskError::with_kind(ErrorKind::Panicked, format!("handler panicked: {msg}"))
 }

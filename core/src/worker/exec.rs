@@ -136,7 +136,7 @@ async fn process(ctx: &Ctx, d: &Delivery, watch: &LeaseWatch, held: Held<'_>) {
     // After a lost lease, the run is recorded `active` before the handler starts, so that if
     // it takes its worker down at once, the next delivery knows it had started.
     let active_first = d.lost_leases > 0;
-    let out = match Box::pin(run_handler(ctx, &task, handler.as_ref(), (now, active_first), &watch.lost)).await {
+    let out = match Box::pin(run_handler(ctx, &task, handler.as_ref(), active_first, &watch.lost)).await {
         Ran::Done(r) => Some(r),
         Ran::Interrupted => None,
         Ran::LeaseLost => {
@@ -201,7 +201,7 @@ async fn run_handler(
     ctx: &Ctx,
     task: &Arc<TaskMessage>,
     handler: &dyn Handler,
-    (now, active_first): (SystemTime, bool),
+    active_first: bool,
     lost: &CancellationToken,
 ) -> Ran {
     if active_first {
@@ -210,12 +210,15 @@ async fn run_handler(
             "record active state",
         );
     }
-    // The handler chain is wrapped in CatchPanic outermost and innermost (see WorkerBuilder::build).
-    let fut = handler.call(Request { task: task.clone(), shutdown: ctx.shutdown.clone() });
+    // The handler chain is wrapped in CatchPanic outermost and innermost, and the attempt's
+    // time limit innermost, so that middleware sees a timeout as a failed attempt (see
+    // WorkerBuilder::build).
+    let data = ctx.shared.data.clone();
+    let fut = handler.call(Request { task: task.clone(), shutdown: ctx.shutdown.clone(), data });
     let run = async {
         tokio::select! {
             biased;
-            r = run_limited(fut, attempt_limit(task, now)) => Ran::Done(r),
+            r = fut => Ran::Done(r),
             _ = ctx.hard.cancelled() => Ran::Interrupted,
             _ = lost.cancelled() => Ran::LeaseLost,
         }
@@ -326,37 +329,6 @@ async fn hand_back(s: &Shared, d: &Delivery, task: &TaskMessage) {
     tracing::info!(task.id = %task.id, "handing unfinished task back");
     record(|| s.backend.update(task, StateUpdate::to(TaskState::Pending, task.retried)), "record state").await;
     settle(|| s.broker.release(d), "release").await;
-}
-
-/// What limits one attempt: the timeout, or the deadline if it comes first.
-enum Limit {
-    None,
-    Timeout(Duration),
-    Deadline(Duration),
-}
-
-fn attempt_limit(task: &TaskMessage, now: SystemTime) -> Limit {
-    let to_deadline = task.deadline.map(|dl| dl.duration_since(now).unwrap_or_default());
-    match (task.timeout, to_deadline) {
-        (Some(t), Some(d)) if d < t => Limit::Deadline(d),
-        (Some(t), _) => Limit::Timeout(t),
-        (None, Some(d)) => Limit::Deadline(d),
-        (None, None) => Limit::None,
-    }
-}
-
-/// The timer is boxed: inline, it would take room in every task's future, also for the many
-/// tasks with no timeout or deadline.
-async fn run_limited(fut: impl Future<Output = TaskResult>, limit: Limit) -> TaskResult {
-    match limit {
-        Limit::None => fut.await,
-        Limit::Timeout(t) => Box::pin(tokio::time::timeout(t, fut))
-            .await
-            .unwrap_or_else(|_| Err(TaskError::with_kind(ErrorKind::TimedOut, format!("timed out after {t:?}")))),
-        Limit::Deadline(d) => Box::pin(tokio::time::timeout(d, fut)).await.unwrap_or_else(|_| {
-            Err(TaskError::with_kind(ErrorKind::DeadlineExceeded, "deadline exceeded while running"))
-        }),
-    }
 }
 
 async fn fail(s: &Shared, d: &Delivery, task: &Arc<TaskMessage>, e: TaskError) {

@@ -28,6 +28,7 @@ pub use run::shutdown_signal;
 
 use crate::backend::{ResultBackend, DEFAULT_RETENTION};
 use crate::broker::Broker;
+use crate::data::DataMap;
 use crate::error::{Error, Result};
 use crate::handler::{Handler, Task, TaskHandler};
 use crate::middleware::{self, CatchPanic, Layer};
@@ -102,12 +103,39 @@ pub struct WorkerBuilder {
     retry: Arc<dyn RetryPolicy>,
     config: WorkerConfig,
     scheduler: Option<crate::scheduler::Scheduler>,
+    data: DataMap,
+    /// The data each registered typed task takes: (task, type, type name).
+    needs: Vec<(&'static str, std::any::TypeId, &'static str)>,
 }
 
 impl WorkerBuilder {
     /// Registers a typed task (defined with `#[conveyor::task]`).
     pub fn register<T: Task>(mut self, _task: T) -> Self {
         self.handlers.insert(T::NAME.to_owned(), (Arc::new(TaskHandler::<T>::new()), T::defaults().queue));
+        self.needs.extend(T::required_data().into_iter().map(|(id, name)| (T::NAME, id, name)));
+        self
+    }
+
+    /// Registers `value` for handlers: a database pool, an HTTP client, a mailer. A task
+    /// function takes it as a [`Data<T>`](crate::Data) parameter after its arguments; any
+    /// handler finds it with [`TaskContext::data`](crate::TaskContext::data) or
+    /// `req.data.get::<T>()`. One value per type (a second replaces the first): wrap two of one
+    /// type in types of their own.
+    ///
+    /// ```
+    /// # use conveyor_core::{Data, Task, Worker, TaskError};
+    /// # async fn demo(broker: std::sync::Arc<dyn conveyor_core::Broker>, backend: std::sync::Arc<dyn conveyor_core::ResultBackend>) -> conveyor_core::Result<()> {
+    /// #[derive(Clone)]
+    /// struct Db { url: String }
+    ///
+    /// let worker = Worker::builder(broker, backend)
+    ///     .data(Db { url: "postgres://…".into() })
+    ///     .queue("default", 1)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn data<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.data = self.data.with(value);
         self
     }
 
@@ -233,6 +261,11 @@ impl WorkerBuilder {
         if c.queues.is_empty() {
             return Err(Error::Config("worker has no queues: register a task or add a queue".into()));
         }
+        if let Some((task, _, ty)) = self.needs.iter().find(|(_, id, _)| !self.data.contains(*id)) {
+            return Err(Error::Config(format!(
+                "task `{task}` takes `Data<{ty}>`, but the worker has no `{ty}`: add `.data(value)` to the worker builder"
+            )));
+        }
         for (q, weight) in &c.queues {
             crate::task::check_queue_name(q)?;
             if *weight == 0 {
@@ -240,9 +273,12 @@ impl WorkerBuilder {
             }
         }
         // CatchPanic innermost (so middleware sees a panic as an error) and outermost (so a
-        // panicking middleware cannot take a task down with it).
+        // panicking middleware cannot take a task down with it); the attempt's time limit
+        // inside the middleware (so that it sees a timeout as a failed attempt).
+        middleware::panic::install_hook();
         let mut layers: Vec<Arc<dyn Layer>> = vec![Arc::new(CatchPanic)];
         layers.extend(self.layers.iter().cloned());
+        layers.push(Arc::new(middleware::limit::AttemptLimit));
         layers.push(Arc::new(CatchPanic));
         let handlers = self.handlers.into_iter().map(|(name, (h, _))| (name, middleware::wrap(h, &layers))).collect();
         let selector = queues::QueueSelector::new(
@@ -261,6 +297,7 @@ impl WorkerBuilder {
                 selector,
                 inflight: Default::default(),
                 client: crate::client::Client::new(broker.clone(), backend.clone()),
+                data: self.data,
             }),
         })
     }
@@ -283,6 +320,8 @@ impl Worker {
             retry: Arc::new(ExponentialBackoff::default()),
             config: WorkerConfig::default(),
             scheduler: None,
+            data: DataMap::default(),
+            needs: Vec::new(),
         }
     }
 

@@ -26,6 +26,8 @@ pub(crate) struct Shared {
     pub(crate) inflight: InFlight,
     /// For launching workflow continuations.
     pub(crate) client: crate::client::Client,
+    /// What handlers are given ([`WorkerBuilder::data`](crate::WorkerBuilder::data)).
+    pub(crate) data: crate::data::DataMap,
 }
 
 /// What every task of one run shares (one `Arc` clone per task).
