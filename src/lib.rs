@@ -101,3 +101,33 @@ pub use connect::{
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// docs/workflows.md's code blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/workflows.md")]
+pub struct WorkflowsDoctests;
+
+/// docs/unique-tasks.md's code blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/unique-tasks.md")]
+pub struct UniqueTasksDoctests;
+
+/// docs/periodic-tasks.md's code blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/periodic-tasks.md")]
+pub struct PeriodicTasksDoctests;
+
+/// docs/middleware.md's code blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/middleware.md")]
+pub struct MiddlewareDoctests;
+
+/// docs/handler-state.md's code blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/handler-state.md")]
+pub struct HandlerStateDoctests;
+
+/// docs/operations.md's code blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/operations.md")]
+pub struct OperationsDoctests;
