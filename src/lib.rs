@@ -44,6 +44,13 @@
 //!
 //! The in-memory broker and backend are always available (`memory://`).
 //!
+//! ## Versions
+//! Only this crate, `conveyor`, follows semantic versioning: depend on it alone. The crates it
+//! is made of (`conveyor-core`, the brokers, the backends, the macros) are pinned to the exact
+//! version by it, as sqlx does with its drivers, and may change between any two releases.
+//! Conveyor builds with Rust 1.89 or later; the `sqs` feature needs 1.94.1 (as the AWS SDK
+//! does). `scripts/test` checks both, and that every feature builds on its own.
+//!
 //! ## Beyond single tasks
 //! - [`workflow`]: chains, groups and chords as data ([`chain`], [`group`], [`chord`]).
 //! - [`scheduler`]: periodic tasks on cron schedules, enqueued once per tick however many
@@ -57,9 +64,12 @@
 //! (`memory://`) where falling back to this process is what you want. An unknown scheme, or
 //! one whose feature is not compiled in, is an error naming the problem, never a panic.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub use conveyor_core::*;
 
 #[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use conveyor_macros::task;
 
 /// The in-memory broker and result backend.
@@ -70,6 +80,7 @@ pub mod memory {
 
 /// The Redis broker and result backend (feature `redis`).
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis {
     pub use conveyor_backend_redis::RedisBackend;
     pub use conveyor_broker_redis::{RedisBroker, RedisConfig};
@@ -77,6 +88,7 @@ pub mod redis {
 
 /// The RabbitMQ broker (feature `amqp`).
 #[cfg(feature = "amqp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "amqp")))]
 pub mod amqp {
     #[doc(hidden)]
     pub use conveyor_broker_amqp::{futures_util, lapin};
@@ -85,6 +97,7 @@ pub mod amqp {
 
 /// The AWS SQS broker (feature `sqs`).
 #[cfg(feature = "sqs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqs")))]
 pub mod sqs {
     #[doc(hidden)]
     pub use conveyor_broker_sqs::{aws_config, aws_sdk_sqs};

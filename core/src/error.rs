@@ -245,7 +245,7 @@ impl Error {
     /// "unexpected answer from the claim script" for 10 s, like a dropped connection).
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Broker(_) | Error::Backend(_) => self.failure_kind().map_or(true, FailureKind::is_transient),
+            Error::Broker(_) | Error::Backend(_) => self.failure_kind().is_none_or(FailureKind::is_transient),
             _ => false,
         }
     }

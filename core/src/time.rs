@@ -17,24 +17,6 @@ pub fn until(t: SystemTime) -> Duration {
     t.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
 }
 
-/// Parses a human duration: a number followed by `ms`, `s`, `m`, `h` or `d`
-/// (`"250ms"`, `"30s"`, `"5m"`, `"1h"`); a bare number is seconds.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let ms = match unit.trim() {
-        "ms" => n,
-        "" | "s" => n.checked_mul(1_000)?,
-        "m" => n.checked_mul(60_000)?,
-        "h" => n.checked_mul(3_600_000)?,
-        "d" => n.checked_mul(86_400_000)?,
-        _ => return None,
-    };
-    Some(Duration::from_millis(ms))
-}
-
 /// Serde for `SystemTime` as Unix-epoch milliseconds.
 pub(crate) mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -86,19 +68,6 @@ pub(crate) mod opt_duration_ms {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_durations() {
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86400)));
-        assert_eq!(parse_duration("x"), None);
-        assert_eq!(parse_duration("5 parsecs"), None);
-        assert_eq!(parse_duration(""), None);
-    }
 
     #[test]
     fn millis_round_trip() {

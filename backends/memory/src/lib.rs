@@ -50,8 +50,8 @@ impl<V> Expiring<V> {
     /// The live entry of `key`, dropping it if expired.
     fn live(&mut self, key: &str, now: Instant) -> Option<&mut (V, Option<Instant>)> {
         self.ops = self.ops.wrapping_add(1);
-        if self.ops % 1024 == 0 {
-            self.map.retain(|_, (_, exp)| exp.map_or(true, |e| e > now));
+        if self.ops.is_multiple_of(1024) {
+            self.map.retain(|_, (_, exp)| exp.is_none_or(|e| e > now));
         }
         if self.map.get(key).is_some_and(|(_, exp)| exp.is_some_and(|e| e <= now)) {
             self.map.remove(key);

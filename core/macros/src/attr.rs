@@ -31,7 +31,7 @@ pub(crate) fn parse(attr: TokenStream) -> syn::Result<Options> {
                 let ms = parse_duration_ms(&s).ok_or_else(|| {
                     syn::Error::new_spanned(
                         value,
-                        format!("invalid timeout `{s}`: use a number with `ms`, `s`, `m` or `h`, like \"30s\""),
+                        format!("invalid timeout `{s}`: use a positive duration like \"30s\", \"250ms\", \"5m\" or \"1h 30m\""),
                     )
                 })?;
                 o.timeout_ms = Some(ms);
@@ -72,17 +72,9 @@ fn int(value: &Expr) -> syn::Result<u32> {
     }
 }
 
-/// `"250ms"`, `"30s"`, `"5m"`, `"2h"`.
+/// A positive duration in whole ms, as `humantime` reads it: `"250ms"`, `"30s"`, `"5m"`,
+/// `"2h"`, `"1h 30m"`.
 fn parse_duration_ms(s: &str) -> Option<u64> {
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return None,
-    };
-    n.checked_mul(mult).filter(|ms| *ms > 0)
+    let d = humantime::parse_duration(s).ok()?;
+    u64::try_from(d.as_millis()).ok().filter(|ms| *ms > 0)
 }
