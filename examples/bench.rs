@@ -139,13 +139,13 @@ fn peak_rss_kb() -> Option<u64> {
 mod raw_amqp {
     use std::time::Instant;
 
-    use conveyor::amqp::futures_util::StreamExt;
-    use conveyor::amqp::lapin::options::{
+    use futures_util::StreamExt;
+    use lapin::options::{
         BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
         QueueDeclareOptions, QueueDeleteOptions,
     };
-    use conveyor::amqp::lapin::types::{AMQPValue, FieldTable, LongString};
-    use conveyor::amqp::lapin::{BasicProperties, Connection, ConnectionProperties};
+    use lapin::types::{AMQPValue, FieldTable, LongString};
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
 
     pub async fn run(url: &str, tasks: u64, concurrency: usize) -> Result<(), Box<dyn std::error::Error>> {
         let url = url.split('?').next().unwrap_or(url);
@@ -193,8 +193,8 @@ mod raw_amqp {
 mod raw_sqs {
     use std::time::Instant;
 
-    use conveyor::sqs::aws_config::{self, BehaviorVersion, Region};
-    use conveyor::sqs::aws_sdk_sqs::Client;
+    use aws_config::{self, BehaviorVersion, Region};
+    use aws_sdk_sqs::Client;
 
     pub async fn run(url: &str, tasks: u64) -> Result<(), Box<dyn std::error::Error>> {
         let parsed = url::Url::parse(url)?;

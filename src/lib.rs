@@ -44,6 +44,11 @@
 //!
 //! The in-memory broker and backend are always available (`memory://`).
 //!
+//! ## Writing a broker or a backend
+//! Applications need only what this page lists at its root. A new broker or result backend
+//! implements the [`Broker`] or [`ResultBackend`] trait with the parts in [`mod@broker`] and
+//! [`mod@backend`].
+//!
 //! ## Versions
 //! Only this crate, `conveyor`, follows semantic versioning: depend on it alone. The crates it
 //! is made of (`conveyor-core`, the brokers, the backends, the macros) are pinned to the exact
@@ -66,7 +71,64 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use conveyor_core::*;
+// What an application uses, by area. (Hand-picked: the inner crates' plumbing stays out.)
+pub use conveyor_core::{async_trait, CancellationToken};
+pub use conveyor_core::{middleware, scheduler, workflow};
+// Enqueueing and results.
+pub use conveyor_core::{
+    Client, TaskBuilder, TaskHandle, TaskRecord, BATCH_ROUND, DEFAULT_MAX_PAYLOAD, DEFAULT_RETENTION,
+};
+// Tasks and their options.
+pub use conveyor_core::{
+    TaskDefaults, TaskId, TaskMessage, TaskState, UniqueRelease, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, MAX_PRIORITY,
+};
+// Handlers: what they take, return and see.
+pub use conveyor_core::{
+    BoxFuture, Data, DataMap, ErrorKind, FromContext, Handler, Request, Shutdown, Task, TaskContext, TaskError,
+    TaskResult,
+};
+// Workers and retries.
+pub use conveyor_core::{
+    shutdown_signal, ExponentialBackoff, QueuePriority, RetryPolicy, UnknownTask, Worker, WorkerBuilder, WorkerConfig,
+};
+// Workflows and periodic tasks.
+pub use conveyor_core::{chain, chord, group, Canvas, Failure, Signature, TaskExt, WorkflowHandle};
+pub use conveyor_core::{EntryProvider, MissedTicks, PeriodicEntry, Scheduler};
+// Errors, and a URL safe to print (its password replaced by `***`).
+pub use conveyor_core::{redact_url, Error, FailureKind, Result};
+// The broker and backend an application holds, and what it can ask of them today.
+pub use conveyor_core::{ArchivedTask, Broker, Payload, QueueAdmin, QueueStats, ResultBackend};
+
+/// For authors of a broker: the [`Broker`] trait and what a receive, a delivery and its
+/// settling are made of, with helpers for URLs and errors. Applications need none of it.
+pub mod broker {
+    pub use conveyor_core::broker::{
+        hand_back_paused, ArchivedTask, Broker, Delivery, Payload, QueueAdmin, QueueStats, RawPublish, Receipt,
+        ReceiveRequest,
+    };
+    pub use conveyor_core::task::{check_queue_name, WIRE_VERSION};
+    pub use conveyor_core::{async_trait, time};
+    pub use conveyor_core::{
+        check_prefix, first_contact_failure, parse_url, redact_url, replace_query, url_target, BoxError, DriverError,
+        FailureKind,
+    };
+}
+
+/// For authors of a result backend: the [`ResultBackend`] trait, its records and updates,
+/// with helpers for URLs and errors. Applications need none of it.
+pub mod backend {
+    pub use conveyor_core::backend::{
+        LockResult, ResultBackend, StateUpdate, TaskRecord, DEFAULT_RETENTION, UNCONFIRMED_TTL,
+    };
+    pub use conveyor_core::{async_trait, time};
+    pub use conveyor_core::{
+        check_prefix, first_contact_failure, parse_url, redact_url, replace_query, url_target, BoxError, DriverError,
+        FailureKind,
+    };
+}
+
+#[doc(hidden)]
+pub use conveyor_core::__private;
 
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
@@ -90,8 +152,6 @@ pub mod redis {
 #[cfg(feature = "amqp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "amqp")))]
 pub mod amqp {
-    #[doc(hidden)]
-    pub use conveyor_broker_amqp::{futures_util, lapin};
     pub use conveyor_broker_amqp::{AmqpBroker, AmqpConfig};
 }
 
@@ -99,8 +159,6 @@ pub mod amqp {
 #[cfg(feature = "sqs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqs")))]
 pub mod sqs {
-    #[doc(hidden)]
-    pub use conveyor_broker_sqs::{aws_config, aws_sdk_sqs};
     pub use conveyor_broker_sqs::{SqsBroker, SqsConfig, MAX_BODY};
 }
 

@@ -231,21 +231,6 @@ impl Client {
         out
     }
 
-    /// Enqueues a workflow (see [`crate::workflow`]): checks it, then enqueues its first tasks.
-    /// An invalid workflow is an [`Error::InvalidWorkflow`] and nothing is published.
-    pub async fn enqueue_workflow(&self, canvas: impl Into<crate::workflow::Canvas>) -> Result<crate::WorkflowHandle> {
-        let canvas = canvas.into();
-        canvas.validate()?;
-        let result = crate::workflow::plan::result_ref(&canvas);
-        let result_id = match &result {
-            crate::workflow::plan::ResultRef::Task(id) => Some(id.clone()),
-            crate::workflow::plan::ResultRef::Group { .. } => None,
-        };
-        let scope = crate::workflow::plan::Scope { result_id, ..Default::default() };
-        crate::workflow::advance::launch(self, &canvas, scope, None).await?;
-        Ok(crate::WorkflowHandle::new(result, self.clone()))
-    }
-
     /// The current record of a task.
     pub async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>> {
         self.backend.get(id).await

@@ -142,8 +142,13 @@ pub enum Error {
     InvalidPayload(String),
 
     /// The task's wire format version is newer than this build understands.
-    #[error("unsupported task wire format version {0} (this build reads up to {max})", max = crate::task::WIRE_VERSION)]
-    UnsupportedVersion(u32),
+    #[error("unsupported task wire format version {found} (this build reads up to {max})")]
+    UnsupportedVersion {
+        /// The version the payload has.
+        found: u32,
+        /// The newest version this build reads.
+        max: u32,
+    },
 
     /// The broker failed (connection lost, protocol error, rejected publish, ...).
     #[error("broker error: {0}")]

@@ -231,16 +231,6 @@ impl TaskContext {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.task.headers.get(name).map(String::as_str)
     }
-    /// In a workflow, the result of the step before this one (`None` outside a workflow, for
-    /// the first step, and for immutable signatures).
-    pub fn previous_result<T: DeserializeOwned>(&self) -> Option<crate::Result<T>> {
-        let input = crate::workflow::Meta::parse(&self.task)?.input?;
-        Some(
-            serde_json::from_str(input.get())
-                .map_err(|source| crate::Error::Decode { what: "previous result", source }),
-        )
-    }
-
     /// The whole envelope.
     pub fn message(&self) -> &TaskMessage {
         &self.task

@@ -11,6 +11,7 @@ pub mod broker;
 pub mod client;
 pub mod data;
 mod error;
+pub mod extract;
 pub mod handler;
 pub mod middleware;
 pub mod retry;
@@ -25,8 +26,9 @@ pub use broker::{
     ArchivedTask, Broker, Delivery, Payload, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest,
 };
 pub use client::{Client, TaskBuilder, TaskHandle, BATCH_ROUND, DEFAULT_MAX_PAYLOAD};
-pub use data::{Data, DataMap, FromContext};
+pub use data::DataMap;
 pub use error::{BoxError, DriverError, Error, FailureKind, Result};
+pub use extract::{Data, FromContext};
 pub use handler::{
     BoxFuture, ErrorKind, Handler, Request, Shutdown, Task, TaskContext, TaskDefaults, TaskError, TaskHandler,
     TaskResult,

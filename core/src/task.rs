@@ -393,7 +393,7 @@ impl TaskMessage {
         let msg: TaskMessage =
             serde_json::from_slice(bytes).map_err(|source| Error::Decode { what: "task payload", source })?;
         if msg.v > WIRE_VERSION {
-            return Err(Error::UnsupportedVersion(msg.v));
+            return Err(Error::UnsupportedVersion { found: msg.v, max: WIRE_VERSION });
         }
         if msg.name.is_empty() {
             return Err(Error::InvalidPayload("the task name is empty".into()));
@@ -460,7 +460,7 @@ mod tests {
     #[test]
     fn rejects_newer_versions_and_garbage() {
         let err = TaskMessage::decode(br#"{"v":2,"id":"a","name":"x","queue":"q","created_at":0}"#).unwrap_err();
-        assert!(matches!(err, Error::UnsupportedVersion(2)), "{err}");
+        assert!(matches!(err, Error::UnsupportedVersion { found: 2, .. }), "{err}");
         let err = TaskMessage::decode(b"not json").unwrap_err();
         assert!(matches!(err, Error::Decode { .. }), "{err}");
         assert!(err.to_string().contains("task payload"));

@@ -55,8 +55,8 @@ async fn rabbitmq_restart_mid_run_loses_no_confirmed_task() {
 /// connection failure, worth trying again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_carry_their_kind() {
-    use conveyor::amqp::lapin::{options::QueueDeleteOptions, Connection, ConnectionProperties};
     use conveyor::{Client, FailureKind, TaskMessage};
+    use lapin::{options::QueueDeleteOptions, Connection, ConnectionProperties};
     let url = url_with_prefix(&crate::amqp::url());
     let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
     let broker = conveyor::broker(&url).await.unwrap();
@@ -81,15 +81,15 @@ async fn failures_carry_their_kind() {
 }
 
 /// A raw channel on the test node, for writing behind the broker's back.
-async fn raw_channel() -> (conveyor::amqp::lapin::Connection, conveyor::amqp::lapin::Channel) {
-    use conveyor::amqp::lapin::{Connection, ConnectionProperties};
+async fn raw_channel() -> (lapin::Connection, lapin::Channel) {
+    use lapin::{Connection, ConnectionProperties};
     let conn = Connection::connect(&crate::amqp::url(), ConnectionProperties::default()).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
     (conn, ch)
 }
 
-fn long_string(v: &str) -> conveyor::amqp::lapin::types::AMQPValue {
-    conveyor::amqp::lapin::types::AMQPValue::LongString(v.into())
+fn long_string(v: &str) -> lapin::types::AMQPValue {
+    lapin::types::AMQPValue::LongString(v.into())
 }
 
 /// Delays, retries and the archive are as durable as the queue they go to: every delay bucket
@@ -98,8 +98,8 @@ fn long_string(v: &str) -> conveyor::amqp::lapin::types::AMQPValue {
 /// refuses a declaration whose arguments differ from the queue's); as classic queues, it fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delay_buckets_and_archive_are_quorum_queues_dead_lettering_at_least_once() {
-    use conveyor::amqp::lapin::options::QueueDeclareOptions;
-    use conveyor::amqp::lapin::types::{AMQPValue, FieldTable};
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::{AMQPValue, FieldTable};
     let url = url_with_prefix(&crate::amqp::url());
     let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
     let broker = conveyor::broker(&url).await.unwrap();
@@ -144,9 +144,9 @@ async fn a_conflicting_queue_is_a_clear_error_and_disturbs_no_task_in_flight() {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use conveyor::amqp::lapin::options::QueueDeclareOptions;
-    use conveyor::amqp::lapin::types::FieldTable;
     use conveyor::{FailureKind, Request, ResultBackend, TaskState, Worker};
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::FieldTable;
     let url = url_with_prefix(&crate::amqp::url());
     let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
     let (_conn, ch) = raw_channel().await;
@@ -198,10 +198,11 @@ async fn a_copy_whose_attempt_was_settled_is_not_run_again() {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use conveyor::amqp::lapin::options::BasicPublishOptions;
-    use conveyor::amqp::lapin::types::FieldTable;
-    use conveyor::amqp::lapin::BasicProperties;
-    use conveyor::{Request, ResultBackend, StateUpdate, TaskState, Worker};
+    use conveyor::backend::StateUpdate;
+    use conveyor::{Request, ResultBackend, TaskState, Worker};
+    use lapin::options::BasicPublishOptions;
+    use lapin::types::FieldTable;
+    use lapin::BasicProperties;
     let url = url_with_prefix(&crate::amqp::url());
     let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
     let broker = conveyor::broker(&url).await.unwrap();
@@ -218,7 +219,7 @@ async fn a_copy_whose_attempt_was_settled_is_not_run_again() {
     backend.update(&copy, StateUpdate::retry(1, "boom".into())).await.unwrap();
     let (_conn, ch) = raw_channel().await;
     let mut headers = FieldTable::default();
-    headers.insert("x-conveyor-copy".into(), conveyor::amqp::lapin::types::AMQPValue::LongLongInt(1));
+    headers.insert("x-conveyor-copy".into(), lapin::types::AMQPValue::LongLongInt(1));
     let props = BasicProperties::default().with_delivery_mode(2).with_headers(headers);
     for _ in 0..2 {
         let body = copy.encode().unwrap();

@@ -3,10 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor::broker::{Delivery, Receipt, ReceiveRequest};
 use conveyor::memory::MemoryBackend;
-use conveyor::{
-    async_trait, Broker, Client, Delivery, QueueStats, Receipt, ReceiveRequest, ResultBackend, TaskId, TaskMessage,
-};
+use conveyor::{async_trait, Broker, Client, QueueStats, ResultBackend, TaskId, TaskMessage};
 
 /// A broker whose publish never answers (a hung connection).
 struct Hung;

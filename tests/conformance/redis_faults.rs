@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor::broker::Payload;
 use conveyor::memory::MemoryBackend;
-use conveyor::{Client, Payload, Request, TaskState, Worker};
+use conveyor::{Client, Request, TaskState, Worker};
 
 use crate::faults::{message, ok};
 use crate::suite::{eventually, Running};
@@ -54,9 +55,10 @@ pub(crate) async fn receive(
     max: usize,
     lease: Duration,
     wait: Duration,
-) -> Vec<conveyor::Delivery> {
+) -> Vec<conveyor::broker::Delivery> {
     let stop = conveyor::CancellationToken::new();
-    let req = conveyor::ReceiveRequest { queues: &[queue], max, wait, lease, max_payload: usize::MAX, stop: &stop };
+    let req =
+        conveyor::broker::ReceiveRequest { queues: &[queue], max, wait, lease, max_payload: usize::MAX, stop: &stop };
     broker.receive(&req).await.unwrap()
 }
 
@@ -166,7 +168,7 @@ async fn wrong_type_structure_key_loses_nothing() {
     redis::cmd("SET").arg(&delayed).arg("oops").query_async::<()>(&mut conn).await.unwrap();
     let rec = client.enqueue_message(message("fault:count", "broken")).await.unwrap();
     let stop = conveyor::CancellationToken::new();
-    let req = conveyor::ReceiveRequest {
+    let req = conveyor::broker::ReceiveRequest {
         queues: &["broken"],
         max: 10,
         wait: Duration::from_millis(100),
@@ -366,7 +368,7 @@ async fn claim_reply_lost_to_the_timeout_costs_no_attempt() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stop = conveyor::CancellationToken::new();
-    let req = conveyor::ReceiveRequest {
+    let req = conveyor::broker::ReceiveRequest {
         queues: &["late"],
         max: 10,
         wait: Duration::ZERO,

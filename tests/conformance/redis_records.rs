@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use conveyor::{StateUpdate, TaskMessage, TaskRecord, TaskState, UNCONFIRMED_TTL};
+use conveyor::backend::{StateUpdate, UNCONFIRMED_TTL};
+use conveyor::{TaskMessage, TaskRecord, TaskState};
 
 /// A record written by an enqueue lapses unless the publish is confirmed (or a worker writes
 /// to it); an unconfirmed one never blocks a second enqueue with the same id.

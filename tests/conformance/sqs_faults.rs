@@ -19,7 +19,7 @@ async fn long_task_outliving_its_visibility_runs_once() {
 /// included: SQS's default of 4 days would silently drop an archive nobody looked at.
 #[tokio::test]
 async fn queues_keep_messages_fourteen_days() {
-    use conveyor::sqs::aws_sdk_sqs::{config::Credentials, config::Region, types::QueueAttributeName, Client};
+    use aws_sdk_sqs::{config::Credentials, config::Region, types::QueueAttributeName, Client};
     use conveyor::{Client as TaskClient, TaskMessage};
     let url = url_with_prefix();
     let broker = conveyor::broker(&url).await.unwrap();
@@ -33,7 +33,7 @@ async fn queues_keep_messages_fourteen_days() {
     admin.archived("retained", 0, 1).await.unwrap(); // creates the archive queue
     let endpoint = url::Url::parse(&url).unwrap().query_pairs().find(|(k, _)| k == "endpoint").unwrap().1.into_owned();
     let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
-    let cfg = conveyor::sqs::aws_sdk_sqs::Config::builder()
+    let cfg = aws_sdk_sqs::Config::builder()
         .behavior_version_latest()
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
@@ -75,7 +75,7 @@ async fn queue_names_too_long_for_sqs_are_refused_at_enqueue() {
 /// nothing listens is a connection failure, worth trying again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_carry_their_kind() {
-    use conveyor::sqs::aws_sdk_sqs::{config::Credentials, config::Region, Client};
+    use aws_sdk_sqs::{config::Credentials, config::Region, Client};
     use conveyor::{Client as TaskClient, FailureKind, TaskMessage};
     let url = url_with_prefix();
     let broker = conveyor::broker(&url).await.unwrap();
@@ -88,7 +88,7 @@ async fn failures_carry_their_kind() {
     client.enqueue_message(task()).await.unwrap();
     let endpoint = url::Url::parse(&url).unwrap().query_pairs().find(|(k, _)| k == "endpoint").unwrap().1.into_owned();
     let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
-    let cfg = conveyor::sqs::aws_sdk_sqs::Config::builder()
+    let cfg = aws_sdk_sqs::Config::builder()
         .behavior_version_latest()
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)

@@ -41,10 +41,6 @@ mod headers;
 mod receive;
 mod topology;
 
-/// The AMQP client in use, for the benchmark's raw baseline. Not part of the API.
-#[doc(hidden)]
-pub use {futures_util, lapin};
-
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};

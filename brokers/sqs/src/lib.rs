@@ -33,10 +33,6 @@ mod receive;
 pub use config::SqsConfig;
 use fifo::{fifo_id, publish_dedup, unique_id};
 
-/// The AWS SDK in use, for the benchmark's raw baseline. Not part of the API.
-#[doc(hidden)]
-pub use {aws_config, aws_sdk_sqs};
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};

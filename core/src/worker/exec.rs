@@ -8,7 +8,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use super::inflight::{LeaseWatch, Leased};
-use super::run::{Ctx, Shared};
+use super::shared::{Ctx, Shared};
 use super::UnknownTask;
 use crate::backend::StateUpdate;
 use crate::broker::{Delivery, Payload};

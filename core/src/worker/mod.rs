@@ -18,6 +18,7 @@ mod exec;
 mod inflight;
 mod queues;
 mod run;
+mod shared;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -288,7 +289,7 @@ impl WorkerBuilder {
         let (broker, backend) = (self.broker, self.backend);
         Ok(Worker {
             scheduler: self.scheduler,
-            shared: Arc::new(run::Shared {
+            shared: Arc::new(shared::Shared {
                 broker: broker.clone(),
                 backend: backend.clone(),
                 handlers,
@@ -305,7 +306,7 @@ impl WorkerBuilder {
 
 /// Receives tasks and runs their handlers, at most `concurrency` at a time, until shut down.
 pub struct Worker {
-    shared: Arc<run::Shared>,
+    shared: Arc<shared::Shared>,
     scheduler: Option<crate::scheduler::Scheduler>,
 }
 

@@ -76,3 +76,20 @@ impl WorkflowHandle {
         }
     }
 }
+
+impl Client {
+    /// Enqueues a workflow (see [`crate::workflow`]): checks it, then enqueues its first tasks.
+    /// An invalid workflow is an [`Error::InvalidWorkflow`] and nothing is published.
+    pub async fn enqueue_workflow(&self, canvas: impl Into<super::Canvas>) -> Result<WorkflowHandle> {
+        let canvas = canvas.into();
+        canvas.validate()?;
+        let result = super::plan::result_ref(&canvas);
+        let result_id = match &result {
+            super::plan::ResultRef::Task(id) => Some(id.clone()),
+            super::plan::ResultRef::Group { .. } => None,
+        };
+        let scope = super::plan::Scope { result_id, ..Default::default() };
+        super::advance::launch(self, &canvas, scope, None).await?;
+        Ok(WorkflowHandle::new(result, self.clone()))
+    }
+}

@@ -392,3 +392,15 @@ impl Canvas {
         Ok(())
     }
 }
+
+impl crate::handler::TaskContext {
+    /// In a workflow, the result of the step before this one (`None` outside a workflow, for
+    /// the first step, and for immutable signatures).
+    pub fn previous_result<T: serde::de::DeserializeOwned>(&self) -> Option<crate::Result<T>> {
+        let input = Meta::parse(self.message())?.input?;
+        Some(
+            serde_json::from_str(input.get())
+                .map_err(|source| crate::Error::Decode { what: "previous result", source }),
+        )
+    }
+}

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use conveyor::{Error, ReceiveRequest, TaskState};
+use conveyor::broker::ReceiveRequest;
+use conveyor::{Error, TaskState};
 
 use super::tasks::{probe, Probe};
 use super::{Env, Running};

@@ -4,9 +4,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor::backend::{LockResult, StateUpdate};
+use conveyor::broker::{Delivery, RawPublish, Receipt, ReceiveRequest};
 use conveyor::{
-    async_trait, Broker, Delivery, Error, LockResult, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest,
-    Result, ResultBackend, StateUpdate, TaskId, TaskMessage, TaskRecord,
+    async_trait, Broker, Error, QueueAdmin, QueueStats, Result, ResultBackend, TaskId, TaskMessage, TaskRecord,
 };
 use serde_json::value::RawValue;
 

@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor::{async_trait, Error, LockResult, Result, ResultBackend, StateUpdate, TaskId, TaskMessage, TaskRecord};
+use conveyor::backend::{LockResult, StateUpdate};
+use conveyor::{async_trait, Error, Result, ResultBackend, TaskId, TaskMessage, TaskRecord};
 use serde_json::value::RawValue;
 
 use super::tasks::{log, probe, Probe};

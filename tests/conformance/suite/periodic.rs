@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use conveyor::broker::BoxError;
 use conveyor::scheduler::{fire_task_id, history, EntryProvider, FireRecord, MissedTicks, PeriodicEntry, Scheduler};
-use conveyor::{BoxError, CancellationToken, TaskContext, TaskError, TaskExt};
+use conveyor::{CancellationToken, TaskContext, TaskError, TaskExt};
 
 use super::{eventually, Env, Running};
 
@@ -97,7 +98,7 @@ pub async fn dead_claimer_tick_is_taken_over(env: Env) {
     // Held from now until a second after the tick.
     let ttl = next.duration_since(now).unwrap() + Duration::from_secs(1);
     let got = env.backend.try_lock(&claim, "dead-scheduler", ttl).await.unwrap();
-    assert_eq!(got, conveyor::LockResult::Acquired);
+    assert_eq!(got, conveyor::backend::LockResult::Acquired);
     let s = scheduler(&env).entry(e).claim_ttl(Duration::from_secs(1)).misfire_grace(Duration::from_secs(30));
     let (stop, h) = start(s.build().unwrap());
     eventually(Duration::from_secs(20), "the dead claimer's tick is enqueued", || async {

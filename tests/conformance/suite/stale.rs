@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use conveyor::{chord, StateUpdate, TaskContext, TaskError, TaskExt, TaskMessage, TaskRecord, TaskState};
+use conveyor::backend::StateUpdate;
+use conveyor::{chord, TaskContext, TaskError, TaskExt, TaskMessage, TaskRecord, TaskState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

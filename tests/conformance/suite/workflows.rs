@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor::{chain, chord, group, Error, ReceiveRequest, Signature, TaskExt, TaskMessage, TaskState};
+use conveyor::broker::ReceiveRequest;
+use conveyor::{chain, chord, group, Error, Signature, TaskExt, TaskMessage, TaskState};
 use serde_json::{json, Value};
 
 use super::wf_tasks::{add, double, fail, record, recorded, sum};
