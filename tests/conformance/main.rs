@@ -1,12 +1,14 @@
 //! The conformance suite: one set of behaviours every broker and result backend must pass.
 //!
-//! `suite/` holds the behaviours, written once against `Arc<dyn Broker>` and
-//! `Arc<dyn ResultBackend>`; [`conformance_suite!`] instantiates all of them as `#[tokio::test]`s
-//! for one factory. Each broker adds a module here that calls the macro (the memory broker runs
-//! under plain `cargo test`).
+//! The behaviours live in the `conveyor-conformance` crate (`conformance/`), written once
+//! against `Arc<dyn Broker>` and `Arc<dyn ResultBackend>` and exported for other brokers'
+//! authors; `conformance_suite!` instantiates all of them as `#[tokio::test]`s for one factory.
+//! Each broker adds a module here that calls the macro (the memory broker runs under plain
+//! `cargo test`); the other files are tests of one broker's faults and edges.
 
 #[macro_use]
-mod suite;
+extern crate conveyor_conformance;
+use conveyor_conformance as suite;
 #[cfg(feature = "amqp")]
 mod amqp;
 #[cfg(feature = "amqp")]

@@ -1,4 +1,28 @@
-//! The behaviours, and the macro that instantiates them for one broker/backend factory.
+//! The conformance suite of [Conveyor](https://crates.io/crates/conveyor): the behaviours every
+//! broker and result backend must show, written once against `Arc<dyn Broker>` and
+//! `Arc<dyn ResultBackend>`, and run by Conveyor on its in-memory, Redis, RabbitMQ and SQS
+//! brokers. The author of a new broker or backend runs the same behaviours on theirs:
+//!
+//! ```ignore
+//! // tests/conformance.rs of your broker's crate (dev-dependencies: conveyor-conformance, tokio)
+//! use std::sync::Arc;
+//! use conveyor_conformance::{conformance_suite, Env};
+//!
+//! async fn env() -> Env {
+//!     let broker = Arc::new(MyBroker::connect("my://localhost").await.unwrap());
+//!     Env::new(broker, Arc::new(conveyor::memory::MemoryBackend::new()))
+//! }
+//!
+//! conformance_suite!(env);
+//! ```
+//!
+//! `conformance_suite!` expands to one `#[tokio::test]` per behaviour; each calls the factory
+//! for a fresh [`Env`] and names its queues after a namespace of its own, so the tests can
+//! share one server. The modules hold the behaviours by area; [`faulty`] has the wrappers that
+//! inject publish failures and partitions. docs/writing-a-broker.md walks through it.
+
+// The behaviours are test functions named for what they check; their docs say why.
+#![allow(missing_docs)]
 
 pub mod basic;
 pub mod failures;
@@ -106,11 +130,12 @@ where
     }
 }
 
-/// Instantiates every behaviour of the suite as a test, for the factory `$env`
+/// Instantiates every behaviour of the suite as a `#[tokio::test]`, for the factory `$env`
 /// (an `async fn() -> Env`).
+#[macro_export]
 macro_rules! conformance_suite {
     ($env:path) => {
-        conformance_suite!(@tests $env;
+        $crate::conformance_suite!(@tests $env;
             basic::publish_receive_ack,
             basic::results_and_states,
             basic::duplicate_task_id_is_a_conflict,
@@ -182,7 +207,7 @@ macro_rules! conformance_suite {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $test() {
-                $crate::suite::$module::$test($env().await).await;
+                $crate::$module::$test($env().await).await;
             }
         )*
     };
