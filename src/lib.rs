@@ -202,3 +202,8 @@ pub struct HandlerStateDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/operations.md")]
 pub struct OperationsDoctests;
+
+/// docs/writing-a-broker.md's code blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/writing-a-broker.md")]
+pub struct WritingABrokerDoctests;
