@@ -17,6 +17,7 @@ mod client;
 mod connect;
 #[cfg(any(feature = "redis", feature = "amqp", feature = "sqs"))]
 mod faults;
+mod file_broker;
 mod handlers;
 mod memory;
 #[cfg(feature = "redis")]
