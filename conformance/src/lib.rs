@@ -169,6 +169,7 @@ macro_rules! conformance_suite {
             worker::interrupted_handler_hands_task_back,
             worker::lost_lease_counts_as_an_attempt,
             worker::lease_lost_before_the_handler_started_costs_no_attempt,
+            worker::handed_back_after_a_lost_lease_runs_to_completion,
             worker::panicking_middleware_is_contained,
             stale::lost_lease_stops_the_stale_run,
             stale::stale_run_cannot_overwrite_the_live_outcome,

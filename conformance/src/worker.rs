@@ -271,6 +271,26 @@ pub async fn lease_lost_before_the_handler_started_costs_no_attempt(env: Env) {
     w.stop().await;
 }
 
+/// A task whose run died with its worker (a lost lease, counted) is then interrupted on the
+/// next worker by a graceful shutdown and handed back: it is not lost, and the run that
+/// finishes it records its result. (On RabbitMQ and SQS a hand-back republished the original
+/// message, which forgot the counted lease: its copy was taken for a duplicate and dropped.)
+pub async fn handed_back_after_a_lost_lease_runs_to_completion(env: Env) {
+    let q = env.q("lost-handback");
+    let client = env.client();
+    let h = client.task(probe, Probe { interrupt_on_shutdown: true, ..Probe::new(&q) }).queue(&q).await.unwrap();
+    let taken = take_with_short_lease(&env, &q).await;
+    let conveyor::broker::Payload::Task(task) = &taken.payload else { panic!("undecodable") };
+    env.backend.update(task, StateUpdate::to(TaskState::Active, 0)).await.unwrap();
+    let w = Running::start(env.worker().queue(&q, 1));
+    eventually(WAIT, "the task running again", || async { log(&q).running == 1 }).await;
+    w.stop().await;
+    let w = Running::start(env.worker().queue(&q, 1));
+    assert_eq!(h.get(WAIT).await.unwrap(), 2, "interrupted once, then completed");
+    assert_eq!(h.status().await.unwrap().state, TaskState::Completed);
+    w.stop().await;
+}
+
 pub async fn panicking_middleware_is_contained(env: Env) {
     let q = env.q("mw-panic");
     let client = env.client();

@@ -64,12 +64,14 @@ pub trait FromContext: Sized {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl FromContext for TaskContext {
     fn from_context(ctx: &TaskContext) -> Result<Self, TaskError> {
         Ok(ctx.clone())
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<T: Send + Sync + 'static> FromContext for Data<T> {
     fn from_context(ctx: &TaskContext) -> Result<Self, TaskError> {
         ctx.data_map().get_arc::<T>().map(Data).ok_or_else(|| {

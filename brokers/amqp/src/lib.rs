@@ -80,6 +80,9 @@ struct Inner {
     /// When the last reconnect failed, and why: callers that waited for it get its answer
     /// rather than each trying again for up to 10 s in turn.
     failed: Mutex<Option<(Instant, FailureKind, String)>>,
+    /// Declarations one at a time: one that fails closes the declaring channel, and another
+    /// in flight on it would fail with the first one's error, naming the wrong queue.
+    declaring: tokio::sync::Mutex<()>,
     state: Mutex<State>,
     notify: Notify,
 }
@@ -141,6 +144,7 @@ impl AmqpBroker {
                 cfg: AmqpConfig::from_url(url)?,
                 link: tokio::sync::Mutex::new(None),
                 failed: Mutex::default(),
+                declaring: tokio::sync::Mutex::new(()),
                 state: Mutex::default(),
                 notify: Notify::new(),
             }),
@@ -236,6 +240,7 @@ impl AmqpBroker {
             }
         }
         let n = self.names(queue);
+        let _one_at_a_time = self.inner.declaring.lock().await;
         let dc = self.declaring_channel().await?;
         let declared = async {
             topology::declare_main(&dc, &n).await?;
@@ -588,6 +593,7 @@ impl Broker for AmqpBroker {
 
     async fn stats(&self, queue: &str) -> Result<QueueStats> {
         self.declare(queue).await?;
+        let _one_at_a_time = self.inner.declaring.lock().await;
         let ch = self.declaring_channel().await?;
         let n = self.names(queue);
         let mut s = QueueStats::default();

@@ -68,9 +68,10 @@ pub(crate) fn declare_err(n: &Names, e: lapin::Error) -> conveyor_core::Error {
         return crate::failure::err(e);
     }
     let why = format!(
-        "a queue of `{}` exists with other settings than this version of Conveyor declares (an older \
-         version's classic delay buckets or archive, or one declared by hand): drain and delete it, \
-         or use another `prefix` ({e})",
+        "a queue of `{}` exists with other settings than this version of Conveyor declares (one \
+         declared by an older version, whose delay buckets and archive were classic queues and whose \
+         main queue had no at-least-once dead-lettering, or by hand): drain and delete the queue's \
+         main, delay and archive queues, or use another `prefix` ({e})",
         n.main
     );
     crate::failure::fail(conveyor_core::FailureKind::Rejected, why)

@@ -124,7 +124,8 @@ impl RedisBroker {
                 }
                 Err(_) => {
                     self.hand_back_late(queue, k, (plan, true), call, lease);
-                    return Err(Error::broker("no reply to a claim in time (Redis stalled?)"));
+                    let why = "no reply to a claim in time (Redis stalled?)";
+                    return Err(Error::broker_failure(conveyor_core::FailureKind::Timeout, why));
                 }
             };
             let (got, again) = self.take_answers(queue, &k, (&plan, true), answers, max_payload).await?;

@@ -84,7 +84,8 @@ impl SqsBroker {
                 payload,
                 redelivered: lost > 0,
                 lost_leases: lost,
-                copy: lost == 0 && attrs.contains_key(crate::COPY),
+                // The very first receive only (a FIFO delay's early receives are not first).
+                copy: received == 1 && attrs.contains_key(crate::COPY),
             });
         }
         Ok(deliveries)

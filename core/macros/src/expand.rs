@@ -114,7 +114,12 @@ fn check_args_type(ty: &Type) -> syn::Result<()> {
                 format!("task arguments are decoded from the queue, so they are owned: {hint}"),
             ))
         }
-        Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "TaskContext" || s.ident == "Data") => {
+        Type::Path(p)
+            if p.path.segments.last().is_some_and(|s| {
+                s.ident == "TaskContext"
+                    || (s.ident == "Data" && matches!(s.arguments, PathArguments::AngleBracketed(_)))
+            }) =>
+        {
             Err(syn::Error::new_spanned(
                 ty,
                 "the task's arguments come first: `async fn f(args: T, ctx: TaskContext)` \

@@ -39,7 +39,8 @@ pub(crate) fn install_hook() {
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if GUARDED.get() {
+            // With `panic = "abort"` nothing is caught: the default report must be printed.
+            if GUARDED.get() && cfg!(panic = "unwind") {
                 let at = info.location().map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()));
                 CAUGHT.set(Some(format!("{}{}", payload_text(info.payload()), at.unwrap_or_default())));
             } else {
@@ -51,6 +52,8 @@ pub(crate) fn install_hook() {
 
 /// Runs `f` marked as guarded (restoring the mark after, for nested guards).
 fn guarded<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    // A panic caught inside the handler (its own catch_unwind) left its message: not this one's.
+    CAUGHT.set(None);
     let was = GUARDED.replace(true);
     let r = catch_unwind(AssertUnwindSafe(f));
     GUARDED.set(was);

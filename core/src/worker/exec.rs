@@ -302,13 +302,13 @@ fn counted_losses(task: &TaskMessage, lost: u32, record: Option<&crate::backend:
 }
 
 /// Whether `record` shows attempt `attempt` settled by some delivery: the task completed, or
-/// this attempt was retried or archived, or a later attempt began. Whoever settled it carries
-/// the task on (its own message stays until the next step is published), so a copy of this
-/// attempt is a duplicate.
+/// this attempt (or a later one) was retried or archived. Whoever settled it carries the task
+/// on (its own message stays until the retry or archive is published), so a copy of this
+/// attempt is a duplicate. An `active` or `pending` record of a later attempt is not proof:
+/// an attempt counted from lost leases can be handed back (see [`hand_back`]).
 fn settled(record: &crate::backend::TaskRecord, attempt: u32) -> bool {
     record.state == TaskState::Completed
-        || record.attempt() > attempt
-        || (record.attempt() == attempt && matches!(record.state, TaskState::Retry | TaskState::Archived))
+        || (record.attempt() >= attempt && matches!(record.state, TaskState::Retry | TaskState::Archived))
 }
 
 /// The task as it stands after `lost` expired leases: each counts as a failed attempt.
@@ -324,11 +324,19 @@ fn with_lost_leases(task: &Arc<TaskMessage>, lost: u32) -> Arc<TaskMessage> {
     Arc::new(t)
 }
 
-/// Gives the delivery back, ready at once, without using an attempt.
+/// Gives the delivery back, ready at once, without using an attempt. A task whose lost leases
+/// were counted goes back as counted (a new envelope, published at once): a broker that hands
+/// back the original message (RabbitMQ, SQS) would forget them, and the next run's writes,
+/// of an earlier attempt than its record's, would be fenced off.
 async fn hand_back(s: &Shared, d: &Delivery, task: &TaskMessage) {
     tracing::info!(task.id = %task.id, "handing unfinished task back");
     record(|| s.backend.update(task, StateUpdate::to(TaskState::Pending, task.retried)), "record state").await;
-    settle(|| s.broker.release(d), "release").await;
+    match d.task() {
+        Some(original) if original.retried != task.retried => {
+            settle(|| s.broker.retry(d, task, Duration::ZERO), "hand back").await
+        }
+        _ => settle(|| s.broker.release(d), "release").await,
+    }
 }
 
 async fn fail(s: &Shared, d: &Delivery, task: &Arc<TaskMessage>, e: TaskError) {
@@ -461,9 +469,13 @@ mod tests {
         assert!(!settled(&record(TaskState::Active, 1), 1), "attempt 1 running elsewhere, or its worker died");
         assert!(!settled(&record(TaskState::Pending, 1), 1), "attempt 1 handed back");
         assert!(settled(&record(TaskState::Retry, 2), 1), "attempt 1 failed and was retried");
+        assert!(settled(&record(TaskState::Retry, 3), 1), "a later attempt was retried");
         assert!(settled(&record(TaskState::Archived, 1), 1), "attempt 1 archived");
         assert!(settled(&record(TaskState::Completed, 0), 1), "completed");
-        assert!(settled(&record(TaskState::Active, 2), 1), "attempt 2 began");
+        // A later attempt counted from lost leases may be handed back: its copy carries the
+        // original's count, so an active or pending record of a later attempt is no proof.
+        assert!(!settled(&record(TaskState::Active, 2), 1), "attempt 2 running, or handed back");
+        assert!(!settled(&record(TaskState::Pending, 2), 0), "a counted attempt handed back");
         assert!(!settled(&record(TaskState::Archived, 0), 1), "an older attempt's archive (a stale write)");
     }
 }
