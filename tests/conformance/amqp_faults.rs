@@ -93,8 +93,7 @@ fn long_string(v: &str) -> lapin::types::AMQPValue {
 }
 
 /// Delays, retries and the archive are as durable as the queue they go to: every delay bucket
-/// and the archive are quorum queues, and buckets (and the main queue's backstop) dead-letter
-/// `at-least-once`. Declaring them again with exactly those arguments succeeds (RabbitMQ
+/// and the archive are quorum queues, and buckets dead-letter `at-least-once`. Declaring them again with exactly those arguments succeeds (RabbitMQ
 /// refuses a declaration whose arguments differ from the queue's); as classic queues, it fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delay_buckets_and_archive_are_quorum_queues_dead_lettering_at_least_once() {
@@ -125,7 +124,10 @@ async fn delay_buckets_and_archive_are_quorum_queues_dead_lettering_at_least_onc
         let name = format!("{main}.delay.{ms}");
         ch.queue_declare(name.as_str().into(), durable, args).await.unwrap_or_else(|e| panic!("{name}: {e}"));
     }
-    let mut args = quorum(Some(&format!("{main}.archive")));
+    // The main queue as before (its backstop dead-letters at most once: see topology.rs).
+    let mut args = quorum(None);
+    args.insert("x-dead-letter-exchange".into(), long_string(""));
+    args.insert("x-dead-letter-routing-key".into(), long_string(&format!("{main}.archive")));
     args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(1000));
     ch.queue_declare(main.as_str().into(), durable, args).await.expect("main queue");
     ch.queue_declare(format!("{main}.archive").as_str().into(), durable, quorum(None)).await.expect("archive");

@@ -64,6 +64,9 @@ use topology::Names;
 
 use failure::err;
 
+/// The longest a call on an open connection may take (see [`AmqpBroker::bounded`]).
+const OP_LIMIT: Duration = Duration::from_secs(5);
+
 fn now_ms() -> i64 {
     time::to_millis(SystemTime::now()) as i64
 }
@@ -80,9 +83,9 @@ struct Inner {
     /// When the last reconnect failed, and why: callers that waited for it get its answer
     /// rather than each trying again for up to 10 s in turn.
     failed: Mutex<Option<(Instant, FailureKind, String)>>,
-    /// Declarations one at a time: one that fails closes the declaring channel, and another
-    /// in flight on it would fail with the first one's error, naming the wrong queue.
-    declaring: tokio::sync::Mutex<()>,
+    /// A call on the connection went unanswered (see [`AmqpBroker::bounded`]): the next call
+    /// opens a new one.
+    stale: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
     notify: Notify,
 }
@@ -144,7 +147,7 @@ impl AmqpBroker {
                 cfg: AmqpConfig::from_url(url)?,
                 link: tokio::sync::Mutex::new(None),
                 failed: Mutex::default(),
-                declaring: tokio::sync::Mutex::new(()),
+                stale: Default::default(),
                 state: Mutex::default(),
                 notify: Notify::new(),
             }),
@@ -173,10 +176,14 @@ impl AmqpBroker {
     async fn link(&self) -> Result<(Channel, u64)> {
         let asked = Instant::now();
         let mut link = self.inner.link.lock().await;
-        if let Some(l) = link.as_mut().filter(|l| l.conn.status().connected()) {
+        let stale = self.inner.stale.swap(false, std::sync::atomic::Ordering::SeqCst);
+        if let Some(l) = link.as_mut().filter(|l| l.conn.status().connected() && !stale) {
             if !l.publish.status().connected() {
-                l.publish = l.conn.create_channel().await.map_err(err)?;
-                l.publish.confirm_select(ConfirmSelectOptions::default()).await.map_err(err)?;
+                let opened =
+                    self.bounded("a new channel", async { l.conn.create_channel().await.map_err(err) }).await?;
+                l.publish = opened;
+                let confirms = l.publish.confirm_select(ConfirmSelectOptions::default());
+                self.bounded("publisher confirms", async { confirms.await.map_err(err) }).await?;
             }
             return Ok((l.publish.clone(), l.gen));
         }
@@ -198,7 +205,11 @@ impl AmqpBroker {
     async fn reconnect(&self, link: &mut Option<Link>) -> Result<(Channel, u64)> {
         if let Some(old) = link.take() {
             // Its channels, consumers and unacked deliveries go with it (RabbitMQ requeues them).
-            let _ = old.conn.close(200, "reconnecting".into()).await;
+            // Closed in the background: a close on a half-dead connection can wait for an
+            // answer that never comes, and the reconnect (and every caller behind it) with it.
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), old.conn.close(200, "reconnecting".into())).await;
+            });
         }
         let conn = tokio::time::timeout(
             Duration::from_secs(10),
@@ -212,10 +223,12 @@ impl AmqpBroker {
             let kind = failure::kind_of(&e);
             failure::fail(kind, conveyor_core::first_contact_failure("RabbitMQ", &self.target(), &e.to_string()))
         })?;
-        let publish = conn.create_channel().await.map_err(err)?;
-        publish.confirm_select(ConfirmSelectOptions::default()).await.map_err(err)?;
-        let get = conn.create_channel().await.map_err(err)?;
-        let declare = conn.create_channel().await.map_err(err)?;
+        let channels = async {
+            let publish = conn.create_channel().await?;
+            publish.confirm_select(ConfirmSelectOptions::default()).await?;
+            Ok::<_, lapin::Error>((publish, conn.create_channel().await?, conn.create_channel().await?))
+        };
+        let (publish, get, declare) = self.bounded("new channels", async { channels.await.map_err(err) }).await?;
         let gen = self.state().gen + 1;
         {
             // Everything received on the old connection was returned to the queues by RabbitMQ.
@@ -240,18 +253,32 @@ impl AmqpBroker {
             }
         }
         let n = self.names(queue);
-        let _one_at_a_time = self.inner.declaring.lock().await;
         let dc = self.declaring_channel().await?;
         let declared = async {
             topology::declare_main(&dc, &n).await?;
             topology::declare_archive(&dc, &n).await?;
             topology::declare_buckets(&dc, &n).await
         };
-        declared.await.map_err(|e| topology::declare_err(&n, e))?;
+        self.bounded("a queue declaration", async { declared.await.map_err(|e| topology::declare_err(&n, e)) }).await?;
         if let Some(l) = self.inner.link.lock().await.as_mut().filter(|l| l.gen == gen) {
             l.declared.insert(queue.to_owned());
         }
         Ok(ch)
+    }
+
+    /// Runs one call on the connection, for at most [`OP_LIMIT`]: a connection that accepted
+    /// the call and then went silent (a server restarting, a half-open socket) fails it with a
+    /// timeout, and the next call opens a new connection. Without the limit, such a call hung a
+    /// worker for 30 s and more after a RabbitMQ restart.
+    async fn bounded<T>(&self, what: &str, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        match tokio::time::timeout(OP_LIMIT, call).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.inner.stale.store(true, std::sync::atomic::Ordering::SeqCst);
+                let why = format!("RabbitMQ at {} did not answer {what} within {OP_LIMIT:?}", self.target());
+                Err(failure::fail(FailureKind::Timeout, why))
+            }
+        }
     }
 
     /// The channel for declarations, opened again if a failed declaration closed it.
@@ -311,23 +338,27 @@ impl AmqpBroker {
             let conn_ch = {
                 let link = self.inner.link.lock().await;
                 match link.as_ref() {
-                    Some(l) if l.gen == gen => l.conn.create_channel().await.map_err(err)?,
+                    Some(l) if l.gen == gen => {
+                        self.bounded("a new channel", async { l.conn.create_channel().await.map_err(err) }).await?
+                    }
                     _ => {
                         return Err(failure::fail(FailureKind::Connection, "the RabbitMQ connection changed; retrying"))
                     }
                 }
             };
             let qos = self.inner.cfg.prefetch.unwrap_or(prefetch.clamp(1, 1000) as u16);
-            conn_ch.basic_qos(qos, BasicQosOptions::default()).await.map_err(err)?;
-            let consumer = conn_ch
-                .basic_consume(
-                    self.names(q).main.as_str().into(),
-                    format!("conveyor-{}", conveyor_core::TaskId::random()).as_str().into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(err)?;
+            let subscribe = async {
+                conn_ch.basic_qos(qos, BasicQosOptions::default()).await?;
+                conn_ch
+                    .basic_consume(
+                        self.names(q).main.as_str().into(),
+                        format!("conveyor-{}", conveyor_core::TaskId::random()).as_str().into(),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+            };
+            let consumer = self.bounded("a subscription", async { subscribe.await.map_err(err) }).await?;
             self.state().consumers.insert((*q).to_owned(), gen);
             tokio::spawn(consume::consume(Arc::downgrade(&self.inner), (*q).to_owned(), gen, consumer, conn_ch));
         }
@@ -418,8 +449,8 @@ impl AmqpBroker {
             }
             (l.get.clone(), l.gen)
         };
-        let got =
-            ch.basic_get(self.names(queue).main.as_str().into(), BasicGetOptions::default()).await.map_err(err)?;
+        let get = ch.basic_get(self.names(queue).main.as_str().into(), BasicGetOptions::default());
+        let got = self.bounded("a basic.get", async { get.await.map_err(err) }).await?;
         Ok(got.map(|m| Incoming { delivery: m.delivery, gen, pushed: false }))
     }
 
@@ -593,7 +624,6 @@ impl Broker for AmqpBroker {
 
     async fn stats(&self, queue: &str) -> Result<QueueStats> {
         self.declare(queue).await?;
-        let _one_at_a_time = self.inner.declaring.lock().await;
         let ch = self.declaring_channel().await?;
         let n = self.names(queue);
         let mut s = QueueStats::default();

@@ -1,12 +1,11 @@
 //! Queue names and declarations: a quorum queue per Conveyor queue, an archive quorum queue,
 //! and delay buckets (quorum queues with a message TTL that dead-letter into the main queue).
 //!
-//! Every queue a task passes through is a replicated quorum queue, and every dead-lettering
-//! (a bucket's expired tasks into the main queue, the main queue's backstop into the archive)
-//! is `at-least-once` (RabbitMQ ≥ 3.10): RabbitMQ keeps the message in its source queue until
-//! the target confirmed it, so a target without a leader delays a task, never drops it. That
-//! strategy needs `x-overflow: reject-publish` on the source (no length limit is set, so it
-//! never refuses).
+//! Every queue a task passes through is a replicated quorum queue, and a bucket's expired tasks
+//! dead-letter into the main queue `at-least-once` (RabbitMQ ≥ 3.10): RabbitMQ keeps the
+//! message in its bucket until the main queue confirmed it, so a main queue without a leader
+//! delays a task, never drops it. That strategy needs `x-overflow: reject-publish` on the
+//! bucket (no length limit is set, so it never refuses).
 
 use std::time::Duration;
 
@@ -69,9 +68,8 @@ pub(crate) fn declare_err(n: &Names, e: lapin::Error) -> conveyor_core::Error {
     }
     let why = format!(
         "a queue of `{}` exists with other settings than this version of Conveyor declares (one \
-         declared by an older version, whose delay buckets and archive were classic queues and whose \
-         main queue had no at-least-once dead-lettering, or by hand): drain and delete the queue's \
-         main, delay and archive queues, or use another `prefix` ({e})",
+         declared by an older version, whose delay buckets and archive were classic queues, or by \
+         hand): drain and delete the queue's delay and archive queues, or use another `prefix` ({e})",
         n.main
     );
     crate::failure::fail(conveyor_core::FailureKind::Rejected, why)
@@ -90,9 +88,13 @@ fn quorum(target: Option<&str>) -> FieldTable {
     args
 }
 
-/// The main queue's arguments.
+/// The main queue's arguments. Its backstop dead-letters at most once (the default): with
+/// `at-least-once` here, a main queue recovering after a crash with a backlog waited 30 s and
+/// more for its leader in chaos runs, and the backstop only fires after 1,000 deliveries.
 pub(crate) fn main_args(n: &Names) -> FieldTable {
-    let mut args = quorum(Some(&n.archive));
+    let mut args = quorum(None);
+    args.insert(ShortString::from("x-dead-letter-exchange"), s(""));
+    args.insert(ShortString::from("x-dead-letter-routing-key"), s(&n.archive));
     // Conveyor counts attempts itself; this is only a backstop against a message that crashes
     // every consumer (RabbitMQ 4 defaults to 20 and then drops it): dead-letter to the archive.
     args.insert(ShortString::from("x-delivery-limit"), AMQPValue::LongLongInt(1000));
