@@ -1,6 +1,21 @@
 //! Fault tests against the SQS emulator: a worker killed mid-task (the task reappears after its
 //! visibility timeout), and a task longer than its visibility timeout (runs once).
 
+/// A raw SQS client on the emulator a broker `url` names, and the URL's queue prefix: for
+/// looking behind the broker's back.
+fn raw_sqs(url: &str) -> (aws_sdk_sqs::Client, String) {
+    use aws_sdk_sqs::config::{Credentials, Region};
+    let endpoint = url::Url::parse(url).unwrap().query_pairs().find(|(k, _)| k == "endpoint").unwrap().1.into_owned();
+    let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
+    let cfg = aws_sdk_sqs::Config::builder()
+        .behavior_version_latest()
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .build();
+    (aws_sdk_sqs::Client::from_conf(cfg), prefix)
+}
+
 fn url_with_prefix() -> String {
     format!("{}&prefix=f{}", crate::sqs::url(), &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
@@ -19,7 +34,7 @@ async fn long_task_outliving_its_visibility_runs_once() {
 /// included: SQS's default of 4 days would silently drop an archive nobody looked at.
 #[tokio::test]
 async fn queues_keep_messages_fourteen_days() {
-    use aws_sdk_sqs::{config::Credentials, config::Region, types::QueueAttributeName, Client};
+    use aws_sdk_sqs::types::QueueAttributeName;
     use conveyor::{Client as TaskClient, TaskMessage};
     let url = url_with_prefix();
     let broker = conveyor::broker(&url).await.unwrap();
@@ -31,15 +46,7 @@ async fn queues_keep_messages_fourteen_days() {
         .unwrap();
     let admin = broker.admin().unwrap();
     admin.archived("retained", 0, 1).await.unwrap(); // creates the archive queue
-    let endpoint = url::Url::parse(&url).unwrap().query_pairs().find(|(k, _)| k == "endpoint").unwrap().1.into_owned();
-    let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
-    let cfg = aws_sdk_sqs::Config::builder()
-        .behavior_version_latest()
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .build();
-    let sqs = Client::from_conf(cfg);
+    let (sqs, prefix) = raw_sqs(&url);
     for name in [format!("{prefix}-retained"), format!("{prefix}-retained-archive")] {
         let q = sqs.get_queue_url().queue_name(&name).send().await.unwrap();
         let attrs = sqs
@@ -75,7 +82,6 @@ async fn queue_names_too_long_for_sqs_are_refused_at_enqueue() {
 /// nothing listens is a connection failure, worth trying again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_carry_their_kind() {
-    use aws_sdk_sqs::{config::Credentials, config::Region, Client};
     use conveyor::{Client as TaskClient, FailureKind, TaskMessage};
     let url = url_with_prefix();
     let broker = conveyor::broker(&url).await.unwrap();
@@ -86,15 +92,7 @@ async fn failures_carry_their_kind() {
         m
     };
     client.enqueue_message(task()).await.unwrap();
-    let endpoint = url::Url::parse(&url).unwrap().query_pairs().find(|(k, _)| k == "endpoint").unwrap().1.into_owned();
-    let prefix = url.rsplit("prefix=").next().unwrap().to_owned();
-    let cfg = aws_sdk_sqs::Config::builder()
-        .behavior_version_latest()
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .build();
-    let sqs = Client::from_conf(cfg);
+    let (sqs, prefix) = raw_sqs(&url);
     let q = sqs.get_queue_url().queue_name(format!("{prefix}-gone")).send().await.unwrap();
     sqs.delete_queue().queue_url(q.queue_url().unwrap()).send().await.unwrap();
     let err = client.enqueue_message(task()).await.unwrap_err();
