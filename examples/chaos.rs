@@ -89,12 +89,12 @@ async fn produce() -> Result<(), Box<dyn std::error::Error>> {
                             retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             tracing::debug!(task = i, error = %e, "enqueue failed; retrying with the same id");
                             tokio::time::sleep(pause).await;
-                            pause = (pause * 2).min(Duration::from_secs(1));
+                            pause = (pause * 2).min(Duration::from_millis(250));
                         }
                     }
                 }
                 let mut f = out.lock().unwrap();
-                writeln!(f, "chaos-{i}").expect("the accepted file is writable");
+                writeln!(f, "chaos-{i} {}", unix_ms()).expect("the accepted file is writable");
             }
         })
         .buffer_unordered(16)
@@ -114,7 +114,7 @@ async fn work() -> Result<(), Box<dyn std::error::Error>> {
             async move {
                 // A little work, so that kills catch tasks in flight.
                 tokio::time::sleep(Duration::from_millis(fastrand_ms())).await;
-                let line = format!("{}\n", req.task.id);
+                let line = format!("{} {}\n", req.task.id, unix_ms());
                 out.lock().unwrap().write_all(line.as_bytes()).expect("the runs file is writable");
                 TaskResult::Ok(serde_json::value::to_raw_value(&()).expect("unit encodes"))
             }
@@ -125,6 +125,11 @@ async fn work() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     worker.run().await?;
     Ok(())
+}
+
+/// Now, in milliseconds since the Unix epoch: the time stamp of each line the processes write.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
 fn fastrand_ms() -> u64 {
@@ -183,8 +188,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut workers: Vec<Child> = (0..3).map(|_| new_worker(&dir)).collect();
     let (mut kills, mut restarted) = (0, false);
-    // From the broker answering again to the next task run: how soon the workers resume.
-    let mut resumed_ms: Option<u128> = None;
+    // When the killed broker first accepted a connection again (Unix ms).
+    let mut back_ms: Option<u64> = None;
     let mut produced_at = None;
     // Kill a worker every 2-4 s until every accepted task ran (or the run times out).
     let deadline = Duration::from_secs(120 + n as u64 / 200);
@@ -195,17 +200,16 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             if let (Some(kill), Some(start)) = (arg("--kill-broker"), arg("--start-broker")) {
                 eprintln!("chaos: killing the broker at {accepted} accepted");
                 shell(&kill);
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                shell(&start);
+                // Started in the background while this task watches the broker's port: the
+                // start command returns only once its own checks pass, which can be seconds
+                // after the broker took its first connection again.
+                let starting = tokio::task::spawn_blocking(move || {
+                    std::thread::sleep(Duration::from_secs(1));
+                    shell(&start);
+                });
+                back_ms = Some(answers_again(&broker_addr()).await);
+                let _ = starting.await;
                 eprintln!("chaos: broker started again");
-                let (back, before) = (Instant::now(), ran(&dir).values().sum::<usize>());
-                while back.elapsed() < Duration::from_secs(30) {
-                    if ran(&dir).values().sum::<usize>() > before {
-                        resumed_ms = Some(back.elapsed().as_millis());
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
             }
             restarted = true;
         }
@@ -236,17 +240,21 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     for w in &mut workers {
         let _ = w.wait();
     }
-    let accepted = lines(&accepted_file);
+    let accepted: Vec<String> = lines(&accepted_file).iter().map(|l| first_word(l).to_owned()).collect();
     let runs = ran(&dir);
+    // From the broker answering again to the first task run, and the first task accepted, after it.
+    let resumed_ms = back_ms.and_then(|back| first_after(&run_times(&dir), back).map(|t| t - back));
+    let enqueue_resumed_ms = back_ms.and_then(|back| first_after(&times(&accepted_file), back).map(|t| t - back));
     let lost = accepted.iter().filter(|id| !runs.contains_key(*id)).count();
     let duplicated = runs.values().filter(|n| **n > 1).count();
     println!(
-        "{{\"broker\":\"{}\",\"tasks\":{n},\"accepted\":{},\"ran\":{},\"lost\":{lost},\"duplicated\":{duplicated},\"worker_kills\":{kills},\"broker_restarted\":{},\"resumed_ms\":{},\"seconds\":{:.1}}}",
+        "{{\"broker\":\"{}\",\"tasks\":{n},\"accepted\":{},\"ran\":{},\"lost\":{lost},\"duplicated\":{duplicated},\"worker_kills\":{kills},\"broker_restarted\":{},\"resumed_ms\":{},\"enqueue_resumed_ms\":{},\"seconds\":{:.1}}}",
         conveyor::redact_url(&required("--broker")),
         accepted.len(),
         runs.len(),
         restarted && arg("--kill-broker").is_some(),
         resumed_ms.map_or("null".to_owned(), |ms| ms.to_string()),
+        enqueue_resumed_ms.map_or("null".to_owned(), |ms| ms.to_string()),
         started.elapsed().as_secs_f64()
     );
     if lost > 0 || accepted.len() < n {
@@ -260,10 +268,53 @@ fn ran(dir: &Path) -> HashMap<String, usize> {
     let mut runs = HashMap::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         if entry.file_name().to_string_lossy().starts_with("runs-") {
-            for id in lines(&entry.path()) {
-                *runs.entry(id).or_insert(0) += 1;
+            for line in lines(&entry.path()) {
+                *runs.entry(first_word(&line).to_owned()).or_insert(0) += 1;
             }
         }
     }
     runs
+}
+
+/// The time stamps of every run, from every worker's file.
+fn run_times(dir: &Path) -> Vec<u64> {
+    let files = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    files.filter(|e| e.file_name().to_string_lossy().starts_with("runs-")).flat_map(|e| times(&e.path())).collect()
+}
+
+/// The time stamps (second word) of a file's lines.
+fn times(path: &Path) -> Vec<u64> {
+    lines(path).iter().filter_map(|l| l.split(' ').nth(1)?.parse().ok()).collect()
+}
+
+/// The earliest time stamp at or after `t`.
+fn first_after(stamps: &[u64], t: u64) -> Option<u64> {
+    stamps.iter().copied().filter(|s| *s >= t).min()
+}
+
+fn first_word(line: &str) -> &str {
+    line.split(' ').next().unwrap_or_default()
+}
+
+/// `host:port` of the broker URL.
+fn broker_addr() -> String {
+    let url = required("--broker");
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or_default().to_owned()
+}
+
+/// Waits until `addr` accepts a TCP connection (polled every 10 ms) and returns when, in Unix ms.
+async fn answers_again(addr: &str) -> u64 {
+    // The kill takes a moment to close the port: wait until it is refused first.
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    loop {
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await
+        {
+            return unix_ms();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -26,24 +26,22 @@ impl QueueAdmin for AmqpBroker {
         self.declare(queue).await?;
         let ch = {
             let link = self.inner.link.lock().await;
-            link.as_ref()
-                .ok_or_else(|| {
-                    crate::failure::fail(conveyor_core::FailureKind::Connection, "not connected to RabbitMQ")
-                })?
-                .conn
-                .create_channel()
-                .await
-                .map_err(err)?
+            let l = link.as_ref().ok_or_else(|| {
+                crate::failure::fail(conveyor_core::FailureKind::Connection, "not connected to RabbitMQ")
+            })?;
+            self.bounded("a new channel", async { l.conn.create_channel().await.map_err(err) }).await?
         };
         let n = self.names(queue);
         let mut all = Vec::new();
         while all.len() < offset + limit {
-            match ch.basic_get(n.archive.as_str().into(), BasicGetOptions::default()).await.map_err(err)? {
+            let get = ch.basic_get(n.archive.as_str().into(), BasicGetOptions::default());
+            match self.bounded("a basic.get", async { get.await.map_err(err) }).await? {
                 Some(m) => all.push(m.delivery),
                 None => break,
             }
         }
-        let _ = ch.close(200, "listing done".into()).await;
+        let _ =
+            self.bounded("a channel close", async { ch.close(200, "listing done".into()).await.map_err(err) }).await;
         Ok(all
             .into_iter()
             .rev()

@@ -170,8 +170,11 @@ impl AmqpBroker {
     /// Publishes and waits for the broker's confirm.
     async fn publish_to(&self, ch: &Channel, routing: &str, body: &[u8], props: BasicProperties) -> Result<()> {
         let opts = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
-        let confirm = ch.basic_publish("".into(), routing.into(), opts, body, props).await.map_err(err)?;
-        match confirm.await.map_err(err)? {
+        let confirmed = async {
+            let confirm = ch.basic_publish("".into(), routing.into(), opts, body, props).await.map_err(err)?;
+            confirm.await.map_err(err)
+        };
+        match self.bounded("a publish", confirmed).await? {
             Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
             Confirmation::Ack(Some(_)) => Err(failure::unroutable(routing)),
             Confirmation::Nack(_) => Err(failure::nacked()),
@@ -250,10 +253,11 @@ impl AmqpBroker {
         if let Some(due) = headers::int(&d.properties, headers::DUE).filter(|due| *due > now_ms()) {
             // Not due yet: wait in the next bucket (a confirmed publish), then ack this copy.
             if let Err(e) = self.enqueue_bytes(queue, &d.data, Some(due), true).await {
-                let _ = d.acker.reject(BasicRejectOptions { requeue: true }).await;
+                let requeue = async { d.acker.reject(BasicRejectOptions { requeue: true }).await.map_err(err) };
+                let _ = self.bounded("a reject", requeue).await;
                 return Err(e);
             }
-            d.acker.ack(BasicAckOptions::default()).await.map_err(err)?;
+            self.bounded("an ack", async { d.acker.ack(BasicAckOptions::default()).await.map_err(err) }).await?;
             return Ok(None);
         }
         let lost =
@@ -321,7 +325,7 @@ impl AmqpBroker {
             let mut link = self.inner.link.lock().await;
             let l = link.as_mut().ok_or_else(|| failure::fail(FailureKind::Connection, "not connected to RabbitMQ"))?;
             if !l.get.status().connected() {
-                l.get = l.conn.create_channel().await.map_err(err)?;
+                l.get = self.bounded("a new channel", async { l.conn.create_channel().await.map_err(err) }).await?;
             }
             (l.get.clone(), l.gen)
         };
@@ -345,6 +349,11 @@ impl AmqpBroker {
         Ok(lease)
     }
 
+    /// Acks a lease's delivery.
+    async fn ack_lease(&self, lease: &Lease) -> Result<()> {
+        self.bounded("an ack", async { lease.acker.ack(BasicAckOptions::default()).await.map(drop).map_err(err) }).await
+    }
+
     /// Puts back a lease taken for a settle that failed before reaching RabbitMQ.
     fn restore_lease(&self, d: &Delivery, lease: Lease) {
         if let Some(r) = d.receipt.get::<AmqpReceipt>() {
@@ -366,7 +375,9 @@ impl AmqpBroker {
         for (q, inc) in taken {
             let due = headers::int(&inc.delivery.properties, headers::DUE);
             if self.enqueue_bytes(&q, &inc.delivery.data, due, true).await.is_ok() {
-                let _ = inc.delivery.acker.ack(BasicAckOptions::default()).await;
+                let acker = &inc.delivery.acker;
+                let _ =
+                    self.bounded("an ack", async { acker.ack(BasicAckOptions::default()).await.map_err(err) }).await;
             }
         }
     }
@@ -412,14 +423,17 @@ impl Broker for AmqpBroker {
             pending.push(sent);
         }
         let mut out = Vec::with_capacity(tasks.len());
+        let deadline = Instant::now() + link::OP_LIMIT;
         for p in pending {
             out.push(match p {
-                Ok((confirm, routing)) => match confirm.await.map_err(err) {
-                    Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => Ok(()),
-                    Ok(Confirmation::Ack(Some(_))) => Err(failure::unroutable(&routing)),
-                    Ok(Confirmation::Nack(_)) => Err(failure::nacked()),
-                    Err(e) => Err(e),
-                },
+                Ok((confirm, routing)) => {
+                    match self.bounded_until(deadline, "a publish", async { confirm.await.map_err(err) }).await {
+                        Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => Ok(()),
+                        Ok(Confirmation::Ack(Some(_))) => Err(failure::unroutable(&routing)),
+                        Ok(Confirmation::Nack(_)) => Err(failure::nacked()),
+                        Err(e) => Err(e),
+                    }
+                }
                 Err(e) => Err(e),
             });
         }
@@ -433,8 +447,7 @@ impl Broker for AmqpBroker {
 
     async fn ack(&self, d: &Delivery) -> Result<()> {
         let lease = self.take_lease(d)?;
-        lease.acker.ack(BasicAckOptions::default()).await.map_err(err)?;
-        Ok(())
+        self.ack_lease(&lease).await
     }
 
     async fn retry(&self, d: &Delivery, task: &TaskMessage, delay: Duration) -> Result<()> {
@@ -452,8 +465,7 @@ impl Broker for AmqpBroker {
             self.restore_lease(d, lease);
             return Err(e);
         }
-        lease.acker.ack(BasicAckOptions::default()).await.map_err(err)?;
-        Ok(())
+        self.ack_lease(&lease).await
     }
 
     async fn archive(&self, d: &Delivery, reason: &str) -> Result<()> {
@@ -465,8 +477,7 @@ impl Broker for AmqpBroker {
             self.restore_lease(d, lease);
             return Err(e);
         }
-        lease.acker.ack(BasicAckOptions::default()).await.map_err(err)?;
-        Ok(())
+        self.ack_lease(&lease).await
     }
 
     async fn release(&self, d: &Delivery) -> Result<()> {
@@ -476,8 +487,7 @@ impl Broker for AmqpBroker {
             self.restore_lease(d, lease);
             return Err(e);
         }
-        lease.acker.ack(BasicAckOptions::default()).await.map_err(err)?;
-        Ok(())
+        self.ack_lease(&lease).await
     }
 
     async fn extend_leases(&self, receipts: &[Receipt], lease: Duration) -> Result<Vec<usize>> {
@@ -509,7 +519,9 @@ impl Broker for AmqpBroker {
             let archived = topology::declare_archive(&ch, &n).await?;
             Ok::<_, lapin::Error>((main, archived, topology::declare_buckets(&ch, &n).await?))
         };
-        let (main, archived, scheduled) = declared.await.map_err(|e| topology::declare_err(&n, e))?;
+        let (main, archived, scheduled) = self
+            .bounded("a queue declaration", async { declared.await.map_err(|e| topology::declare_err(&n, e)) })
+            .await?;
         (s.pending, s.archived, s.scheduled) = (u64::from(main), u64::from(archived), scheduled);
         let st = self.state();
         s.active = st.leases.values().filter(|l| l.queue == queue).count() as u64;

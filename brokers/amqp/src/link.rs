@@ -13,7 +13,7 @@ use crate::failure::{self, err};
 use crate::{topology, AmqpBroker, Link};
 
 /// The longest a call on an open connection may take (see [`AmqpBroker::bounded`]).
-const OP_LIMIT: Duration = Duration::from_secs(5);
+pub(crate) const OP_LIMIT: Duration = Duration::from_secs(5);
 
 impl AmqpBroker {
     /// The current publishing channel and generation, reconnecting if the connection is gone.
@@ -117,7 +117,18 @@ impl AmqpBroker {
     /// timeout, and the next call opens a new connection. Without the limit, such a call hung a
     /// worker for 30 s and more after a RabbitMQ restart.
     pub(crate) async fn bounded<T>(&self, what: &str, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        match tokio::time::timeout(OP_LIMIT, call).await {
+        self.bounded_until(Instant::now() + OP_LIMIT, what, call).await
+    }
+
+    /// [`bounded`](Self::bounded) with a deadline shared by several calls (the confirms of a
+    /// batch).
+    pub(crate) async fn bounded_until<T>(
+        &self,
+        deadline: Instant,
+        what: &str,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout_at(deadline, call).await {
             Ok(r) => r,
             Err(_) => {
                 self.inner.stale.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -132,7 +143,7 @@ impl AmqpBroker {
         let mut link = self.inner.link.lock().await;
         let l = link.as_mut().ok_or_else(|| failure::fail(FailureKind::Connection, "not connected to RabbitMQ"))?;
         if !l.declare.status().connected() {
-            l.declare = l.conn.create_channel().await.map_err(err)?;
+            l.declare = self.bounded("a new channel", async { l.conn.create_channel().await.map_err(err) }).await?;
         }
         Ok(l.declare.clone())
     }

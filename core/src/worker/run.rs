@@ -54,10 +54,10 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, hard: Canc
     Ok(())
 }
 
-/// The longest pause between failed receives: a worker resumes within about a second of its
-/// broker answering again (a restart, a failover), at the cost of one failed call a second
+/// The longest pause between failed receives: a worker resumes within half a second of its
+/// broker answering again (a restart, a failover), at the cost of two failed calls a second
 /// while it is down.
-const MAX_RECEIVE_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_RECEIVE_BACKOFF: Duration = Duration::from_millis(500);
 
 async fn fetch_loop(ctx: &Arc<Ctx>, slots: &Arc<Semaphore>, running: &Arc<Semaphore>) {
     let shared = &ctx.shared;
