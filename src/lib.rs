@@ -98,6 +98,9 @@ pub use conveyor_core::{EntryProvider, MissedTicks, PeriodicEntry, Scheduler};
 pub use conveyor_core::{redact_url, Error, FailureKind, Result};
 // The broker and backend an application holds, and what it can ask of them today.
 pub use conveyor_core::{ArchivedTask, Broker, Payload, QueueAdmin, QueueStats, ResultBackend};
+// Operations: see and fix what is stuck (queues, tasks by state, run now, archive, delete).
+pub use conveyor_core::inspect;
+pub use conveyor_core::inspect::Inspector;
 
 /// For authors of a broker: the [`Broker`] trait and what a receive, a delivery and its
 /// settling are made of, with helpers for URLs and errors. Applications need none of it.
@@ -106,6 +109,7 @@ pub mod broker {
         hand_back_paused, ArchivedTask, Broker, Delivery, Payload, QueueAdmin, QueueStats, RawPublish, Receipt,
         ReceiveRequest,
     };
+    pub use conveyor_core::inspect::{check_action, invalid_state, rerun_envelope, BrokerInspect, Rerun, TaskInfo};
     pub use conveyor_core::task::{check_queue_name, WIRE_VERSION};
     pub use conveyor_core::{async_trait, time};
     pub use conveyor_core::{

@@ -27,6 +27,7 @@
 pub mod basic;
 pub mod failures;
 pub mod faulty;
+pub mod inspect;
 pub mod launch;
 pub mod outages;
 pub mod periodic;
@@ -130,6 +131,24 @@ where
     }
 }
 
+/// Instantiates the inspector's behaviours (see [`inspect`]) as `#[tokio::test]`s, for a
+/// broker that offers [`Broker::inspect`](conveyor::Broker::inspect).
+#[macro_export]
+macro_rules! inspector_suite {
+    ($env:path) => {
+        $crate::conformance_suite!(@each $env;
+            inspect::queues_are_found_with_their_counts,
+            inspect::tasks_are_listed_by_state_and_paged,
+            inspect::archived_task_runs_again_and_completes,
+            inspect::two_operators_running_one_archived_task_run_it_once,
+            inspect::operator_archives_runs_and_deletes,
+            inspect::actions_that_do_not_apply_are_refused,
+            inspect::bulk_actions_move_every_task_of_a_state,
+            inspect::retrying_tasks_are_told_apart_and_run_now,
+        );
+    };
+}
+
 /// Instantiates every behaviour of the suite as a `#[tokio::test]`, for the factory `$env`
 /// (an `async fn() -> Env`).
 #[macro_export]
@@ -205,6 +224,9 @@ macro_rules! conformance_suite {
         );
     };
     (@tests $env:path; $($module:ident :: $test:ident),* $(,)?) => {
+        $crate::conformance_suite!(@each $env; $($module::$test),*);
+    };
+    (@each $env:path; $($module:ident :: $test:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $test() {

@@ -170,8 +170,13 @@ pub struct QueueStats {
     pub active: u64,
     /// Tasks in the archive (dead letters).
     pub archived: u64,
+    /// Of `scheduled`, the tasks waiting to be retried after a failed attempt (0 where the
+    /// broker cannot tell them apart).
+    pub retry: u64,
     /// Whether the queue is paused.
     pub paused: bool,
+    /// How long the oldest pending task has waited, where the broker can tell.
+    pub latency: Option<Duration>,
 }
 
 /// An archived (dead-lettered) task, with why it was archived.
@@ -306,6 +311,12 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Publishing raw bytes (operations tools and tests), if this broker offers it.
     fn raw(&self) -> Option<&dyn RawPublish> {
+        None
+    }
+
+    /// Listing queues and tasks and acting on them (see [`crate::inspect`]), if this broker
+    /// offers it.
+    fn inspect(&self) -> Option<&dyn crate::inspect::BrokerInspect> {
         None
     }
 }

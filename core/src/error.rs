@@ -165,6 +165,34 @@ pub enum Error {
         id: String,
     },
 
+    /// The broker holds nothing for this queue (no task, archive or pause flag).
+    #[error("no queue named `{queue}`")]
+    UnknownQueue {
+        /// The name looked up.
+        queue: String,
+    },
+
+    /// An operator's action that does not apply to the task in its state (running a task that
+    /// is running, deleting an active one). Nothing changed.
+    #[error("cannot {action} task `{id}`: it is {state}")]
+    InvalidTaskState {
+        /// The task id (`*` for an action on every task of a state).
+        id: String,
+        /// The state it is in.
+        state: crate::task::TaskState,
+        /// The action refused (`run`, `archive`, `delete`).
+        action: &'static str,
+    },
+
+    /// The broker cannot do this (see the capability table in `docs/operations.md`).
+    #[error("the {broker} broker cannot {operation}")]
+    Unsupported {
+        /// The broker's kind.
+        broker: &'static str,
+        /// What was asked.
+        operation: &'static str,
+    },
+
     /// Waiting for a task's result took longer than the given timeout.
     #[error("timed out after {0:?} waiting for the task")]
     Timeout(Duration),

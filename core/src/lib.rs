@@ -13,6 +13,7 @@ pub mod data;
 mod error;
 pub mod extract;
 pub mod handler;
+pub mod inspect;
 pub mod middleware;
 pub mod retry;
 pub mod scheduler;

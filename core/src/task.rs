@@ -204,6 +204,23 @@ impl fmt::Display for TaskState {
     }
 }
 
+impl std::str::FromStr for TaskState {
+    type Err = Error;
+
+    /// A state by its lowercase name; [`Error::InvalidOption`] names the valid ones.
+    fn from_str(s: &str) -> Result<Self> {
+        use TaskState::*;
+        [Pending, Scheduled, Active, Retry, Archived, Completed].into_iter().find(|t| t.as_str() == s).ok_or_else(
+            || Error::InvalidOption {
+                option: "state",
+                reason: format!(
+                    "unknown task state `{s}`: expected pending, scheduled, active, retry, archived or completed"
+                ),
+            },
+        )
+    }
+}
+
 /// When a unique task's lock is released (see `TaskBuilder::unique`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum UniqueRelease {

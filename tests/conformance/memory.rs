@@ -11,6 +11,7 @@ async fn env() -> Env {
 }
 
 conformance_suite!(env);
+inspector_suite!(env);
 
 /// On one thread, tasks woken together run in the order they were woken, so the handler that
 /// returns on the shutdown signal frees its slot before the prefetched task sees the shutdown:

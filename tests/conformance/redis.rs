@@ -20,3 +20,4 @@ async fn env() -> Env {
 }
 
 conformance_suite!(env);
+inspector_suite!(env);

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod inspect;
 mod queue;
 
 use std::collections::HashMap;
@@ -315,6 +316,10 @@ impl Broker for MemoryBroker {
     }
 
     fn raw(&self) -> Option<&dyn RawPublish> {
+        Some(self)
+    }
+
+    fn inspect(&self) -> Option<&dyn conveyor_core::inspect::BrokerInspect> {
         Some(self)
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use conveyor_core::{ArchivedTask, Payload, QueueStats, MAX_PRIORITY};
+use conveyor_core::{ArchivedTask, Payload, QueueStats, TaskId, MAX_PRIORITY};
 use tokio::time::Instant;
 
 /// A stored message.
@@ -17,11 +17,26 @@ pub(crate) struct Entry {
     /// For a body published raw (not by a client, which checks sizes): its size and first KiB,
     /// so that a receiver with a lower limit gets it as too large.
     pub(crate) raw: Option<(usize, Vec<u8>)>,
+    /// When it last became ready (for the queue's latency).
+    pub(crate) ready_since: Instant,
 }
 
 impl Entry {
     pub(crate) fn new(payload: Payload) -> Self {
-        Entry { payload, redelivered: false, lost_leases: 0, raw: None }
+        Entry { payload, redelivered: false, lost_leases: 0, raw: None, ready_since: Instant::now() }
+    }
+
+    /// The task's id, if it decoded.
+    pub(crate) fn id(&self) -> Option<&TaskId> {
+        match &self.payload {
+            Payload::Task(t) => Some(&t.id),
+            Payload::Undecodable { .. } => None,
+        }
+    }
+
+    /// Waiting to be retried after a failed attempt (rather than enqueued with a delay).
+    pub(crate) fn is_retry(&self) -> bool {
+        matches!(&self.payload, Payload::Task(t) if t.retried > 0)
     }
 
     fn priority(&self) -> usize {
@@ -32,15 +47,15 @@ impl Entry {
     }
 }
 
-struct Leased {
-    entry: Entry,
+pub(crate) struct Leased {
+    pub(crate) entry: Entry,
     until: Instant,
 }
 
-struct Scheduled {
-    at: Instant,
+pub(crate) struct Scheduled {
+    pub(crate) at: Instant,
     seq: u64,
-    entry: Entry,
+    pub(crate) entry: Entry,
 }
 
 impl PartialEq for Scheduled {
@@ -65,14 +80,16 @@ pub(crate) struct Queue {
     pub(crate) name: Arc<str>,
     pub(crate) paused: bool,
     /// Ready tasks, one deque per priority (index = priority).
-    ready: Vec<VecDeque<Entry>>,
-    ready_len: usize,
-    scheduled: BinaryHeap<Scheduled>,
+    pub(crate) ready: Vec<VecDeque<Entry>>,
+    pub(crate) ready_len: usize,
+    pub(crate) scheduled: BinaryHeap<Scheduled>,
+    /// Of `scheduled`, the tasks waiting to be retried.
+    pub(crate) retrying: usize,
     sched_seq: u64,
-    active: HashMap<u64, Leased, foldhash::fast::RandomState>,
+    pub(crate) active: HashMap<u64, Leased, foldhash::fast::RandomState>,
     /// Lease deadlines, possibly stale (checked against `active`).
     leases: BinaryHeap<Reverse<(Instant, u64)>>,
-    archive: VecDeque<ArchivedTask>,
+    pub(crate) archive: VecDeque<ArchivedTask>,
 }
 
 impl Queue {
@@ -83,6 +100,7 @@ impl Queue {
             ready: (0..=MAX_PRIORITY).map(|_| VecDeque::new()).collect(),
             ready_len: 0,
             scheduled: BinaryHeap::new(),
+            retrying: 0,
             sched_seq: 0,
             active: HashMap::default(),
             leases: BinaryHeap::new(),
@@ -94,6 +112,7 @@ impl Queue {
     pub(crate) fn push_ready(&mut self, mut entry: Entry, front: bool) {
         let p = entry.priority();
         self.ready_len += 1;
+        entry.ready_since = Instant::now();
         if front {
             entry.redelivered = true;
             self.ready[p].push_front(entry);
@@ -113,6 +132,7 @@ impl Queue {
 
     pub(crate) fn schedule(&mut self, at: Instant, entry: Entry) {
         self.sched_seq += 1;
+        self.retrying += usize::from(entry.is_retry());
         self.scheduled.push(Scheduled { at, seq: self.sched_seq, entry });
     }
 
@@ -144,6 +164,7 @@ impl Queue {
     pub(crate) fn maintain(&mut self, now: Instant) {
         while self.scheduled.peek().is_some_and(|s| s.at <= now) {
             let s = self.scheduled.pop().expect("peeked");
+            self.retrying -= usize::from(s.entry.is_retry());
             self.push_ready(s.entry, false);
         }
         while let Some(&Reverse((until, seq))) = self.leases.peek() {
@@ -193,9 +214,55 @@ impl Queue {
         s.queue = self.name.to_string();
         s.pending = self.ready_len as u64;
         s.scheduled = self.scheduled.len() as u64;
+        s.retry = self.retrying as u64;
+        s.latency = self.ready.iter().filter_map(|d| d.front()).map(|e| e.ready_since.elapsed()).max();
         s.active = self.active.len() as u64;
         s.archived = self.archive.len() as u64;
         s.paused = self.paused;
         s
+    }
+}
+
+/// Removing one task by id, for the inspector.
+impl Queue {
+    /// Takes the ready task `id` out.
+    pub(crate) fn remove_ready(&mut self, id: &TaskId) -> Option<Entry> {
+        for d in self.ready.iter_mut() {
+            if let Some(i) = d.iter().position(|e| e.id() == Some(id)) {
+                self.ready_len -= 1;
+                return d.remove(i);
+            }
+        }
+        None
+    }
+
+    /// Takes the scheduled (or retry) task `id` out.
+    pub(crate) fn remove_scheduled(&mut self, id: &TaskId) -> Option<Entry> {
+        if !self.scheduled.iter().any(|s| s.entry.id() == Some(id)) {
+            return None;
+        }
+        let mut found = None;
+        let kept: BinaryHeap<Scheduled> = std::mem::take(&mut self.scheduled)
+            .into_iter()
+            .filter_map(|s| {
+                if found.is_none() && s.entry.id() == Some(id) {
+                    found = Some(s.entry);
+                    None
+                } else {
+                    Some(s)
+                }
+            })
+            .collect();
+        self.scheduled = kept;
+        if let Some(e) = &found {
+            self.retrying -= usize::from(e.is_retry());
+        }
+        found
+    }
+
+    /// Takes the archived task `id` out.
+    pub(crate) fn remove_archived(&mut self, id: &TaskId) -> Option<ArchivedTask> {
+        let i = self.archive.iter().position(|a| matches!(&a.payload, Payload::Task(t) if t.id == *id))?;
+        self.archive.remove(i)
     }
 }

@@ -56,6 +56,7 @@ if #due > 0 then
     add(KEYS[1], base, 's', prio, tid, f[1] or '', tonumber(f[3]) or 0)
     redis.call('DEL', tkey)
     redis.call('ZREM', KEYS[2], tid)
+    redis.call('ZREM', base .. ':retrying', tid)
   end
   suffixes = streams()
 end

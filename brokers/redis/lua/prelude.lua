@@ -147,3 +147,13 @@ local function forget(skey, args, from, to, newest)
     redis.call('XDEL', skey, unpack(args, from, to))
   end
 end
+-- Whether stream entry id `a` comes after `b` (`MS-SEQ`; a missing `b` counts as `0-0`).
+local function eid_after(a, b)
+  local function parts(x)
+    local ms, seq = string.match(x or '0-0', '^(%d+)-(%d+)$')
+    return tonumber(ms) or 0, tonumber(seq) or 0
+  end
+  local am, as = parts(a)
+  local bm, bs = parts(b)
+  return am > bm or (am == bm and as > bs)
+end

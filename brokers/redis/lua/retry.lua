@@ -1,7 +1,7 @@
 -- KEYS: streams (set), delayed, ids, signal
 -- ARGV: base, delivery, payload, delay_ms, priority
 -- Replaces the task's envelope and schedules it again, if the caller still holds its delivery.
-expect_types({ KEYS[1], 'set', KEYS[2], 'zset' })
+expect_types({ KEYS[1], 'set', KEYS[2], 'zset', ARGV[1] .. ':retrying', 'zset' })
 local base = ARGV[1]
 local prio = clamp_prio(ARGV[5])
 local delay = tonumber(ARGV[4])
@@ -15,7 +15,10 @@ if delay > 0 then
   local tkey = base .. ':t:' .. id
   redis.call('DEL', tkey)
   redis.call('HSET', tkey, 'msg', ARGV[3], 'lost', 0, 'prio', prio)
-  redis.call('ZADD', KEYS[2], now_ms() + delay, id)
+  local at = now_ms() + delay
+  redis.call('ZADD', KEYS[2], at, id)
+  -- Mirrors the retrying tasks among the delayed ones, for the inspector's counts and lists.
+  redis.call('ZADD', base .. ':retrying', at, id)
 else
   add(KEYS[1], base, 's', prio, id, ARGV[3], 0)
 end

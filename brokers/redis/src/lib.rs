@@ -28,6 +28,7 @@ mod acker;
 mod claim;
 mod config;
 mod entries;
+mod inspect;
 mod keys;
 mod scripts;
 
@@ -61,6 +62,8 @@ struct Inner {
     /// Connections for blocking waits, one per waiting receiver.
     idle_blocking: Mutex<Vec<claim::BlockingConn>>,
     keys: Mutex<HashMap<String, Arc<QueueKeys>>>,
+    /// Queues this process added to the registry (see `inspect.rs`).
+    registered: Mutex<std::collections::HashSet<String>>,
     acks: tokio::sync::mpsc::UnboundedSender<acker::AckRequest>,
 }
 
@@ -169,7 +172,16 @@ impl RedisBroker {
         let conn = conns[0].clone();
         let acks = acker::start(conn.clone());
         let next = Default::default();
-        let inner = Inner { cfg, client, conns, next, idle_blocking: Mutex::default(), keys: Mutex::default(), acks };
+        let inner = Inner {
+            cfg,
+            client,
+            conns,
+            next,
+            idle_blocking: Mutex::default(),
+            keys: Mutex::default(),
+            registered: Mutex::default(),
+            acks,
+        };
         Ok(RedisBroker { inner: Arc::new(inner) })
     }
 
@@ -236,10 +248,14 @@ impl Broker for RedisBroker {
 
     async fn publish(&self, task: &TaskMessage) -> Result<()> {
         let delay = task.eta.map(conveyor_core::time::until).unwrap_or_default();
+        self.register(&[&task.queue]).await;
         self.publish_bytes(&task.queue, task.id.as_str(), &task.encode()?, task.priority, delay).await
     }
 
     async fn publish_many(&self, tasks: &[TaskMessage]) -> Vec<Result<()>> {
+        let mut queues: Vec<&str> = tasks.iter().map(|t| t.queue.as_str()).collect();
+        queues.dedup();
+        self.register(&queues).await;
         // One pipeline of scripts; each answer says whether that task is stored.
         let mut pipe = redis::pipe();
         let mut out: Vec<Result<()>> = Vec::with_capacity(tasks.len());
@@ -293,6 +309,7 @@ impl Broker for RedisBroker {
         if req.max == 0 {
             return Ok(Vec::new());
         }
+        self.register(req.queues).await;
         let deadline = tokio::time::Instant::now() + req.wait;
         loop {
             let mut out = Vec::new();
@@ -436,7 +453,7 @@ impl Broker for RedisBroker {
         let mut conn = self.conn();
         let suffixes: Vec<String> = redis::cmd("SMEMBERS").arg(&k.streams).query_async(&mut conn).await.map_err(err)?;
         let mut pipe = redis::pipe();
-        pipe.zcard(&k.delayed).zcard(&k.archived).exists(&k.paused);
+        pipe.zcard(&k.delayed).zcard(&k.archived).exists(&k.paused).zcard(format!("{}:retrying", k.base));
         for s in &suffixes {
             // The group's `pending` (delivered, not acked) and `lag` (not delivered yet).
             pipe.cmd("XLEN").arg(k.stream(s)).cmd("XINFO").arg("GROUPS").arg(k.stream(s));
@@ -456,13 +473,17 @@ impl Broker for RedisBroker {
         st.scheduled = values.first().map(num).unwrap_or(0);
         st.archived = values.get(1).map(num).unwrap_or(0);
         st.paused = values.get(2).map(num).unwrap_or(0) > 0;
-        for pair in values.split_off(3.min(values.len())).chunks(2) {
+        st.retry = values.get(3).map(num).unwrap_or(0);
+        for pair in values.split_off(4.min(values.len())).chunks(2) {
             let len = num(&pair[0]);
             let (pending, lag) = pair.get(1).map(group_counts).unwrap_or((0, None));
             st.active += pending;
             // Acked entries can stay in a stream a while (see `forget` in the scripts), so its
             // length alone overcounts; the lag is exact when Redis knows it.
             st.pending += lag.unwrap_or(len.saturating_sub(pending));
+        }
+        if st.pending > 0 {
+            st.latency = inspect::latency(self, &k).await?;
         }
         Ok(st)
     }
@@ -474,11 +495,16 @@ impl Broker for RedisBroker {
     fn raw(&self) -> Option<&dyn RawPublish> {
         Some(self)
     }
+
+    fn inspect(&self) -> Option<&dyn conveyor_core::inspect::BrokerInspect> {
+        Some(self)
+    }
 }
 
 #[async_trait]
 impl QueueAdmin for RedisBroker {
     async fn pause(&self, queue: &str) -> Result<()> {
+        self.register(&[queue]).await;
         let k = self.keys(queue);
         redis::cmd("SET").arg(&k.paused).arg(1).query_async::<()>(&mut self.conn()).await.map_err(err)
     }
@@ -529,6 +555,7 @@ impl QueueAdmin for RedisBroker {
 #[async_trait]
 impl RawPublish for RedisBroker {
     async fn publish_raw(&self, queue: &str, bytes: Vec<u8>) -> Result<()> {
+        self.register(&[queue]).await;
         self.publish_bytes(queue, TaskId::random().as_str(), &bytes, 0, Duration::ZERO).await
     }
 }

@@ -18,6 +18,22 @@ script!(ARCHIVE, "../lua/archive.lua");
 script!(RELEASE, "../lua/release.lua");
 script!(EXTEND, "../lua/extend.lua");
 
+/// The operator's scripts: the prelude, then what they share, then their own.
+macro_rules! ops_script {
+    ($name:ident, $file:literal) => {
+        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("../lua/prelude.lua"),
+                include_str!("../lua/ops.lua"),
+                include_str!($file)
+            ))
+        });
+    };
+}
+
+ops_script!(TASK_ACTION, "../lua/task_action.lua");
+ops_script!(BULK_ACTION, "../lua/bulk_action.lua");
+
 /// The kind of a Redis failure: the redis crate's own view of whether retrying helps (a
 /// server that is loading its data, TRYAGAIN or a failover is only unavailable).
 pub(crate) fn failure_kind(e: &redis::RedisError) -> conveyor_core::FailureKind {

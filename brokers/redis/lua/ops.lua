@@ -1,0 +1,39 @@
+-- Shared by the operator's scripts (task_action, bulk_action): where a task taken out goes.
+-- KEYS as theirs: streams (set), delayed, ids, archived, signal.
+local function archive_limit(base, max, cap)
+  local extra = math.min(redis.call('ZCARD', KEYS[4]) - tonumber(max), cap or 100)
+  if extra > 0 then
+    for _, old in ipairs(redis.call('ZRANGE', KEYS[4], 0, extra - 1)) do
+      redis.call('DEL', base .. ':t:' .. old)
+    end
+    redis.call('ZREMRANGEBYRANK', KEYS[4], 0, extra - 1)
+  end
+end
+-- `action` ('run', 'archive', 'delete') on a task already taken out of `state`. A task that
+-- runs from the archive is live again (its id is marked in `ids`).
+local function put(base, action, state, id, msg, prio, lost, reason)
+  if action == 'run' then
+    if state == 'archived' then
+      redis.call('HSET', KEYS[3], id, 1)
+    end
+    add(KEYS[1], base, 's', prio, id, msg, lost)
+  elseif action == 'archive' then
+    local tkey = base .. ':t:' .. id
+    redis.call('HDEL', KEYS[3], id)
+    redis.call('DEL', tkey)
+    redis.call('HSET', tkey, 'msg', msg, 'reason', reason, 'archived_at', now_ms())
+    redis.call('ZADD', KEYS[4], now_ms(), id)
+  elseif state ~= 'archived' then
+    redis.call('HDEL', KEYS[3], id)
+  end
+end
+-- Takes a scheduled or retry task out; its payload, priority and lost leases.
+local function take_delayed(base, id)
+  local tkey = base .. ':t:' .. id
+  local f = redis.pcall('HMGET', tkey, 'msg', 'prio', 'lost')
+  if f.err then f = {} end
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('ZREM', base .. ':retrying', id)
+  redis.call('DEL', tkey)
+  return f[1] or '', clamp_prio(f[2]), tonumber(f[3]) or 0
+end

@@ -1,0 +1,258 @@
+//! The inspector: a broker and result backend pair, as operators and tools use them.
+
+use std::sync::Arc;
+
+use super::{check_action, BrokerInspect, Page, Rerun, TaskInfo};
+use crate::backend::{ResultBackend, StateUpdate, TaskRecord};
+use crate::broker::{Broker, QueueStats};
+use crate::error::{Error, Result};
+use crate::task::{check_queue_name, TaskId, TaskState};
+
+/// The reason the archive gives for a task an operator archived.
+pub const OPERATOR_ARCHIVED: &str = "archived by operator";
+
+/// How long a record of a task an operator archived is kept.
+const ARCHIVED_RETENTION: std::time::Duration = crate::backend::DEFAULT_RETENTION;
+
+/// Everything known about one task: its record in the result backend and where its broker
+/// holds it. At least one of the two is there.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TaskDetail {
+    /// The task's id.
+    pub id: TaskId,
+    /// Its record (state, attempts, result or error), unless it expired or was never written.
+    pub record: Option<TaskRecord>,
+    /// The task as its broker holds it, unless the broker no longer does (completed, deleted).
+    pub info: Option<TaskInfo>,
+}
+
+impl TaskDetail {
+    /// The task's state: where the broker holds it, else what its record says.
+    pub fn state(&self) -> TaskState {
+        self.info.as_ref().map(|i| i.state).or(self.record.as_ref().map(|r| r.state)).unwrap_or(TaskState::Pending)
+    }
+
+    /// The task's queue.
+    pub fn queue(&self) -> &str {
+        self.info.as_ref().map(|i| i.queue.as_str()).or(self.record.as_ref().map(|r| r.queue.as_str())).unwrap_or("")
+    }
+}
+
+/// Operations on a broker and result backend pair; see the [module docs](super). Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Inspector {
+    broker: Arc<dyn Broker>,
+    backend: Arc<dyn ResultBackend>,
+}
+
+impl Inspector {
+    /// The inspector of the application whose tasks `broker` holds and `backend` records.
+    pub fn new(broker: Arc<dyn Broker>, backend: Arc<dyn ResultBackend>) -> Self {
+        Inspector { broker, backend }
+    }
+
+    /// The broker.
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.broker
+    }
+
+    /// The result backend.
+    pub fn backend(&self) -> &Arc<dyn ResultBackend> {
+        &self.backend
+    }
+
+    fn cap(&self, operation: &'static str) -> Result<&dyn BrokerInspect> {
+        self.broker.inspect().ok_or(Error::Unsupported { broker: self.broker.kind(), operation })
+    }
+
+    /// Every queue of the application, sorted by name.
+    pub async fn queues(&self) -> Result<Vec<String>> {
+        self.cap("list queues")?.queues().await
+    }
+
+    /// The counts of every queue, sorted by name.
+    pub async fn stats(&self) -> Result<Vec<QueueStats>> {
+        let mut out = Vec::new();
+        for q in self.queues().await? {
+            out.push(self.broker.stats(&q).await?);
+        }
+        Ok(out)
+    }
+
+    /// The counts of one queue; [`Error::UnknownQueue`] if the broker holds nothing for it.
+    pub async fn queue(&self, queue: &str) -> Result<QueueStats> {
+        self.known(queue).await?;
+        self.broker.stats(queue).await
+    }
+
+    async fn known(&self, queue: &str) -> Result<()> {
+        check_queue_name(queue)?;
+        if self.queues().await?.iter().any(|q| q == queue) {
+            Ok(())
+        } else {
+            Err(Error::UnknownQueue { queue: queue.to_owned() })
+        }
+    }
+
+    /// Pauses `queue` (workers stop taking its tasks; enqueueing goes on).
+    pub async fn pause(&self, queue: &str) -> Result<()> {
+        check_queue_name(queue)?;
+        let admin = self.broker.admin().ok_or(Error::Unsupported { broker: self.broker.kind(), operation: "pause" })?;
+        admin.pause(queue).await
+    }
+
+    /// Undoes [`pause`](Self::pause).
+    pub async fn resume(&self, queue: &str) -> Result<()> {
+        check_queue_name(queue)?;
+        let admin =
+            self.broker.admin().ok_or(Error::Unsupported { broker: self.broker.kind(), operation: "resume" })?;
+        admin.resume(queue).await
+    }
+
+    /// Tasks of `queue` in `state` (see [`BrokerInspect::list`]).
+    pub async fn tasks(&self, queue: &str, state: TaskState, page: Page) -> Result<Vec<TaskInfo>> {
+        check_queue_name(queue)?;
+        if state == TaskState::Completed {
+            return Err(Error::Unsupported { broker: self.broker.kind(), operation: "list completed tasks" });
+        }
+        self.cap("list tasks")?.list(queue, state, page).await
+    }
+
+    /// Tasks of `queue` in `state` named `name`, paged among those.
+    pub async fn tasks_named(&self, queue: &str, state: TaskState, name: &str, page: Page) -> Result<Vec<TaskInfo>> {
+        const SCAN: usize = 500;
+        let (mut out, mut skipped, mut offset) = (Vec::new(), 0, 0);
+        loop {
+            let batch = self.tasks(queue, state, Page::new(offset, SCAN)).await?;
+            let n = batch.len();
+            for t in batch.into_iter().filter(|t| t.name() == name) {
+                if skipped < page.offset {
+                    skipped += 1;
+                } else if out.len() < page.limit {
+                    out.push(t);
+                }
+            }
+            if n < SCAN || out.len() >= page.limit {
+                return Ok(out);
+            }
+            offset += n;
+        }
+    }
+
+    /// Everything known about task `id`; [`Error::NotFound`] if neither the backend nor the
+    /// broker knows it.
+    pub async fn task(&self, id: &TaskId) -> Result<TaskDetail> {
+        let record = self.backend.get(id).await?;
+        let info = match &record {
+            Some(r) => self.cap("find a task")?.find(&r.queue, id).await?,
+            None => self.search(id).await?,
+        };
+        if record.is_none() && info.is_none() {
+            return Err(Error::NotFound { id: id.to_string() });
+        }
+        Ok(TaskDetail { id: id.clone(), record, info })
+    }
+
+    /// Looks for `id` in every queue (a task with no record).
+    async fn search(&self, id: &TaskId) -> Result<Option<TaskInfo>> {
+        let cap = self.cap("find a task")?;
+        for q in cap.queues().await? {
+            if let Some(found) = cap.find(&q, id).await? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Where the broker holds `id`, checked against `action`.
+    async fn locate(&self, id: &TaskId, action: &'static str) -> Result<(TaskDetail, TaskInfo)> {
+        let detail = self.task(id).await?;
+        let Some(info) = detail.info.clone() else {
+            // Known only by its record: completed (or archived and since trimmed, or deleted).
+            return Err(super::invalid_state(id, detail.state(), action));
+        };
+        check_action(id, info.state, action)?;
+        Ok((detail, info))
+    }
+
+    /// Runs task `id` now: a scheduled, retry or archived task becomes pending; an archived one
+    /// gets a fresh retry budget. Two operators running the same task at once run it once: the
+    /// second gets [`Error::NotFound`] or [`Error::InvalidTaskState`].
+    pub async fn run(&self, id: &TaskId) -> Result<()> {
+        let (detail, info) = self.locate(id, "run").await?;
+        let rerun = Rerun { retried_at_least: detail.record.as_ref().map_or(0, |r| r.retried) };
+        self.cap("run a task")?.run_now(&info.queue, id, rerun).await?;
+        if let Some(task) = info.task() {
+            let retried = task.retried.max(rerun.retried_at_least);
+            // Best effort: the broker holds the truth; a worker's writes follow at once.
+            let _ = self.backend.update(task, StateUpdate::to(TaskState::Pending, retried)).await;
+        }
+        Ok(())
+    }
+
+    /// Archives task `id` (pending, scheduled or retry) with the reason
+    /// [`OPERATOR_ARCHIVED`].
+    pub async fn archive(&self, id: &TaskId) -> Result<()> {
+        let (_, info) = self.locate(id, "archive").await?;
+        self.cap("archive a task")?.archive_now(&info.queue, id, OPERATOR_ARCHIVED).await?;
+        if let Some(task) = info.task() {
+            let update = StateUpdate::archived(task.retried, OPERATOR_ARCHIVED.to_owned(), ARCHIVED_RETENTION);
+            let _ = self.backend.update(task, update).await;
+        }
+        Ok(())
+    }
+
+    /// Deletes task `id` (any state but active), and its record.
+    pub async fn delete(&self, id: &TaskId) -> Result<()> {
+        let (_, info) = self.locate(id, "delete").await?;
+        self.cap("delete a task")?.delete(&info.queue, id).await?;
+        let _ = self.backend.delete(id).await;
+        Ok(())
+    }
+
+    /// Runs every task of `queue` in `state` now; how many. Archived tasks go one by one
+    /// through [`run`](Self::run), so that each record takes its new run's writes.
+    pub async fn run_all(&self, queue: &str, state: TaskState) -> Result<u64> {
+        check_queue_name(queue)?;
+        check_action(&TaskId::from("*"), state, "run")?;
+        if state != TaskState::Archived {
+            return self.cap("run tasks")?.run_all(queue, state).await;
+        }
+        let mut n = 0;
+        loop {
+            let page = self.tasks(queue, state, Page::first(500)).await?;
+            if page.is_empty() {
+                return Ok(n);
+            }
+            let mut moved = 0;
+            for t in page {
+                match self.run(&t.id).await {
+                    Ok(()) => moved += 1,
+                    // Run, archived or deleted by someone else meanwhile.
+                    Err(Error::NotFound { .. } | Error::InvalidTaskState { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if moved == 0 {
+                return Ok(n);
+            }
+            n += moved;
+        }
+    }
+
+    /// Archives every task of `queue` in `state`; how many.
+    pub async fn archive_all(&self, queue: &str, state: TaskState) -> Result<u64> {
+        check_queue_name(queue)?;
+        check_action(&TaskId::from("*"), state, "archive")?;
+        self.cap("archive tasks")?.archive_all(queue, state, OPERATOR_ARCHIVED).await
+    }
+
+    /// Deletes every task of `queue` in `state`; how many.
+    pub async fn delete_all(&self, queue: &str, state: TaskState) -> Result<u64> {
+        check_queue_name(queue)?;
+        check_action(&TaskId::from("*"), state, "delete")?;
+        self.cap("delete tasks")?.delete_all(queue, state).await
+    }
+}
