@@ -1,0 +1,221 @@
+//! What the commands print: aligned tables for people, one JSON document for scripts.
+
+use std::time::SystemTime;
+
+use conveyor::inspect::{TaskDetail, TaskInfo};
+use conveyor::{Error, Payload, QueueStats, TaskId, TaskState};
+use serde_json::{json, Value};
+
+/// The output mode.
+pub struct Out {
+    pub json: bool,
+}
+
+fn time(t: Option<SystemTime>) -> Value {
+    t.map_or(Value::Null, |t| Value::String(humantime::format_rfc3339_seconds(t).to_string()))
+}
+
+fn text(t: Option<SystemTime>) -> String {
+    t.map_or_else(|| "-".to_owned(), |t| humantime::format_rfc3339_seconds(t).to_string())
+}
+
+/// Prints rows as columns, padded to the widest cell.
+fn table(head: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(head.iter().map(|h| (*h).to_owned()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}
+
+/// The first line of `s`, at most `n` characters.
+fn short(s: &str, n: usize) -> String {
+    let first = s.lines().next().unwrap_or("");
+    if first.chars().count() > n {
+        format!("{}…", first.chars().take(n - 1).collect::<String>())
+    } else {
+        first.to_owned()
+    }
+}
+
+fn task_json(t: &TaskInfo) -> Value {
+    let (args, retried, max_retry, error, created) = match t.task() {
+        Some(m) => (
+            serde_json::from_str(m.args.get()).unwrap_or(Value::Null),
+            json!(m.retried),
+            json!(m.max_retry),
+            json!(m.last_error),
+            time(Some(m.created_at)),
+        ),
+        None => (Value::Null, Value::Null, Value::Null, Value::Null, Value::Null),
+    };
+    json!({
+        "id": t.id.as_str(), "queue": t.queue, "state": t.state.as_str(), "name": t.name(),
+        "args": args, "retried": retried, "max_retry": max_retry, "last_error": error,
+        "enqueued_at": created, "next_run_at": time(t.next_run_at),
+        "reason": t.reason, "archived_at": time(t.archived_at),
+        "decoded": t.task().is_some(),
+    })
+}
+
+impl Out {
+    pub fn queues(&self, qs: &[QueueStats]) {
+        if self.json {
+            let v: Vec<Value> = qs
+                .iter()
+                .map(|s| {
+                    json!({
+                        "queue": s.queue, "pending": s.pending, "scheduled": s.scheduled - s.retry.min(s.scheduled),
+                        "retry": s.retry, "active": s.active, "archived": s.archived, "paused": s.paused,
+                        "latency_ms": s.latency.map(|l| l.as_millis() as u64),
+                    })
+                })
+                .collect();
+            println!("{}", Value::Array(v));
+            return;
+        }
+        if qs.is_empty() {
+            println!("no queues yet");
+            return;
+        }
+        let rows: Vec<Vec<String>> = qs
+            .iter()
+            .map(|s| {
+                vec![
+                    s.queue.clone(),
+                    s.pending.to_string(),
+                    (s.scheduled - s.retry.min(s.scheduled)).to_string(),
+                    s.retry.to_string(),
+                    s.active.to_string(),
+                    s.archived.to_string(),
+                    s.latency.map_or("-".to_owned(), |l| format!("{:.1}s", l.as_secs_f64())),
+                    if s.paused { "paused".into() } else { "".into() },
+                ]
+            })
+            .collect();
+        table(&["QUEUE", "PENDING", "SCHEDULED", "RETRY", "ACTIVE", "ARCHIVED", "LATENCY", ""], &rows);
+    }
+
+    pub fn tasks(&self, ts: &[TaskInfo]) {
+        if self.json {
+            println!("{}", Value::Array(ts.iter().map(task_json).collect()));
+            return;
+        }
+        if ts.is_empty() {
+            println!("no tasks");
+            return;
+        }
+        let rows: Vec<Vec<String>> = ts
+            .iter()
+            .map(|t| {
+                let (attempts, err) = match t.task() {
+                    Some(m) => (format!("{}/{}", m.retried, m.max_retry), m.last_error.clone().unwrap_or_default()),
+                    None => ("-".into(), "payload did not decode".into()),
+                };
+                let when = match t.state {
+                    TaskState::Archived => text(t.archived_at),
+                    _ => text(t.next_run_at),
+                };
+                let why = t.reason.clone().unwrap_or(err);
+                vec![t.id.to_string(), t.name().to_owned(), t.state.to_string(), attempts, when, short(&why, 60)]
+            })
+            .collect();
+        table(&["ID", "NAME", "STATE", "RETRIED", "WHEN", "ERROR"], &rows);
+    }
+
+    pub fn task(&self, d: &TaskDetail) {
+        let rec = d.record.as_ref();
+        if self.json {
+            let record = rec.map(|r| {
+                json!({
+                    "state": r.state.as_str(), "retried": r.retried, "max_retry": r.max_retry,
+                    "error": r.error, "result": r.result.as_ref().and_then(|v| serde_json::from_str::<Value>(v.get()).ok()),
+                    "created_at": time(Some(r.created_at)), "updated_at": time(Some(r.updated_at)),
+                })
+            });
+            let v = json!({
+                "id": d.id.as_str(), "queue": d.queue(), "state": d.state().as_str(),
+                "broker": d.info.as_ref().map(task_json), "record": record,
+            });
+            println!("{v}");
+            return;
+        }
+        let mut lines: Vec<(&str, String)> =
+            vec![("id", d.id.to_string()), ("queue", d.queue().to_owned()), ("state", d.state().to_string())];
+        if let Some(i) = &d.info {
+            lines.push(("name", i.name().to_owned()));
+            match &i.payload {
+                Payload::Task(m) => {
+                    lines.push(("args", m.args.get().to_owned()));
+                    lines.push(("retried", format!("{} of {}", m.retried, m.max_retry)));
+                    lines.push(("enqueued at", text(Some(m.created_at))));
+                    if let Some(e) = &m.last_error {
+                        lines.push(("last error", e.clone()));
+                    }
+                }
+                Payload::Undecodable { error, .. } => lines.push(("payload", format!("did not decode: {error}"))),
+            }
+            if i.next_run_at.is_some() {
+                lines.push(("next run at", text(i.next_run_at)));
+            }
+            if let Some(r) = &i.reason {
+                lines.push(("archived", format!("{} ({r})", text(i.archived_at))));
+            }
+        }
+        if let Some(r) = rec {
+            lines.push(("record", format!("{}, retried {} of {}", r.state, r.retried, r.max_retry)));
+            lines.push(("updated at", text(Some(r.updated_at))));
+            if let Some(e) = &r.error {
+                lines.push(("error", e.clone()));
+            }
+            if let Some(v) = &r.result {
+                lines.push(("result", v.get().to_owned()));
+            }
+        }
+        for (k, v) in lines {
+            println!("{k:<12} {v}");
+        }
+    }
+
+    pub fn action(&self, id: &str, verb: &str, err: Option<&Error>) {
+        match (self.json, err) {
+            (true, None) => println!("{}", json!({"id": id, "ok": true, "action": verb})),
+            (true, Some(e)) => println!("{}", json!({"id": id, "ok": false, "error": e.to_string()})),
+            (false, None) => println!("{verb} {id}"),
+            (false, Some(e)) => eprintln!("error: {e}"),
+        }
+    }
+
+    pub fn count(&self, verb: &str, n: u64) {
+        if self.json {
+            println!("{}", json!({"action": verb, "tasks": n}));
+        } else {
+            println!("{verb} {n} task(s)");
+        }
+    }
+
+    pub fn done(&self, what: &str) {
+        if self.json {
+            println!("{}", json!({"ok": true, "done": what}));
+        } else {
+            println!("{what}");
+        }
+    }
+
+    pub fn enqueued(&self, id: &TaskId, queue: &str, state: TaskState) {
+        if self.json {
+            println!("{}", json!({"id": id.as_str(), "queue": queue, "state": state.as_str()}));
+        } else {
+            println!("enqueued {id} on `{queue}` ({state})");
+        }
+    }
+}

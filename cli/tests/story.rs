@@ -1,0 +1,160 @@
+//! The operator's story, with the `conveyor` binary against the real Redis server that
+//! `scripts/test` starts (`CONVEYOR_TEST_REDIS_URL`, default `redis://127.0.0.1:6390`): a task
+//! fails until archived, `task ls --state archived` shows it with its error, `task run` runs it
+//! again and it completes. Two `task run` of one archived task at once run it once. Bad usage
+//! exits 2, a failed operation 1, naming what failed.
+
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor::{CancellationToken, Request, TaskResult, TaskState, Worker};
+
+fn redis_url() -> String {
+    let base = std::env::var("CONVEYOR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6390".into());
+    format!("{}/?prefix=cli{}", base.trim_end_matches('/'), uuid::Uuid::new_v4().simple())
+}
+
+fn conveyor(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_conveyor"))
+        .args(args)
+        .env("CONVEYOR_BROKER", url)
+        .env_remove("CONVEYOR_BACKEND")
+        .output()
+        .expect("the conveyor binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A worker whose `flaky` task fails on its first run and succeeds after; counts its runs.
+fn worker(
+    broker: Arc<dyn conveyor::Broker>,
+    backend: Arc<dyn conveyor::ResultBackend>,
+    runs: Arc<AtomicUsize>,
+) -> Worker {
+    Worker::builder(broker, backend)
+        .register_handler("flaky", move |_req: Request| {
+            let runs = runs.clone();
+            async move {
+                if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                    TaskResult::Err(conveyor::TaskError::msg("the mail server said no"))
+                } else {
+                    TaskResult::Ok(serde_json::value::to_raw_value(&"sent").expect("a string encodes"))
+                }
+            }
+        })
+        .queue("mail", 1)
+        .build()
+        .expect("a worker")
+}
+
+/// Enqueues `flaky` with no retries (through the CLI), runs a worker until it is archived,
+/// and returns its id.
+async fn archived_flaky(url: &str, runs: &Arc<AtomicUsize>) -> String {
+    let args = ["enqueue", "flaky", "--queue", "mail", "--args", "{\"to\":\"a@b.c\"}", "--max-retry", "0", "--json"];
+    let o = conveyor(url, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    let id = v["id"].as_str().expect("an id").to_owned();
+    let (broker, backend) = (conveyor::broker(url).await.unwrap(), conveyor::backend(url).await.unwrap());
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(worker(broker, backend.clone(), runs.clone()).run_until(stop.clone()));
+    completed_or_archived(&backend, &id, TaskState::Archived).await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    id
+}
+
+async fn completed_or_archived(backend: &Arc<dyn conveyor::ResultBackend>, id: &str, state: TaskState) {
+    let id = id.into();
+    for _ in 0..500 {
+        if backend.get(&id).await.unwrap().is_some_and(|r| r.state == state) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for task {id} to be {state}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_story_fail_list_run_complete() {
+    let url = redis_url();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let id = archived_flaky(&url, &runs).await;
+
+    let o = conveyor(&url, &["task", "ls", "--queue", "mail", "--state", "archived"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = stdout(&o);
+    assert!(table.contains(&id) && table.contains("flaky"), "{table}");
+    assert!(table.contains("the mail server said no"), "{table}");
+
+    let o = conveyor(&url, &["stats"]);
+    assert!(stdout(&o).contains("mail"), "{}", stdout(&o));
+
+    let o = conveyor(&url, &["task", "run", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), format!("ran {id}"));
+
+    let (broker, backend) = (conveyor::broker(&url).await.unwrap(), conveyor::backend(&url).await.unwrap());
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(worker(broker, backend.clone(), runs.clone()).run_until(stop.clone()));
+    completed_or_archived(&backend, &id, TaskState::Completed).await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    let o = conveyor(&url, &["task", "show", &id, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    assert_eq!(v["record"]["state"], "completed", "{v}");
+    assert_eq!(v["record"]["result"], "sent", "{v}");
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "the failed run, then the rerun");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_operators_run_an_archived_task_once() {
+    let url = redis_url();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let id = archived_flaky(&url, &runs).await;
+    let (u1, u2, i1, i2) = (url.clone(), url.clone(), id.clone(), id.clone());
+    let a = std::thread::spawn(move || conveyor(&u1, &["task", "run", &i1]));
+    let b = std::thread::spawn(move || conveyor(&u2, &["task", "run", &i2]));
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    let oks = [&a, &b].iter().filter(|o| o.status.success()).count();
+    assert_eq!(oks, 1, "{} / {}", stderr(&a), stderr(&b));
+    let failed = if a.status.success() { &b } else { &a };
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(stderr(failed).contains(&id), "{}", stderr(failed));
+    let o = conveyor(&url, &["queue", "show", "mail", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    assert_eq!((v[0]["pending"].as_u64(), v[0]["archived"].as_u64()), (Some(1), Some(0)), "{v}");
+}
+
+#[test]
+fn bad_usage_exits_2_and_failures_exit_1_naming_what() {
+    let url = redis_url();
+    let o = conveyor(&url, &["task", "ls", "--queue", "mail", "--state", "sleeping"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown task state `sleeping`"), "{}", stderr(&o));
+    let o = conveyor(&url, &["task", "show", "no-such-task"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no task with id `no-such-task`"), "{}", stderr(&o));
+    let o = conveyor(&url, &["queue", "show", "nowhere"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no queue named `nowhere`"), "{}", stderr(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_conveyor"))
+        .args(["stats"])
+        .env("CONVEYOR_BROKER", "redis://:S3cretPw@127.0.0.1:1/")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!stderr(&o).contains("S3cretPw") && stderr(&o).contains("127.0.0.1:1"), "{}", stderr(&o));
+    let o =
+        Command::new(env!("CARGO_BIN_EXE_conveyor")).args(["stats"]).env_remove("CONVEYOR_BROKER").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("CONVEYOR_BROKER"), "{}", stderr(&o));
+}
