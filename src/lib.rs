@@ -109,7 +109,10 @@ pub mod broker {
         hand_back_paused, ArchivedTask, Broker, Delivery, Payload, QueueAdmin, QueueStats, RawPublish, Receipt,
         ReceiveRequest,
     };
-    pub use conveyor_core::inspect::{check_action, invalid_state, rerun_envelope, BrokerInspect, Rerun, TaskInfo};
+    pub use conveyor_core::inspect::{
+        archived_infos, check_action, invalid_state, rerun_envelope, run_all_archived, unsupported, BrokerInspect,
+        Rerun, TaskInfo,
+    };
     pub use conveyor_core::task::{check_queue_name, WIRE_VERSION};
     pub use conveyor_core::{async_trait, time};
     pub use conveyor_core::{

@@ -1,8 +1,9 @@
-//! The operator's story, with the `conveyor` binary against the real Redis server that
-//! `scripts/test` starts (`CONVEYOR_TEST_REDIS_URL`, default `redis://127.0.0.1:6390`): a task
-//! fails until archived, `task ls --state archived` shows it with its error, `task run` runs it
-//! again and it completes. Two `task run` of one archived task at once run it once. Bad usage
-//! exits 2, a failed operation 1, naming what failed.
+//! The operator's story, with the `conveyor` binary on Redis, RabbitMQ and SQS (with a Redis
+//! result backend), against the real servers `scripts/test` starts (`CONVEYOR_TEST_REDIS_URL`,
+//! `CONVEYOR_TEST_AMQP_URL`, `CONVEYOR_TEST_SQS_URL`): a task fails until archived,
+//! `task ls --state archived` shows it with its error, `task run` runs it again and it
+//! completes. Two `task run` of one archived task at once run it once. Bad usage exits 2, a
+//! failed operation 1, naming what failed.
 
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,11 +17,52 @@ fn redis_url() -> String {
     format!("{}/?prefix=cli{}", base.trim_end_matches('/'), uuid::Uuid::new_v4().simple())
 }
 
-fn conveyor(url: &str, args: &[&str]) -> Output {
+/// The broker and backend URLs of a story on `broker` (`redis`, `amqp` or `sqs`), in a
+/// namespace of its own.
+fn urls(broker: &str) -> Urls {
+    let ns = format!("cli{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let backend = redis_url();
+    let broker = match broker {
+        "redis" => backend.clone(),
+        "amqp" => {
+            let base = std::env::var("CONVEYOR_TEST_AMQP_URL")
+                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5690/%2f".into());
+            format!("{base}?prefix={ns}")
+        }
+        _ => {
+            // The emulator takes any credentials; never look for EC2 instance ones.
+            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+                std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+                std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+            }
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+            let base = std::env::var("CONVEYOR_TEST_SQS_URL")
+                .unwrap_or_else(|_| "sqs://?region=us-east-1&endpoint=http://127.0.0.1:4590".into());
+            format!("{base}&prefix={ns}")
+        }
+    };
+    Urls { broker, backend }
+}
+
+struct Urls {
+    broker: String,
+    backend: String,
+}
+
+impl Urls {
+    async fn connect(&self) -> (Arc<dyn conveyor::Broker>, Arc<dyn conveyor::ResultBackend>) {
+        (conveyor::broker(&self.broker).await.unwrap(), conveyor::backend(&self.backend).await.unwrap())
+    }
+}
+
+fn conveyor(u: &Urls, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_conveyor"))
         .args(args)
-        .env("CONVEYOR_BROKER", url)
-        .env_remove("CONVEYOR_BACKEND")
+        .env("CONVEYOR_BROKER", &u.broker)
+        .env("CONVEYOR_BACKEND", &u.backend)
+        .env("AWS_ACCESS_KEY_ID", std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "test".into()))
+        .env("AWS_SECRET_ACCESS_KEY", std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "test".into()))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .expect("the conveyor binary runs")
 }
@@ -57,13 +99,13 @@ fn worker(
 
 /// Enqueues `flaky` with no retries (through the CLI), runs a worker until it is archived,
 /// and returns its id.
-async fn archived_flaky(url: &str, runs: &Arc<AtomicUsize>) -> String {
+async fn archived_flaky(url: &Urls, runs: &Arc<AtomicUsize>) -> String {
     let args = ["enqueue", "flaky", "--queue", "mail", "--args", "{\"to\":\"a@b.c\"}", "--max-retry", "0", "--json"];
     let o = conveyor(url, &args);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
     let id = v["id"].as_str().expect("an id").to_owned();
-    let (broker, backend) = (conveyor::broker(url).await.unwrap(), conveyor::backend(url).await.unwrap());
+    let (broker, backend) = url.connect().await;
     let stop = CancellationToken::new();
     let running = tokio::spawn(worker(broker, backend.clone(), runs.clone()).run_until(stop.clone()));
     completed_or_archived(&backend, &id, TaskState::Archived).await;
@@ -83,9 +125,26 @@ async fn completed_or_archived(backend: &Arc<dyn conveyor::ResultBackend>, id: &
     panic!("timed out waiting for task {id} to be {state}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_story_fail_list_run_complete() {
-    let url = redis_url();
+macro_rules! on_every_broker {
+    ($($story:ident),*) => {
+        mod redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $story() { super::$story(super::urls("redis")).await })*
+        }
+        mod amqp {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $story() { super::$story(super::urls("amqp")).await })*
+        }
+        mod sqs {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $story() { super::$story(super::urls("sqs")).await })*
+        }
+    };
+}
+
+on_every_broker!(operator_story_fail_list_run_complete, two_operators_run_an_archived_task_once);
+
+async fn operator_story_fail_list_run_complete(url: Urls) {
     let runs = Arc::new(AtomicUsize::new(0));
     let id = archived_flaky(&url, &runs).await;
 
@@ -102,7 +161,7 @@ async fn operator_story_fail_list_run_complete() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), format!("ran {id}"));
 
-    let (broker, backend) = (conveyor::broker(&url).await.unwrap(), conveyor::backend(&url).await.unwrap());
+    let (broker, backend) = url.connect().await;
     let stop = CancellationToken::new();
     let running = tokio::spawn(worker(broker, backend.clone(), runs.clone()).run_until(stop.clone()));
     completed_or_archived(&backend, &id, TaskState::Completed).await;
@@ -115,11 +174,10 @@ async fn operator_story_fail_list_run_complete() {
     assert_eq!(runs.load(Ordering::SeqCst), 2, "the failed run, then the rerun");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_operators_run_an_archived_task_once() {
-    let url = redis_url();
+async fn two_operators_run_an_archived_task_once(url: Urls) {
     let runs = Arc::new(AtomicUsize::new(0));
     let id = archived_flaky(&url, &runs).await;
+    let url = Arc::new(url);
     let (u1, u2, i1, i2) = (url.clone(), url.clone(), id.clone(), id.clone());
     let a = std::thread::spawn(move || conveyor(&u1, &["task", "run", &i1]));
     let b = std::thread::spawn(move || conveyor(&u2, &["task", "run", &i2]));
@@ -136,7 +194,7 @@ async fn two_operators_run_an_archived_task_once() {
 
 #[test]
 fn bad_usage_exits_2_and_failures_exit_1_naming_what() {
-    let url = redis_url();
+    let url = urls("redis");
     let o = conveyor(&url, &["task", "ls", "--queue", "mail", "--state", "sleeping"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown task state `sleeping`"), "{}", stderr(&o));

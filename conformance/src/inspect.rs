@@ -208,3 +208,33 @@ pub async fn retrying_tasks_are_told_apart_and_run_now(env: Env) {
     w.stop().await;
     assert_eq!(log(&q).starts.len(), 2);
 }
+
+pub async fn queues_are_found(env: Env) {
+    let (a, b) = (env.q("seen-a"), env.q("seen-b"));
+    let ins = inspector(&env);
+    pending(&env, &a, 1).await;
+    pending(&env, &b, 1).await;
+    let queues = ins.queues().await.unwrap();
+    assert!(queues.contains(&a) && queues.contains(&b), "{queues:?}");
+    assert!(ins.stats().await.unwrap().iter().any(|s| s.queue == a));
+}
+
+pub async fn archived_tasks_are_deleted_one_or_all(env: Env) {
+    let q = env.q("purge");
+    let ins = inspector(&env);
+    let w = Running::start(env.worker().queue(&q, 1));
+    let client = env.client();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let p = Probe { fail_times: 1, ..Probe::new(format!("{q}-{i}")) };
+        ids.push(client.task(probe, p).queue(&q).max_retry(0).await.unwrap().id().clone());
+    }
+    count(&ins, &q, TaskState::Archived, 3).await;
+    w.stop().await;
+    ins.delete(&ids[0]).await.unwrap();
+    assert!(env.backend.get(&ids[0]).await.unwrap().is_none(), "its record went with it");
+    assert!(matches!(ins.delete(&ids[0]).await, Err(Error::NotFound { .. })));
+    count(&ins, &q, TaskState::Archived, 2).await;
+    assert_eq!(ins.delete_all(&q, TaskState::Archived).await.unwrap(), 2);
+    count(&ins, &q, TaskState::Archived, 0).await;
+}

@@ -131,16 +131,30 @@ where
     }
 }
 
-/// Instantiates the inspector's behaviours (see [`inspect`]) as `#[tokio::test]`s, for a
-/// broker that offers [`Broker::inspect`](conveyor::Broker::inspect).
+/// Instantiates the inspector's behaviours on queues and archives (see [`inspect`]) as
+/// `#[tokio::test]`s: what every broker that offers
+/// [`Broker::inspect`](conveyor::Broker::inspect) does, RabbitMQ and SQS included.
+#[macro_export]
+macro_rules! inspector_archive_suite {
+    ($env:path) => {
+        $crate::conformance_suite!(@each $env;
+            inspect::queues_are_found,
+            inspect::archived_task_runs_again_and_completes,
+            inspect::two_operators_running_one_archived_task_run_it_once,
+            inspect::archived_tasks_are_deleted_one_or_all,
+        );
+    };
+}
+
+/// Instantiates every behaviour of the inspector (see [`inspect`]) as `#[tokio::test]`s, for a
+/// broker that lists and acts on waiting tasks too (memory, Redis).
 #[macro_export]
 macro_rules! inspector_suite {
     ($env:path) => {
+        $crate::inspector_archive_suite!($env);
         $crate::conformance_suite!(@each $env;
             inspect::queues_are_found_with_their_counts,
             inspect::tasks_are_listed_by_state_and_paged,
-            inspect::archived_task_runs_again_and_completes,
-            inspect::two_operators_running_one_archived_task_run_it_once,
             inspect::operator_archives_runs_and_deletes,
             inspect::actions_that_do_not_apply_are_refused,
             inspect::bulk_actions_move_every_task_of_a_state,

@@ -23,3 +23,4 @@ async fn env() -> Env {
 }
 
 conformance_suite!(env);
+inspector_archive_suite!(env);

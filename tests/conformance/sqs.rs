@@ -29,3 +29,4 @@ async fn env() -> Env {
 }
 
 conformance_suite!(env);
+inspector_archive_suite!(env);

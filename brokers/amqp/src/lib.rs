@@ -38,6 +38,7 @@ mod config;
 mod consume;
 mod failure;
 mod headers;
+mod inspect;
 mod link;
 mod receive;
 mod topology;
@@ -115,6 +116,8 @@ struct State {
     /// refilled (a push may be on its way).
     owed: HashMap<String, u32>,
     paused: HashSet<String>,
+    /// Queues this process added to the registry (see `inspect.rs`).
+    registered: HashSet<String>,
 }
 
 struct Incoming {
@@ -535,6 +538,10 @@ impl Broker for AmqpBroker {
     }
 
     fn raw(&self) -> Option<&dyn RawPublish> {
+        Some(self)
+    }
+
+    fn inspect(&self) -> Option<&dyn conveyor_core::inspect::BrokerInspect> {
         Some(self)
     }
 }

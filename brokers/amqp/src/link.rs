@@ -109,6 +109,7 @@ impl AmqpBroker {
         if let Some(l) = self.inner.link.lock().await.as_mut().filter(|l| l.gen == gen) {
             l.declared.insert(queue.to_owned());
         }
+        self.register(queue).await;
         Ok(ch)
     }
 

@@ -492,22 +492,7 @@ impl BrokerInspect for RedisBroker {
             return self.act_all(queue, state, "run", "").await;
         }
         // One by one: each envelope is renewed (see `rerun_envelope`), which a script cannot do.
-        let mut n = 0;
-        loop {
-            let page = self.list(queue, state, Page::first(500)).await?;
-            let mut moved = 0;
-            for t in &page {
-                match self.run_now(queue, &t.id, Rerun::default()).await {
-                    Ok(()) => moved += 1,
-                    Err(Error::NotFound { .. } | Error::InvalidTaskState { .. } | Error::InvalidPayload(_)) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            n += moved;
-            if moved == 0 {
-                return Ok(n);
-            }
-        }
+        conveyor_core::inspect::run_all_archived(self, queue).await
     }
 
     async fn archive_all(&self, queue: &str, state: TaskState, reason: &str) -> Result<u64> {

@@ -28,6 +28,7 @@ mod config;
 mod deleter;
 mod failure;
 mod fifo;
+mod inspect;
 mod receive;
 
 pub use config::SqsConfig;
@@ -476,6 +477,10 @@ impl Broker for SqsBroker {
     }
 
     fn raw(&self) -> Option<&dyn RawPublish> {
+        Some(self)
+    }
+
+    fn inspect(&self) -> Option<&dyn conveyor_core::inspect::BrokerInspect> {
         Some(self)
     }
 }

@@ -190,3 +190,48 @@ pub fn rerun_envelope(mut task: TaskMessage, rerun: Rerun) -> TaskMessage {
     task.eta = None;
     task
 }
+
+/// [`BrokerInspect::run_all`] for archived tasks on a broker that renews envelopes one task at
+/// a time: runs each task of a page of the archive with [`BrokerInspect::run_now`] until a page
+/// moves none (the rest ran, were deleted by someone else, or do not decode).
+pub async fn run_all_archived(b: &dyn BrokerInspect, queue: &str) -> Result<u64> {
+    let mut n = 0;
+    loop {
+        let page = b.list(queue, TaskState::Archived, Page::first(500)).await?;
+        let mut moved = 0;
+        for t in page.iter().filter(|t| t.task().is_some()) {
+            match b.run_now(queue, &t.id, Rerun::default()).await {
+                Ok(()) => moved += 1,
+                Err(Error::NotFound { .. } | Error::InvalidTaskState { .. } | Error::InvalidPayload(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        n += moved;
+        if moved == 0 {
+            return Ok(n);
+        }
+    }
+}
+
+/// The archive entries of a broker's [`QueueAdmin::archived`](crate::QueueAdmin::archived) as
+/// the inspector lists them.
+pub fn archived_infos(queue: &str, entries: Vec<crate::ArchivedTask>) -> Vec<TaskInfo> {
+    entries
+        .into_iter()
+        .map(|a| {
+            let id = match &a.payload {
+                Payload::Task(t) => t.id.clone(),
+                Payload::Undecodable { .. } => TaskId::from("?"),
+            };
+            let mut i = TaskInfo::new(id, queue, TaskState::Archived, a.payload);
+            i.reason = Some(a.reason);
+            i.archived_at = Some(a.archived_at);
+            i
+        })
+        .collect()
+}
+
+/// The error for what a broker cannot do.
+pub fn unsupported(broker: &'static str, operation: &'static str) -> Error {
+    Error::Unsupported { broker, operation }
+}
