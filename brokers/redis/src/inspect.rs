@@ -92,19 +92,33 @@ impl RedisBroker {
         Ok(parse_entries(v))
     }
 
-    /// The pending tasks of a queue in reading order, the first `n`.
-    async fn pending(&self, k: &QueueKeys, n: usize) -> Result<Vec<(String, Entry)>> {
-        let mut out = Vec::new();
+    /// The pending tasks of a queue in reading order: `limit` after the first `offset`, read a
+    /// chunk at a time (a deep page costs time in proportion to its offset, not memory).
+    async fn pending(&self, k: &QueueKeys, offset: usize, limit: usize) -> Result<Vec<Entry>> {
+        const CHUNK: usize = 10_000;
+        let (mut out, mut skip) = (Vec::new(), offset);
         for s in self.streams(k).await? {
-            if out.len() >= n {
+            if out.len() >= limit {
                 break;
             }
             let skey = k.stream(&s);
-            let last = self.last_delivered(&skey).await?;
-            for e in self.entries(&skey, &format!("({last}"), n - out.len()).await? {
-                out.push((s.clone(), e));
+            let mut from = format!("({}", self.last_delivered(&skey).await?);
+            loop {
+                let want = (skip + limit - out.len()).min(CHUNK);
+                let batch = self.entries(&skey, &from, want).await?;
+                let n = batch.len();
+                if let Some(last) = batch.last() {
+                    from = format!("({}", last.0);
+                }
+                let skipped = skip.min(n);
+                skip -= skipped;
+                out.extend(batch.into_iter().skip(skipped));
+                if n < want || out.len() >= limit {
+                    break;
+                }
             }
         }
+        out.truncate(limit);
         Ok(out)
     }
 
@@ -388,8 +402,8 @@ impl BrokerInspect for RedisBroker {
         let end = page.offset.saturating_add(page.limit);
         Ok(match state {
             TaskState::Pending => {
-                let all = self.pending(&k, end).await?;
-                all.into_iter().skip(page.offset).map(|(_, (_, id, p))| info(queue, state, id, p)).collect()
+                let page = self.pending(&k, page.offset, page.limit).await?;
+                page.into_iter().map(|(_, id, p)| info(queue, state, id, p)).collect()
             }
             TaskState::Active => {
                 let all = self.active(&k, end).await?;

@@ -72,13 +72,12 @@ impl Inspector {
         self.cap("list queues")?.queues().await
     }
 
-    /// The counts of every queue, sorted by name.
+    /// The counts of every queue, sorted by name (16 queues asked at a time).
     pub async fn stats(&self) -> Result<Vec<QueueStats>> {
-        let mut out = Vec::new();
-        for q in self.queues().await? {
-            out.push(self.broker.stats(&q).await?);
-        }
-        Ok(out)
+        use futures_util::StreamExt;
+        let queues = self.queues().await?;
+        let asked = futures_util::stream::iter(queues.iter().map(|q| self.broker.stats(q))).buffered(16);
+        asked.collect::<Vec<_>>().await.into_iter().collect()
     }
 
     /// The counts of one queue; [`Error::UnknownQueue`] if the broker holds nothing for it.
