@@ -48,6 +48,8 @@ enum Cmd {
     /// Tasks: list by state, show one, run now, archive, delete.
     #[command(subcommand)]
     Task(TaskCmd),
+    /// The worker processes running now: host, pid, queues, concurrency, tasks running.
+    Workers,
     /// Enqueues a task by name with JSON arguments.
     Enqueue {
         /// The task's name, as its worker registered it.
@@ -186,6 +188,7 @@ fn scheme(url: &str) -> &str {
 async fn run(cmd: Cmd, ins: &Inspector, out: &Out) -> conveyor::Result<bool> {
     match cmd {
         Cmd::Stats | Cmd::Queue(QueueCmd::Ls) => out.queues(&ins.stats().await?),
+        Cmd::Workers => out.workers(&ins.workers().await?),
         Cmd::Queue(QueueCmd::Show { queue }) => out.queues(&[ins.queue(&queue).await?]),
         Cmd::Queue(QueueCmd::Pause { queue }) => {
             ins.pause(&queue).await?;

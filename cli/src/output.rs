@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use conveyor::inspect::{TaskDetail, TaskInfo};
+use conveyor::inspect::{TaskDetail, TaskInfo, WorkerInfo};
 use conveyor::{Error, Payload, QueueStats, TaskId, TaskState};
 use serde_json::{json, Value};
 
@@ -184,6 +184,48 @@ impl Out {
         for (k, v) in lines {
             println!("{k:<12} {v}");
         }
+    }
+
+    pub fn workers(&self, ws: &[WorkerInfo]) {
+        if self.json {
+            let v: Vec<Value> = ws
+                .iter()
+                .map(|w| {
+                    let running: Vec<Value> = w
+                        .running
+                        .iter()
+                        .map(|r| json!({"id": r.id.as_str(), "name": r.name, "started_at": time(Some(r.started_at))}))
+                        .collect();
+                    json!({
+                        "id": w.id, "host": w.host, "pid": w.pid, "queues": w.queues, "concurrency": w.concurrency,
+                        "running": running, "started_at": time(Some(w.started_at)),
+                        "last_beat": time(Some(w.last_beat)), "version": w.version,
+                    })
+                })
+                .collect();
+            println!("{}", Value::Array(v));
+            return;
+        }
+        if ws.is_empty() {
+            println!("no workers running");
+            return;
+        }
+        let rows: Vec<Vec<String>> = ws
+            .iter()
+            .map(|w| {
+                let queues: Vec<String> = w.queues.iter().map(|(q, n)| format!("{q}:{n}")).collect();
+                vec![
+                    w.id.chars().take(8).collect(),
+                    w.host.clone(),
+                    w.pid.to_string(),
+                    queues.join(","),
+                    format!("{}/{}", w.running.len(), w.concurrency),
+                    text(Some(w.started_at)),
+                    text(Some(w.last_beat)),
+                ]
+            })
+            .collect();
+        table(&["ID", "HOST", "PID", "QUEUES", "BUSY", "STARTED", "LAST BEAT"], &rows);
     }
 
     pub fn action(&self, id: &str, verb: &str, err: Option<&Error>) {

@@ -81,7 +81,15 @@ fn worker(
     backend: Arc<dyn conveyor::ResultBackend>,
     runs: Arc<AtomicUsize>,
 ) -> Worker {
+    let counted = runs.clone();
     Worker::builder(broker, backend)
+        .register_handler("count", move |_req: Request| {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                TaskResult::Ok(serde_json::value::to_raw_value(&()).expect("unit encodes"))
+            }
+        })
         .register_handler("flaky", move |_req: Request| {
             let runs = runs.clone();
             async move {
@@ -142,7 +150,59 @@ macro_rules! on_every_broker {
     };
 }
 
-on_every_broker!(operator_story_fail_list_run_complete, two_operators_run_an_archived_task_once);
+on_every_broker!(
+    operator_story_fail_list_run_complete,
+    two_operators_run_an_archived_task_once,
+    pause_reaches_a_worker_in_another_process
+);
+
+/// `conveyor queue pause` (a process of its own) stops a running worker taking the queue's
+/// tasks within about a second, on every broker; `conveyor workers` lists the worker.
+async fn pause_reaches_a_worker_in_another_process(url: Urls) {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (broker, backend) = url.connect().await;
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(worker(broker, backend, runs.clone()).run_until(stop.clone()));
+    let o = conveyor(&url, &["enqueue", "count", "--queue", "mail"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_until("the first task ran", || runs.load(Ordering::SeqCst) == 1).await;
+
+    let o = conveyor(&url, &["workers", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v[0]["pid"].as_u64(), Some(u64::from(std::process::id())), "{v}");
+    assert_eq!(v[0]["queues"][0][0], "mail", "{v}");
+
+    let o = conveyor(&url, &["queue", "pause", "mail"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The worker reads the flags every second; then a task enqueued waits.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let o = conveyor(&url, &["enqueue", "count", "--queue", "mail"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "no task runs while the queue is paused");
+    let o = conveyor(&url, &["queue", "show", "mail", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    assert_eq!(v[0]["paused"], true, "{v}");
+
+    let o = conveyor(&url, &["queue", "resume", "mail"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_until("the task ran after the resume", || runs.load(Ordering::SeqCst) == 2).await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    let o = conveyor(&url, &["workers", "--json"]);
+    assert_eq!(stdout(&o).trim(), "[]", "a stopped worker leaves the registry");
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
 
 async fn operator_story_fail_list_run_complete(url: Urls) {
     let runs = Arc::new(AtomicUsize::new(0));

@@ -286,4 +286,25 @@ pub trait ResultBackend: Send + Sync + 'static {
 
     /// The newest `limit` items of the list `key`, newest first (empty if there is none).
     async fn list_recent(&self, key: &str, limit: usize) -> Result<Vec<String>>;
+
+    /// Sets `field` of the small map `map` to `value`: state every process of the application
+    /// shares for operations (the worker registry, pause flags). Redis: `HSET`. A backend that
+    /// keeps no such state answers [`Error::Unsupported`](crate::Error::Unsupported), and the
+    /// worker registry and cross-process pause are then off.
+    async fn map_set(&self, map: &str, field: &str, value: &str) -> Result<()> {
+        let _ = (map, field, value);
+        Err(crate::Error::Unsupported { broker: "this result backend", operation: "keep operations state" })
+    }
+
+    /// Removes `field` of `map`.
+    async fn map_remove(&self, map: &str, field: &str) -> Result<()> {
+        let _ = (map, field);
+        Err(crate::Error::Unsupported { broker: "this result backend", operation: "keep operations state" })
+    }
+
+    /// Every field of `map` with its value (empty if there is none).
+    async fn map_all(&self, map: &str) -> Result<Vec<(String, String)>> {
+        let _ = map;
+        Err(crate::Error::Unsupported { broker: "this result backend", operation: "keep operations state" })
+    }
 }

@@ -184,10 +184,11 @@ pub enum Error {
         action: &'static str,
     },
 
-    /// The broker cannot do this (see the capability table in `docs/operations.md`).
-    #[error("the {broker} broker cannot {operation}")]
+    /// The broker (or result backend) cannot do this (see the capability table in
+    /// `docs/operations.md`).
+    #[error("{broker} cannot {operation}")]
     Unsupported {
-        /// The broker's kind.
+        /// Who: `the amqp broker`, `this result backend`, ...
         broker: &'static str,
         /// What was asked.
         operation: &'static str,

@@ -32,6 +32,7 @@ struct Inner {
     counters: Mutex<Expiring<i64>>,
     groups: Mutex<Expiring<BTreeMap<u32, Box<RawValue>>>>,
     lists: Mutex<Expiring<VecDeque<String>>>,
+    maps: Mutex<std::collections::HashMap<String, BTreeMap<String, String>>>,
 }
 
 /// A map whose entries may expire; swept now and then so it cannot grow without bound.
@@ -207,6 +208,25 @@ impl ResultBackend for MemoryBackend {
             .live(key, Instant::now())
             .map(|(items, _)| items.iter().take(limit).cloned().collect())
             .unwrap_or_default())
+    }
+
+    async fn map_set(&self, map: &str, field: &str, value: &str) -> Result<()> {
+        let mut maps = self.inner.maps.lock().unwrap_or_else(|e| e.into_inner());
+        maps.entry(map.to_owned()).or_default().insert(field.to_owned(), value.to_owned());
+        Ok(())
+    }
+
+    async fn map_remove(&self, map: &str, field: &str) -> Result<()> {
+        let mut maps = self.inner.maps.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = maps.get_mut(map) {
+            m.remove(field);
+        }
+        Ok(())
+    }
+
+    async fn map_all(&self, map: &str) -> Result<Vec<(String, String)>> {
+        let maps = self.inner.maps.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(maps.get(map).map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default())
     }
 }
 

@@ -303,4 +303,19 @@ impl ResultBackend for RedisBackend {
             .await
             .map_err(err)
     }
+
+    async fn map_set(&self, map: &str, field: &str, value: &str) -> Result<()> {
+        let key = format!("{}:ops:{map}", self.prefix);
+        redis::cmd("HSET").arg(key).arg(field).arg(value).query_async::<()>(&mut self.conn()).await.map_err(err)
+    }
+
+    async fn map_remove(&self, map: &str, field: &str) -> Result<()> {
+        let key = format!("{}:ops:{map}", self.prefix);
+        redis::cmd("HDEL").arg(key).arg(field).query_async::<()>(&mut self.conn()).await.map_err(err)
+    }
+
+    async fn map_all(&self, map: &str) -> Result<Vec<(String, String)>> {
+        let key = format!("{}:ops:{map}", self.prefix);
+        redis::cmd("HGETALL").arg(key).query_async(&mut self.conn()).await.map_err(err)
+    }
 }

@@ -121,7 +121,10 @@ impl BrokerInspect for AmqpBroker {
     async fn list(&self, queue: &str, state: TaskState, page: Page) -> Result<Vec<TaskInfo>> {
         match state {
             TaskState::Archived => Ok(archived_infos(queue, self.archived(queue, page.offset, page.limit).await?)),
-            _ => Err(unsupported("amqp", "list pending, scheduled or active tasks (a read counts as a delivery)")),
+            _ => Err(unsupported(
+                "the RabbitMQ broker",
+                "list pending, scheduled or active tasks (a read counts as a delivery)",
+            )),
         }
     }
 
@@ -145,7 +148,7 @@ impl BrokerInspect for AmqpBroker {
     }
 
     async fn archive_now(&self, _queue: &str, _id: &TaskId, _reason: &str) -> Result<()> {
-        Err(unsupported("amqp", "archive a waiting task (only the worker that receives it can)"))
+        Err(unsupported("the RabbitMQ broker", "archive a waiting task (only the worker that receives it can)"))
     }
 
     async fn delete(&self, queue: &str, id: &TaskId) -> Result<()> {
@@ -159,12 +162,12 @@ impl BrokerInspect for AmqpBroker {
         check_action(&TaskId::from("*"), state, "run")?;
         match state {
             TaskState::Archived => run_all_archived(self, queue).await,
-            _ => Err(unsupported("amqp", "run scheduled or retry tasks now")),
+            _ => Err(unsupported("the RabbitMQ broker", "run scheduled or retry tasks now")),
         }
     }
 
     async fn archive_all(&self, _queue: &str, _state: TaskState, _reason: &str) -> Result<u64> {
-        Err(unsupported("amqp", "archive waiting tasks"))
+        Err(unsupported("the RabbitMQ broker", "archive waiting tasks"))
     }
 
     async fn delete_all(&self, queue: &str, state: TaskState) -> Result<u64> {
@@ -173,7 +176,7 @@ impl BrokerInspect for AmqpBroker {
         let target = match state {
             TaskState::Archived => self.names(queue).archive,
             TaskState::Pending => self.names(queue).main,
-            _ => return Err(unsupported("amqp", "delete scheduled or retry tasks")),
+            _ => return Err(unsupported("the RabbitMQ broker", "delete scheduled or retry tasks")),
         };
         self.declare(queue).await?;
         let ch = self.declaring_channel().await?;

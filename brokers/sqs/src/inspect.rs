@@ -110,7 +110,10 @@ impl BrokerInspect for SqsBroker {
     async fn list(&self, queue: &str, state: TaskState, page: Page) -> Result<Vec<TaskInfo>> {
         match state {
             TaskState::Archived => Ok(archived_infos(queue, self.archived(queue, page.offset, page.limit).await?)),
-            _ => Err(unsupported("sqs", "list pending, scheduled or active tasks (a read counts as a delivery)")),
+            _ => Err(unsupported(
+                "the SQS broker",
+                "list pending, scheduled or active tasks (a read counts as a delivery)",
+            )),
         }
     }
 
@@ -132,7 +135,7 @@ impl BrokerInspect for SqsBroker {
     }
 
     async fn archive_now(&self, _queue: &str, _id: &TaskId, _reason: &str) -> Result<()> {
-        Err(unsupported("sqs", "archive a waiting task (only the worker that receives it can)"))
+        Err(unsupported("the SQS broker", "archive a waiting task (only the worker that receives it can)"))
     }
 
     async fn delete(&self, queue: &str, id: &TaskId) -> Result<()> {
@@ -146,19 +149,19 @@ impl BrokerInspect for SqsBroker {
         check_action(&TaskId::from("*"), state, "run")?;
         match state {
             TaskState::Archived => run_all_archived(self, queue).await,
-            _ => Err(unsupported("sqs", "run scheduled or retry tasks now")),
+            _ => Err(unsupported("the SQS broker", "run scheduled or retry tasks now")),
         }
     }
 
     async fn archive_all(&self, _queue: &str, _state: TaskState, _reason: &str) -> Result<u64> {
-        Err(unsupported("sqs", "archive waiting tasks"))
+        Err(unsupported("the SQS broker", "archive waiting tasks"))
     }
 
     async fn delete_all(&self, queue: &str, state: TaskState) -> Result<u64> {
         check_action(&TaskId::from("*"), state, "delete")?;
         if state != TaskState::Archived {
             // A purge of the queue would take the tasks being run as well.
-            return Err(unsupported("sqs", "delete waiting tasks (only the archive can be purged)"));
+            return Err(unsupported("the SQS broker", "delete waiting tasks (only the archive can be purged)"));
         }
         let n = self.stats(queue).await?.archived;
         // PurgeQueue: the whole archive goes, within a minute (SQS allows one a minute).

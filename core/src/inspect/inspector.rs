@@ -77,13 +77,42 @@ impl Inspector {
         use futures_util::StreamExt;
         let queues = self.queues().await?;
         let asked = futures_util::stream::iter(queues.iter().map(|q| self.broker.stats(q))).buffered(16);
-        asked.collect::<Vec<_>>().await.into_iter().collect()
+        let mut all: Vec<QueueStats> = asked.collect::<Vec<_>>().await.into_iter().collect::<Result<_>>()?;
+        let flags = self.pause_flags().await;
+        for s in &mut all {
+            s.paused |= flags.contains(&s.queue);
+        }
+        Ok(all)
     }
 
     /// The counts of one queue; [`Error::UnknownQueue`] if the broker holds nothing for it.
     pub async fn queue(&self, queue: &str) -> Result<QueueStats> {
         self.known(queue).await?;
-        self.broker.stats(queue).await
+        let mut s = self.broker.stats(queue).await?;
+        s.paused |= self.pause_flags().await.contains(queue);
+        Ok(s)
+    }
+
+    /// The queues an operator paused (empty if the backend keeps no operations state).
+    async fn pause_flags(&self) -> std::collections::HashSet<String> {
+        let flags = self.backend.map_all(super::workers::PAUSED_MAP).await.unwrap_or_default();
+        flags.into_iter().map(|(q, _)| q).collect()
+    }
+
+    /// The worker processes running now, by start time; those that stopped beating are left
+    /// out (and their entries removed).
+    pub async fn workers(&self) -> Result<Vec<super::WorkerInfo>> {
+        let mut out = Vec::new();
+        for (id, json) in self.backend.map_all(super::workers::WORKERS_MAP).await? {
+            match serde_json::from_str::<super::WorkerInfo>(&json) {
+                Ok(w) if !w.is_gone() => out.push(w),
+                _ => {
+                    let _ = self.backend.map_remove(super::workers::WORKERS_MAP, &id).await;
+                }
+            }
+        }
+        out.sort_by_key(|w| w.started_at);
+        Ok(out)
     }
 
     async fn known(&self, queue: &str) -> Result<()> {
@@ -95,16 +124,27 @@ impl Inspector {
         }
     }
 
-    /// Pauses `queue` (workers stop taking its tasks; enqueueing goes on).
+    /// Pauses `queue`: every worker of the application stops taking its tasks within about a
+    /// second (enqueueing goes on). On brokers whose own pause is per process (RabbitMQ, SQS)
+    /// the other processes follow a flag in the result backend (see [`super::workers`]).
     pub async fn pause(&self, queue: &str) -> Result<()> {
         check_queue_name(queue)?;
         let admin = self.broker.admin().ok_or(Error::Unsupported { broker: self.broker.kind(), operation: "pause" })?;
-        admin.pause(queue).await
+        admin.pause(queue).await?;
+        let at = crate::time::to_millis(std::time::SystemTime::now()).to_string();
+        match self.backend.map_set(super::workers::PAUSED_MAP, queue, &at).await {
+            Ok(()) | Err(Error::Unsupported { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Undoes [`pause`](Self::pause).
     pub async fn resume(&self, queue: &str) -> Result<()> {
         check_queue_name(queue)?;
+        match self.backend.map_remove(super::workers::PAUSED_MAP, queue).await {
+            Ok(()) | Err(Error::Unsupported { .. }) => {}
+            Err(e) => return Err(e),
+        }
         let admin =
             self.broker.admin().ok_or(Error::Unsupported { broker: self.broker.kind(), operation: "resume" })?;
         admin.resume(queue).await

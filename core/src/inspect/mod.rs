@@ -31,6 +31,7 @@
 //! [`Broker::inspect`]: crate::Broker::inspect
 
 mod inspector;
+pub mod workers;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -42,6 +43,7 @@ use crate::error::{Error, Result};
 use crate::task::{TaskId, TaskMessage, TaskState};
 
 pub use inspector::{Inspector, TaskDetail, OPERATOR_ARCHIVED};
+pub use workers::WorkerInfo;
 
 /// Which tasks of a list: `limit` tasks after the first `offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

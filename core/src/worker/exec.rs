@@ -28,7 +28,7 @@ pub(crate) async fn run_delivery(ctx: Arc<Ctx>, running: Arc<Semaphore>, d: Deli
     let s = &*ctx.shared;
     // The lease is renewed from now until the delivery is settled (acked, retried, archived,
     // released), also while it waits for a handler slot.
-    let lease = Leased::new(&s.inflight, d.receipt.clone());
+    let lease = Leased::new(&s.inflight, d.receipt.clone(), d.task().cloned());
     let slot = tokio::select! {
         biased;
         p = running.acquire() => match p { Ok(p) => Some(p), Err(_) => return },
@@ -136,6 +136,7 @@ async fn process(ctx: &Ctx, d: &Delivery, watch: &LeaseWatch, held: Held<'_>) {
     // After a lost lease, the run is recorded `active` before the handler starts, so that if
     // it takes its worker down at once, the next delivery knows it had started.
     let active_first = d.lost_leases > 0;
+    s.inflight.started(watch);
     let out = match Box::pin(run_handler(ctx, &task, handler.as_ref(), active_first, &watch.lost)).await {
         Ran::Done(r) => Some(r),
         Ran::Interrupted => None,

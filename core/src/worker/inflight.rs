@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Receipt;
+use crate::task::TaskMessage;
 
 /// What the worker knows of one delivery's lease.
 pub(crate) struct LeaseWatch {
@@ -18,6 +19,8 @@ pub(crate) struct LeaseWatch {
     /// When the broker last confirmed the lease (the receive, or an extension that was sent
     /// then), in microseconds since the worker's epoch.
     confirmed_us: AtomicU64,
+    /// When its handler started, in microseconds since the worker's epoch plus one (0: not yet).
+    started_us: AtomicU64,
 }
 
 /// A slab: a delivery's place is an index, reused once it is settled. Every delivery enters
@@ -25,25 +28,64 @@ pub(crate) struct LeaseWatch {
 pub(crate) struct InFlight {
     slab: Mutex<Slab>,
     epoch: Instant,
+    /// The wall-clock time of `epoch`.
+    epoch_wall: std::time::SystemTime,
 }
 
 impl Default for InFlight {
     fn default() -> Self {
-        InFlight { slab: Mutex::default(), epoch: Instant::now() }
+        InFlight { slab: Mutex::default(), epoch: Instant::now(), epoch_wall: std::time::SystemTime::now() }
     }
 }
 
+/// One delivery held: its receipt, lease watch, and task (if it decoded).
+type Item = (Receipt, Arc<LeaseWatch>, Option<Arc<TaskMessage>>);
+
 #[derive(Default)]
 struct Slab {
-    items: Vec<Option<(Receipt, Arc<LeaseWatch>)>>,
+    items: Vec<Option<Item>>,
     free: Vec<usize>,
+}
+
+/// A task whose handler is running (for the worker registry).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunningTask {
+    /// The task's id.
+    pub id: crate::task::TaskId,
+    /// Its name.
+    pub name: String,
+    /// When its handler started.
+    #[serde(with = "crate::time::millis")]
+    pub started_at: std::time::SystemTime,
 }
 
 impl InFlight {
     /// Every delivery held now, with its lease watch.
     pub(crate) fn snapshot(&self) -> (Vec<Receipt>, Vec<Arc<LeaseWatch>>) {
         let slab = self.slab.lock().unwrap_or_else(|e| e.into_inner());
-        slab.items.iter().flatten().map(|(r, w)| (r.clone(), w.clone())).unzip()
+        slab.items.iter().flatten().map(|(r, w, _)| (r.clone(), w.clone())).unzip()
+    }
+
+    /// Records that `watch`'s handler starts now.
+    pub(crate) fn started(&self, watch: &LeaseWatch) {
+        let us = Instant::now().saturating_duration_since(self.epoch).as_micros() as u64;
+        watch.started_us.store(us + 1, Ordering::Relaxed);
+    }
+
+    /// The tasks whose handler runs now.
+    pub(crate) fn running(&self) -> Vec<RunningTask> {
+        let slab = self.slab.lock().unwrap_or_else(|e| e.into_inner());
+        slab.items
+            .iter()
+            .flatten()
+            .filter_map(|(_, w, t)| {
+                let us = w.started_us.load(Ordering::Relaxed);
+                let t = t.as_ref().filter(|_| us > 0)?;
+                let started_at = self.epoch_wall + Duration::from_micros(us - 1);
+                Some(RunningTask { id: t.id.clone(), name: t.name.clone(), started_at })
+            })
+            .collect()
     }
 
     /// Records that the broker confirmed `watch`'s lease as of `at` (when the request was sent).
@@ -68,11 +110,15 @@ pub(crate) struct Leased<'a> {
 
 impl<'a> Leased<'a> {
     /// Adds a delivery received just now (its lease counts as confirmed now).
-    pub(crate) fn new(set: &'a InFlight, r: Receipt) -> Self {
-        let watch = Arc::new(LeaseWatch { lost: CancellationToken::new(), confirmed_us: AtomicU64::new(0) });
+    pub(crate) fn new(set: &'a InFlight, r: Receipt, task: Option<Arc<TaskMessage>>) -> Self {
+        let watch = Arc::new(LeaseWatch {
+            lost: CancellationToken::new(),
+            confirmed_us: AtomicU64::new(0),
+            started_us: AtomicU64::new(0),
+        });
         set.confirm(&watch, Instant::now());
         let mut slab = set.slab.lock().unwrap_or_else(|e| e.into_inner());
-        let item = Some((r, watch.clone()));
+        let item = Some((r, watch.clone(), task));
         let key = match slab.free.pop() {
             Some(i) => {
                 slab.items[i] = item;
@@ -109,12 +155,12 @@ mod tests {
     #[test]
     fn places_are_reused_and_receipts_listed() {
         let set = InFlight::default();
-        let a = Leased::new(&set, Receipt::new(1u32));
-        let b = Leased::new(&set, Receipt::new(2u32));
+        let a = Leased::new(&set, Receipt::new(1u32), None);
+        let b = Leased::new(&set, Receipt::new(2u32), None);
         assert_eq!(set.snapshot().0.len(), 2);
         drop(a);
         assert_eq!(set.snapshot().0.len(), 1);
-        let c = Leased::new(&set, Receipt::new(3u32));
+        let c = Leased::new(&set, Receipt::new(3u32), None);
         assert_eq!(c.key, 0, "the freed place is reused");
         drop((b, c));
         assert!(set.snapshot().0.is_empty());
@@ -123,7 +169,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn confirmations_only_move_forward() {
         let set = InFlight::default();
-        let a = Leased::new(&set, Receipt::new(1u32));
+        let a = Leased::new(&set, Receipt::new(1u32), None);
         let received = Instant::now();
         tokio::time::advance(Duration::from_secs(3)).await;
         assert_eq!(set.since_confirmed(&a.watch), Duration::from_secs(3));

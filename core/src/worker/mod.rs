@@ -16,6 +16,7 @@
 
 mod exec;
 mod inflight;
+mod ops;
 mod queues;
 mod run;
 mod shared;
@@ -24,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use inflight::RunningTask;
 pub use queues::QueuePriority;
 pub use run::shutdown_signal;
 

@@ -21,6 +21,9 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, hard: Canc
     let running = Arc::new(Semaphore::new(c.concurrency));
     // Runs until every handler has settled its task (aborted at the very end).
     let heartbeat = tokio::spawn(heartbeat(shared.clone()));
+    // The registry entry and the shared pause flags (see `inspect::workers`).
+    let ops_stop = CancellationToken::new();
+    let ops = tokio::spawn(super::ops::ops_loop(shared.clone(), ops_stop.clone()));
     let ctx = Arc::new(Ctx {
         shared: shared.clone(),
         shutdown: Shutdown::new(stop.clone()),
@@ -50,6 +53,10 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken, hard: Canc
         tracing::error!("some outcomes were not settled; those tasks return when their lease expires");
     }
     heartbeat.abort();
+    ops_stop.cancel();
+    if tokio::time::timeout(Duration::from_secs(2), ops).await.is_err() {
+        tracing::debug!("the worker's registry entry was not removed; it lapses");
+    }
     tracing::info!("worker stopped");
     Ok(())
 }
