@@ -174,9 +174,10 @@ pub async fn bulk_actions_move_every_task_of_a_state(env: Env) {
     let q = env.q("bulk");
     let ins = inspector(&env);
     let client = env.client();
+    let mut ids = Vec::new();
     for i in 0..3 {
         let p = Probe::new(format!("{q}-{i}"));
-        client.task(probe, p).queue(&q).process_in(Duration::from_secs(3600)).await.unwrap();
+        ids.push(client.task(probe, p).queue(&q).process_in(Duration::from_secs(3600)).await.unwrap().id().clone());
     }
     assert_eq!(ins.run_all(&q, TaskState::Scheduled).await.unwrap(), 3);
     assert_eq!(ins.queue(&q).await.unwrap().pending, 3);
@@ -188,6 +189,7 @@ pub async fn bulk_actions_move_every_task_of_a_state(env: Env) {
     assert_eq!(ins.delete_all(&q, TaskState::Pending).await.unwrap(), 3);
     let s = ins.queue(&q).await.unwrap();
     assert_eq!((s.pending, s.scheduled, s.archived), (0, 0, 0));
+    assert!(env.backend.get(&ids[0]).await.unwrap().is_none(), "the records went with them");
 }
 
 pub async fn retrying_tasks_are_told_apart_and_run_now(env: Env) {
@@ -237,4 +239,7 @@ pub async fn archived_tasks_are_deleted_one_or_all(env: Env) {
     count(&ins, &q, TaskState::Archived, 2).await;
     assert_eq!(ins.delete_all(&q, TaskState::Archived).await.unwrap(), 2);
     count(&ins, &q, TaskState::Archived, 0).await;
+    for id in &ids[1..] {
+        assert!(env.backend.get(id).await.unwrap().is_none(), "the records went with them");
+    }
 }

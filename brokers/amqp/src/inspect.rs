@@ -13,10 +13,11 @@
 
 use async_trait::async_trait;
 use conveyor_core::inspect::{
-    archived_infos, check_action, rerun_envelope, run_all_archived, unsupported, BrokerInspect, Page, Rerun, TaskInfo,
+    archived_infos, check_action, rerun_envelope, run_all_archived, unsupported, BrokerInspect, Deleted, Page, Rerun,
+    TaskInfo,
 };
 use conveyor_core::{Broker, Error, FailureKind, Payload, QueueAdmin, Result, TaskId, TaskState};
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, QueuePurgeOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::Channel;
 
@@ -170,18 +171,27 @@ impl BrokerInspect for AmqpBroker {
         Err(unsupported("the RabbitMQ broker", "archive waiting tasks"))
     }
 
-    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<u64> {
+    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<Deleted> {
         check_action(&TaskId::from("*"), state, "delete")?;
-        // A purge takes a queue's ready messages only: delivered ones stay with their workers.
-        let target = match state {
-            TaskState::Archived => self.names(queue).archive,
-            TaskState::Pending => self.names(queue).main,
-            _ => return Err(unsupported("the RabbitMQ broker", "delete scheduled or retry tasks")),
-        };
+        if state != TaskState::Archived {
+            // A purge would leave their records saying they wait, blocking their ids.
+            return Err(unsupported("the RabbitMQ broker", "delete waiting tasks"));
+        }
+        // Each archived message taken and acked, so that its task's record can go too.
         self.declare(queue).await?;
-        let ch = self.declaring_channel().await?;
-        let purge = ch.queue_purge(target.as_str().into(), QueuePurgeOptions::default());
-        let n = self.bounded("a purge", async { purge.await.map_err(err) }).await?;
-        Ok(u64::from(n))
+        let ch = self.own_channel().await?;
+        let archive = self.names(queue).archive;
+        let mut ids = Vec::new();
+        loop {
+            let get = ch.basic_get(archive.as_str().into(), BasicGetOptions::default());
+            let Some(m) = self.bounded("a basic.get", async { get.await.map_err(err) }).await? else { break };
+            if let Payload::Task(t) = Payload::decode(m.delivery.data.clone()) {
+                ids.push(t.id.clone());
+            }
+            let acker = &m.delivery.acker;
+            self.bounded("an ack", async { acker.ack(BasicAckOptions::default()).await.map_err(err) }).await?;
+        }
+        let _ = ch.close(200, "archive emptied".into()).await;
+        Ok(Deleted::ids(ids))
     }
 }

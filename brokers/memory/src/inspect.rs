@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use conveyor_core::inspect::{check_action, rerun_envelope, BrokerInspect, Page, Rerun, TaskInfo};
+use conveyor_core::inspect::{check_action, rerun_envelope, BrokerInspect, Deleted, Page, Rerun, TaskInfo};
 use conveyor_core::{ArchivedTask, Error, Payload, Result, TaskId, TaskState};
 use tokio::time::Instant;
 
@@ -160,9 +160,11 @@ impl BrokerInspect for MemoryBroker {
         self.bulk(queue, state, |q, e, _| q.archive(e.payload, reason.to_owned(), limit))
     }
 
-    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<u64> {
+    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<Deleted> {
         check_action(&TaskId::from("*"), state, "delete")?;
-        self.bulk(queue, state, |_, _, _| {})
+        let mut ids = Vec::new();
+        self.bulk(queue, state, |_, e, _| ids.extend(e.id().cloned()))?;
+        Ok(Deleted::ids(ids))
     }
 }
 

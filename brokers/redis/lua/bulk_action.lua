@@ -4,17 +4,18 @@
 -- An operator's action on every task of a state, at most 1000 per call (the caller calls
 -- again while some moved), each task in one step with the action on it. Scheduled tasks are
 -- the delayed ones not retrying: `offset` skips the retrying ones seen by the previous call.
--- Returns { moved, next offset (-1 when the state had no more tasks) }.
+-- Returns { moved, next offset (-1 when the state had no more tasks), the ids moved... }.
 local base, state, action = ARGV[1], ARGV[2], ARGV[3]
 local retrying = base .. ':retrying'
 expect_types({ KEYS[1], 'set', KEYS[2], 'zset', KEYS[3], 'hash', KEYS[4], 'zset', retrying, 'zset' })
-local moved, nxt = 0, -1
+local moved, nxt, ids = 0, -1, {}
 if state == 'retry' then
   for _, id in ipairs(redis.call('ZRANGE', retrying, 0, 999)) do
     if redis.call('ZSCORE', KEYS[2], id) then
       local msg, prio, lost = take_delayed(base, id)
       put(base, action, state, id, msg, prio, lost, ARGV[4])
       moved = moved + 1
+      ids[#ids + 1] = id
     else
       redis.call('ZREM', retrying, id) -- a stale mirror
     end
@@ -30,6 +31,7 @@ elseif state == 'scheduled' then
       local msg, prio, lost = take_delayed(base, id)
       put(base, action, state, id, msg, prio, lost, ARGV[4])
       moved = moved + 1
+      ids[#ids + 1] = id
     else
       skipped = skipped + 1
     end
@@ -49,6 +51,7 @@ elseif state == 'pending' then
         redis.call('XDEL', skey, e[1])
         put(base, action, state, id, msg, prio, lost, ARGV[4])
         moved = moved + 1
+        ids[#ids + 1] = id
       end
     end
   end
@@ -57,6 +60,7 @@ elseif state == 'archived' then
     redis.call('ZREM', KEYS[4], id)
     redis.call('DEL', base .. ':t:' .. id)
     moved = moved + 1
+    ids[#ids + 1] = id
   end
 end
 if moved > 0 and action == 'run' then
@@ -67,4 +71,8 @@ end
 if moved > 0 and nxt == -1 and state ~= 'scheduled' then
   nxt = 0
 end
-return { moved, nxt }
+local out = { moved, nxt }
+for _, id in ipairs(ids) do
+  out[#out + 1] = id
+end
+return out

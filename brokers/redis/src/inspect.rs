@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use conveyor_core::inspect::{check_action, rerun_envelope, BrokerInspect, Page, Rerun, TaskInfo};
+use conveyor_core::inspect::{check_action, rerun_envelope, BrokerInspect, Deleted, Page, Rerun, TaskInfo};
 use conveyor_core::{time, Error, Payload, Result, TaskId, TaskState};
 use redis::Value;
 
@@ -303,12 +303,12 @@ impl RedisBroker {
     }
 
     /// An operator's action on every task of a state (see `bulk_action.lua`).
-    async fn act_all(&self, queue: &str, state: TaskState, action: &'static str, reason: &str) -> Result<u64> {
+    async fn act_all(&self, queue: &str, state: TaskState, action: &'static str, reason: &str) -> Result<Vec<TaskId>> {
         check_action(&TaskId::from("*"), state, action)?;
         let k = self.keys(queue);
-        let (mut total, mut offset) = (0u64, 0i64);
+        let (mut ids, mut offset) = (Vec::new(), 0i64);
         loop {
-            let (moved, next): (u64, i64) = scripts::BULK_ACTION
+            let answer: Vec<Value> = scripts::BULK_ACTION
                 .key(&k.streams)
                 .key(&k.delayed)
                 .key(&k.ids)
@@ -323,9 +323,11 @@ impl RedisBroker {
                 .invoke_async(&mut self.conn())
                 .await
                 .map_err(err)?;
-            total += moved;
+            let mut answer = answer.into_iter();
+            let next: i64 = answer.nth(1).and_then(|v| redis::from_redis_value(v).ok()).unwrap_or(-1);
+            ids.extend(answer.filter_map(|v| text(&v)).map(TaskId::from));
             if next < 0 {
-                return Ok(total);
+                return Ok(ids);
             }
             offset = next;
         }
@@ -503,18 +505,18 @@ impl BrokerInspect for RedisBroker {
 
     async fn run_all(&self, queue: &str, state: TaskState) -> Result<u64> {
         if state != TaskState::Archived {
-            return self.act_all(queue, state, "run", "").await;
+            return Ok(self.act_all(queue, state, "run", "").await?.len() as u64);
         }
         // One by one: each envelope is renewed (see `rerun_envelope`), which a script cannot do.
         conveyor_core::inspect::run_all_archived(self, queue).await
     }
 
     async fn archive_all(&self, queue: &str, state: TaskState, reason: &str) -> Result<u64> {
-        self.act_all(queue, state, "archive", reason).await
+        Ok(self.act_all(queue, state, "archive", reason).await?.len() as u64)
     }
 
-    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<u64> {
-        self.act_all(queue, state, "delete", "").await
+    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<Deleted> {
+        Ok(Deleted::ids(self.act_all(queue, state, "delete", "").await?))
     }
 }
 

@@ -12,7 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::types::Message;
 use conveyor_core::inspect::{
-    archived_infos, check_action, rerun_envelope, run_all_archived, unsupported, BrokerInspect, Page, Rerun, TaskInfo,
+    archived_infos, check_action, rerun_envelope, run_all_archived, unsupported, BrokerInspect, Deleted, Page, Rerun,
+    TaskInfo,
 };
 use conveyor_core::{Broker, Error, Payload, QueueAdmin, Result, TaskId, TaskState};
 
@@ -157,16 +158,35 @@ impl BrokerInspect for SqsBroker {
         Err(unsupported("the SQS broker", "archive waiting tasks"))
     }
 
-    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<u64> {
+    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<Deleted> {
         check_action(&TaskId::from("*"), state, "delete")?;
         if state != TaskState::Archived {
             // A purge of the queue would take the tasks being run as well.
-            return Err(unsupported("the SQS broker", "delete waiting tasks (only the archive can be purged)"));
+            return Err(unsupported("the SQS broker", "delete waiting tasks"));
         }
-        let n = self.stats(queue).await?.archived;
-        // PurgeQueue: the whole archive goes, within a minute (SQS allows one a minute).
+        // Each archived message received and deleted, so that its task's record can go too.
         let url = self.url(queue, true).await?;
-        self.client().purge_queue().queue_url(url).send().await.map_err(err)?;
-        Ok(n)
+        let mut ids = Vec::new();
+        loop {
+            let got = self
+                .client()
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .visibility_timeout(HOLD.as_secs() as i32)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .map_err(err)?;
+            if got.messages().is_empty() {
+                return Ok(Deleted::ids(ids));
+            }
+            for m in got.messages() {
+                if let Payload::Task(t) = Payload::decode(body_bytes(m)) {
+                    ids.push(t.id.clone());
+                }
+                self.delete_held(&url, m).await?;
+            }
+        }
     }
 }

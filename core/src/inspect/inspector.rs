@@ -288,10 +288,16 @@ impl Inspector {
         self.cap("archive tasks")?.archive_all(queue, state, OPERATOR_ARCHIVED).await
     }
 
-    /// Deletes every task of `queue` in `state`; how many.
+    /// Deletes every task of `queue` in `state`, and their records; how many. (Where the
+    /// broker purges without seeing the tasks, their records lapse with their retention.)
     pub async fn delete_all(&self, queue: &str, state: TaskState) -> Result<u64> {
+        use futures_util::StreamExt;
         check_queue_name(queue)?;
         check_action(&TaskId::from("*"), state, "delete")?;
-        self.cap("delete tasks")?.delete_all(queue, state).await
+        let deleted = self.cap("delete tasks")?.delete_all(queue, state).await?;
+        let records =
+            futures_util::stream::iter(deleted.ids.iter().map(|id| self.backend.delete(id))).buffer_unordered(64);
+        records.for_each(|_| async {}).await;
+        Ok(deleted.count)
     }
 }

@@ -142,8 +142,32 @@ pub trait BrokerInspect: Send + Sync {
     /// [`archive_now`](Self::archive_now) for every task of `queue` in `state`; how many moved.
     async fn archive_all(&self, queue: &str, state: TaskState, reason: &str) -> Result<u64>;
 
-    /// [`delete`](Self::delete) for every task of `queue` in `state`; how many went.
-    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<u64>;
+    /// [`delete`](Self::delete) for every task of `queue` in `state`: the ids of those that
+    /// went (`ids_known: false` with a count when the broker purged without seeing them).
+    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<Deleted>;
+}
+
+/// What [`BrokerInspect::delete_all`] deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Deleted {
+    /// How many tasks went.
+    pub count: u64,
+    /// Their ids, when the broker saw them (a purge does not): the inspector deletes their
+    /// records too.
+    pub ids: Vec<TaskId>,
+}
+
+impl Deleted {
+    /// Tasks deleted by id.
+    pub fn ids(ids: Vec<TaskId>) -> Self {
+        Deleted { count: ids.len() as u64, ids }
+    }
+
+    /// `count` tasks purged unseen.
+    pub fn purged(count: u64) -> Self {
+        Deleted { count, ids: Vec::new() }
+    }
 }
 
 /// The error for an action not valid in a task's state.
