@@ -118,6 +118,11 @@ enum TaskCmd {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Cancels running tasks: their handlers stop, and they are archived as cancelled.
+    Cancel {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
     /// Runs every task of a queue in one state now.
     RunAll(AllArgs),
     /// Archives every task of a queue in one state.
@@ -214,6 +219,9 @@ async fn run(cmd: Cmd, ins: &Inspector, out: &Out) -> conveyor::Result<bool> {
         }
         Cmd::Task(TaskCmd::Delete { ids }) => {
             return each(ids, out, "deleted", |id| async move { ins.delete(&id).await }).await
+        }
+        Cmd::Task(TaskCmd::Cancel { ids }) => {
+            return each(ids, out, "cancelled", |id| async move { ins.cancel(&id).await }).await
         }
         Cmd::Task(TaskCmd::RunAll(a)) => out.count("ran", ins.run_all(&a.queue, a.state).await?),
         Cmd::Task(TaskCmd::ArchiveAll(a)) => out.count("archived", ins.archive_all(&a.queue, a.state).await?),

@@ -243,3 +243,26 @@ pub async fn archived_tasks_are_deleted_one_or_all(env: Env) {
         assert!(env.backend.get(id).await.unwrap().is_none(), "the records went with them");
     }
 }
+
+pub async fn running_task_is_cancelled(env: Env) {
+    let q = env.q("cancel");
+    let ins = inspector(&env);
+    let w = Running::start(env.worker().queue(&q, 1));
+    let h = env.client().task(probe, Probe { sleep_ms: 30_000, ..Probe::new(&q) }).queue(&q).await.unwrap();
+    let id = h.id().clone();
+    eventually(WAIT, "the task is recorded running", || async {
+        env.backend.get(&id).await.unwrap().is_some_and(|r| r.state == TaskState::Active)
+    })
+    .await;
+    ins.cancel(&id).await.unwrap();
+    let err = h.get(WAIT).await.unwrap_err();
+    assert!(err.to_string().contains(conveyor::inspect::OPERATOR_CANCELLED), "{err}");
+    assert_eq!(env.backend.get(&id).await.unwrap().unwrap().state, TaskState::Archived);
+    w.stop().await;
+    assert_eq!(log(&q).starts.len(), 1, "cancelled, not retried");
+    // Only a running task can be cancelled.
+    let idle = env.q("cancel-idle");
+    let waiting = pending(&env, &idle, 1).await;
+    let e = ins.cancel(&waiting[0]).await.unwrap_err();
+    assert!(matches!(e, Error::InvalidTaskState { state: TaskState::Pending, action: "cancel", .. }), "{e}");
+}

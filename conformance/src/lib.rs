@@ -142,6 +142,7 @@ macro_rules! inspector_archive_suite {
             inspect::archived_task_runs_again_and_completes,
             inspect::two_operators_running_one_archived_task_run_it_once,
             inspect::archived_tasks_are_deleted_one_or_all,
+            inspect::running_task_is_cancelled,
         );
     };
 }

@@ -11,6 +11,12 @@ use crate::task::{check_queue_name, TaskId, TaskState};
 /// The reason the archive gives for a task an operator archived.
 pub const OPERATOR_ARCHIVED: &str = "archived by operator";
 
+/// The reason the archive gives for a running task an operator cancelled.
+pub const OPERATOR_CANCELLED: &str = "cancelled by operator";
+
+/// How long [`Inspector::cancel`] waits for the worker running the task to take the cancel.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How long a record of a task an operator archived is kept.
 const ARCHIVED_RETENTION: std::time::Duration = crate::backend::DEFAULT_RETENTION;
 
@@ -241,6 +247,28 @@ impl Inspector {
             let _ = self.backend.update(task, update).await;
         }
         Ok(())
+    }
+
+    /// Cancels running task `id`: the worker running it drops its handler where it stands (its
+    /// cancellation fires at its next await) and archives it with the reason
+    /// [`OPERATOR_CANCELLED`]. Workers look for cancels once a second; [`Error::Timeout`] if
+    /// none took it within 5 s (the task finished meanwhile, or its worker keeps no operations
+    /// state), and then the cancel is withdrawn.
+    pub async fn cancel(&self, id: &TaskId) -> Result<()> {
+        let detail = self.task(id).await?;
+        check_action(id, detail.state(), "cancel")?;
+        let map = super::workers::CANCEL_MAP;
+        let at = crate::time::to_millis(std::time::SystemTime::now()).to_string();
+        self.backend.map_set(map, id.as_str(), &at).await?;
+        let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if !self.backend.map_all(map).await?.iter().any(|(f, _)| f == id.as_str()) {
+                return Ok(());
+            }
+        }
+        let _ = self.backend.map_remove(map, id.as_str()).await;
+        Err(Error::Timeout(CANCEL_WAIT))
     }
 
     /// Deletes task `id` (any state but active), and its record.

@@ -42,7 +42,7 @@ use crate::broker::Payload;
 use crate::error::{Error, Result};
 use crate::task::{TaskId, TaskMessage, TaskState};
 
-pub use inspector::{Inspector, TaskDetail, OPERATOR_ARCHIVED};
+pub use inspector::{Inspector, TaskDetail, OPERATOR_ARCHIVED, OPERATOR_CANCELLED};
 pub use workers::WorkerInfo;
 
 /// Which tasks of a list: `limit` tasks after the first `offset`.
@@ -176,13 +176,14 @@ pub fn invalid_state(id: &TaskId, state: TaskState, action: &'static str) -> Err
 }
 
 /// Which states an action applies to: `run` (scheduled, retry, archived), `archive` (pending,
-/// scheduled, retry), `delete` (all but active). `Err` names the task and its state.
+/// scheduled, retry), `delete` (all but active), `cancel` (active). `Err` names the task and its state.
 pub fn check_action(id: &TaskId, state: TaskState, action: &'static str) -> Result<()> {
     use TaskState::*;
     let ok = match action {
         "run" => matches!(state, Scheduled | Retry | Archived),
         "archive" => matches!(state, Pending | Scheduled | Retry),
         "delete" => !matches!(state, Active),
+        "cancel" => matches!(state, Active),
         _ => false,
     };
     if ok {

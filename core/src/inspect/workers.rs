@@ -17,6 +17,9 @@ pub use crate::worker::RunningTask;
 pub const WORKERS_MAP: &str = "workers";
 /// The operations map of the queues paused by an operator (queue name → when).
 pub const PAUSED_MAP: &str = "paused";
+/// The operations map of the running tasks an operator cancelled (task id → when); the worker
+/// running one removes it once cancelled.
+pub const CANCEL_MAP: &str = "cancel";
 /// How often a worker writes its entry.
 pub const BEAT: Duration = Duration::from_secs(5);
 /// How long after its last beat a worker counts as gone.

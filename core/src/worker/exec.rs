@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
-use tokio_util::sync::CancellationToken;
 
 use super::inflight::{LeaseWatch, Leased};
 use super::shared::{Ctx, Shared};
@@ -137,9 +136,11 @@ async fn process(ctx: &Ctx, d: &Delivery, watch: &LeaseWatch, held: Held<'_>) {
     // it takes its worker down at once, the next delivery knows it had started.
     let active_first = d.lost_leases > 0;
     s.inflight.started(watch);
-    let out = match Box::pin(run_handler(ctx, &task, handler.as_ref(), active_first, &watch.lost)).await {
+    let out = match Box::pin(run_handler(ctx, &task, handler.as_ref(), active_first, watch)).await {
         Ran::Done(r) => Some(r),
         Ran::Interrupted => None,
+        // Archived (not retried), with why; its workflow's error callbacks fire.
+        Ran::Cancelled => Some(Err(TaskError::skip_retry(crate::inspect::OPERATOR_CANCELLED))),
         Ran::LeaseLost => {
             tracing::warn!(task.id = %task.id, queue = %d.queue, "lease lost while the task ran: stopped it; \
                 its outcome is another delivery's to record");
@@ -191,6 +192,8 @@ enum Ran {
     Interrupted,
     /// Its lease was lost: it was dropped where it stood.
     LeaseLost,
+    /// An operator cancelled it: it was dropped where it stood.
+    Cancelled,
 }
 
 /// Runs the handler until it returns, a hard stop, or `lost`. A task still running after
@@ -203,7 +206,7 @@ async fn run_handler(
     task: &Arc<TaskMessage>,
     handler: &dyn Handler,
     active_first: bool,
-    lost: &CancellationToken,
+    watch: &LeaseWatch,
 ) -> Ran {
     if active_first {
         log_err(
@@ -221,7 +224,8 @@ async fn run_handler(
             biased;
             r = fut => Ran::Done(r),
             _ = ctx.hard.cancelled() => Ran::Interrupted,
-            _ = lost.cancelled() => Ran::LeaseLost,
+            _ = watch.lost.cancelled() => Ran::LeaseLost,
+            _ = watch.cancel.cancelled() => Ran::Cancelled,
         }
     };
     tokio::pin!(run);

@@ -21,6 +21,9 @@ pub(crate) struct LeaseWatch {
     confirmed_us: AtomicU64,
     /// When its handler started, in microseconds since the worker's epoch plus one (0: not yet).
     started_us: AtomicU64,
+    /// Fires when an operator cancels the task: the handler is dropped where it stands and the
+    /// task archived as cancelled.
+    pub(crate) cancel: CancellationToken,
 }
 
 /// A slab: a delivery's place is an index, reused once it is settled. Every delivery enters
@@ -73,6 +76,19 @@ impl InFlight {
         watch.started_us.store(us + 1, Ordering::Relaxed);
     }
 
+    /// Cancels the running tasks among `ids`; those it cancelled.
+    pub(crate) fn cancel(&self, ids: &[crate::task::TaskId]) -> Vec<crate::task::TaskId> {
+        let slab = self.slab.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for (_, w, t) in slab.items.iter().flatten() {
+            if let Some(t) = t.as_ref().filter(|t| ids.contains(&t.id) && w.started_us.load(Ordering::Relaxed) > 0) {
+                w.cancel.cancel();
+                out.push(t.id.clone());
+            }
+        }
+        out
+    }
+
     /// The tasks whose handler runs now.
     pub(crate) fn running(&self) -> Vec<RunningTask> {
         let slab = self.slab.lock().unwrap_or_else(|e| e.into_inner());
@@ -115,6 +131,7 @@ impl<'a> Leased<'a> {
             lost: CancellationToken::new(),
             confirmed_us: AtomicU64::new(0),
             started_us: AtomicU64::new(0),
+            cancel: CancellationToken::new(),
         });
         set.confirm(&watch, Instant::now());
         let mut slab = set.slab.lock().unwrap_or_else(|e| e.into_inner());

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::shared::Shared;
 use crate::error::Error;
-use crate::inspect::workers::{WorkerInfo, BEAT, PAUSED_MAP, WORKERS_MAP};
+use crate::inspect::workers::{WorkerInfo, BEAT, CANCEL_MAP, PAUSED_MAP, WORKERS_MAP};
 
 /// The host name, as the kernel has it (or `HOSTNAME`).
 fn host() -> String {
@@ -52,6 +52,17 @@ pub(crate) async fn ops_loop(shared: Arc<Shared>, stop: CancellationToken) {
                 return;
             }
             Err(e) => tracing::debug!(error = %e, "could not read the pause flags"),
+        }
+        match shared.backend.map_all(CANCEL_MAP).await {
+            Ok(asked) if !asked.is_empty() => {
+                let ids: Vec<crate::task::TaskId> = asked.into_iter().map(|(id, _)| id.into()).collect();
+                for id in shared.inflight.cancel(&ids) {
+                    tracing::warn!(task.id = %id, "task cancelled by an operator");
+                    let _ = shared.backend.map_remove(CANCEL_MAP, id.as_str()).await;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "could not read the cancels"),
         }
         if n.is_multiple_of(beat_every) {
             info.running = shared.inflight.running();
