@@ -50,6 +50,11 @@ enum Cmd {
     Task(TaskCmd),
     /// The worker processes running now: host, pid, queues, concurrency, tasks running.
     Workers,
+    /// A queue's processed and failed tasks: per hour for the last 24 hours, per day for 90 days.
+    History {
+        #[arg(long)]
+        queue: String,
+    },
     /// Enqueues a task by name with JSON arguments.
     Enqueue {
         /// The task's name, as its worker registered it.
@@ -194,6 +199,7 @@ async fn run(cmd: Cmd, ins: &Inspector, out: &Out) -> conveyor::Result<bool> {
     match cmd {
         Cmd::Stats | Cmd::Queue(QueueCmd::Ls) => out.queues(&ins.stats().await?),
         Cmd::Workers => out.workers(&ins.workers().await?),
+        Cmd::History { queue } => out.history(&ins.history(&queue).await?),
         Cmd::Queue(QueueCmd::Show { queue }) => out.queues(&[ins.queue(&queue).await?]),
         Cmd::Queue(QueueCmd::Pause { queue }) => {
             ins.pause(&queue).await?;

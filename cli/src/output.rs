@@ -2,6 +2,7 @@
 
 use std::time::SystemTime;
 
+use conveyor::inspect::history::{History, Point};
 use conveyor::inspect::{TaskDetail, TaskInfo, WorkerInfo};
 use conveyor::{Error, Payload, QueueStats, TaskId, TaskState};
 use serde_json::{json, Value};
@@ -226,6 +227,42 @@ impl Out {
             })
             .collect();
         table(&["ID", "HOST", "PID", "QUEUES", "BUSY", "STARTED", "LAST BEAT"], &rows);
+    }
+
+    pub fn history(&self, h: &History) {
+        let points = |ps: &[Point]| -> Vec<Value> {
+            ps.iter().map(|p| json!({"at": time(Some(p.at)), "processed": p.processed, "failed": p.failed})).collect()
+        };
+        if self.json {
+            println!("{}", json!({"minutes": points(&h.minutes), "days": points(&h.days)}));
+            return;
+        }
+        // Minutes summed by hour, for a screen.
+        let mut hours: Vec<(SystemTime, u64, u64)> = Vec::new();
+        for p in &h.minutes {
+            let secs = p.at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+            let hour = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs / 3600 * 3600);
+            match hours.last_mut() {
+                Some(last) if last.0 == hour => {
+                    last.1 += p.processed;
+                    last.2 += p.failed;
+                }
+                _ => hours.push((hour, p.processed, p.failed)),
+            }
+        }
+        let days: Vec<(SystemTime, u64, u64)> = h.days.iter().map(|p| (p.at, p.processed, p.failed)).collect();
+        let rows = |ps: &[(SystemTime, u64, u64)]| -> Vec<Vec<String>> {
+            ps.iter().map(|(at, p, f)| vec![text(Some(*at)), p.to_string(), f.to_string()]).collect()
+        };
+        if hours.is_empty() && days.is_empty() {
+            println!("no tasks processed in the last 90 days");
+            return;
+        }
+        println!("last 24 hours, by hour");
+        table(&["HOUR", "PROCESSED", "FAILED"], &rows(&hours));
+        println!();
+        println!("last 90 days, by day");
+        table(&["DAY", "PROCESSED", "FAILED"], &rows(&days));
     }
 
     pub fn action(&self, id: &str, verb: &str, err: Option<&Error>) {

@@ -266,3 +266,23 @@ pub async fn running_task_is_cancelled(env: Env) {
     let e = ins.cancel(&waiting[0]).await.unwrap_err();
     assert!(matches!(e, Error::InvalidTaskState { state: TaskState::Pending, action: "cancel", .. }), "{e}");
 }
+
+pub async fn history_counts_processed_and_failed(env: Env) {
+    let q = env.q("history");
+    let ins = inspector(&env);
+    let w = Running::start(env.worker().queue(&q, 1));
+    let client = env.client();
+    for i in 0..2 {
+        client.task(probe, Probe::new(format!("{q}-{i}"))).queue(&q).await.unwrap().get(WAIT).await.unwrap();
+    }
+    let failing = Probe { fail_times: 1, ..Probe::new(format!("{q}-f")) };
+    assert!(client.task(probe, failing).queue(&q).max_retry(0).await.unwrap().get(WAIT).await.is_err());
+    // A worker adds its counts every few seconds, and as it stops.
+    w.stop().await;
+    let h = ins.history(&q).await.unwrap();
+    let sum = |points: &[conveyor::inspect::history::Point]| {
+        points.iter().fold((0, 0), |(p, f), x| (p + x.processed, f + x.failed))
+    };
+    assert_eq!(sum(&h.minutes), (3, 1), "{h:?}");
+    assert_eq!(sum(&h.days), (3, 1), "{h:?}");
+}

@@ -143,6 +143,7 @@ macro_rules! inspector_archive_suite {
             inspect::two_operators_running_one_archived_task_run_it_once,
             inspect::archived_tasks_are_deleted_one_or_all,
             inspect::running_task_is_cancelled,
+            inspect::history_counts_processed_and_failed,
         );
     };
 }

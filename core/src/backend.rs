@@ -302,6 +302,13 @@ pub trait ResultBackend: Send + Sync + 'static {
         Err(crate::Error::Unsupported { broker: "this result backend", operation: "keep operations state" })
     }
 
+    /// Adds `delta` to the integer in `field` of `map` (created at 0) and returns the new value.
+    /// Redis: `HINCRBY`.
+    async fn map_incr(&self, map: &str, field: &str, delta: i64) -> Result<i64> {
+        let _ = (map, field, delta);
+        Err(crate::Error::Unsupported { broker: "this result backend", operation: "keep operations state" })
+    }
+
     /// Every field of `map` with its value (empty if there is none).
     async fn map_all(&self, map: &str) -> Result<Vec<(String, String)>> {
         let _ = map;

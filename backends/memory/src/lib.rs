@@ -224,6 +224,14 @@ impl ResultBackend for MemoryBackend {
         Ok(())
     }
 
+    async fn map_incr(&self, map: &str, field: &str, delta: i64) -> Result<i64> {
+        let mut maps = self.inner.maps.lock().unwrap_or_else(|e| e.into_inner());
+        let v = maps.entry(map.to_owned()).or_default().entry(field.to_owned()).or_insert_with(|| "0".to_owned());
+        let n = v.parse::<i64>().unwrap_or(0).saturating_add(delta);
+        *v = n.to_string();
+        Ok(n)
+    }
+
     async fn map_all(&self, map: &str) -> Result<Vec<(String, String)>> {
         let maps = self.inner.maps.lock().unwrap_or_else(|e| e.into_inner());
         Ok(maps.get(map).map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default())

@@ -314,6 +314,11 @@ impl ResultBackend for RedisBackend {
         redis::cmd("HDEL").arg(key).arg(field).query_async::<()>(&mut self.conn()).await.map_err(err)
     }
 
+    async fn map_incr(&self, map: &str, field: &str, delta: i64) -> Result<i64> {
+        let key = format!("{}:ops:{map}", self.prefix);
+        redis::cmd("HINCRBY").arg(key).arg(field).arg(delta).query_async(&mut self.conn()).await.map_err(err)
+    }
+
     async fn map_all(&self, map: &str) -> Result<Vec<(String, String)>> {
         let key = format!("{}:ops:{map}", self.prefix);
         redis::cmd("HGETALL").arg(key).query_async(&mut self.conn()).await.map_err(err)

@@ -105,6 +105,12 @@ impl Inspector {
         flags.into_iter().map(|(q, _)| q).collect()
     }
 
+    /// The queue's processed and failed counts per minute (24 h) and per day (90 days).
+    pub async fn history(&self, queue: &str) -> Result<super::history::History> {
+        check_queue_name(queue)?;
+        super::history::history(self.backend.as_ref(), queue).await
+    }
+
     /// The worker processes running now, by start time; those that stopped beating are left
     /// out (and their entries removed).
     pub async fn workers(&self) -> Result<Vec<super::WorkerInfo>> {

@@ -155,6 +155,11 @@ async fn process(ctx: &Ctx, d: &Delivery, watch: &LeaseWatch, held: Held<'_>) {
         return;
     }
 
+    match &out {
+        Some(Ok(_)) => s.count(&d.queue, false),
+        Some(Err(e)) if e.kind() != ErrorKind::Interrupted => s.count(&d.queue, true),
+        _ => {}
+    }
     match out {
         None => Box::pin(hand_back(s, d, &task)).await,
         Some(Ok(result)) => {

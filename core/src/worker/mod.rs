@@ -289,6 +289,7 @@ impl WorkerBuilder {
             self.config.priority,
         );
         let (broker, backend) = (self.broker, self.backend);
+        let counts = self.config.queues.iter().map(|_| Default::default()).collect();
         Ok(Worker {
             scheduler: self.scheduler,
             shared: Arc::new(shared::Shared {
@@ -301,6 +302,7 @@ impl WorkerBuilder {
                 inflight: Default::default(),
                 client: crate::client::Client::new(broker.clone(), backend.clone()),
                 data: self.data,
+                counts,
             }),
         })
     }

@@ -65,6 +65,14 @@ pub(crate) async fn ops_loop(shared: Arc<Shared>, stop: CancellationToken) {
             Err(e) => tracing::debug!(error = %e, "could not read the cancels"),
         }
         if n.is_multiple_of(beat_every) {
+            flush_history(&shared).await;
+        }
+        if n.is_multiple_of(3600) {
+            for (q, _) in &shared.config.queues {
+                let _ = crate::inspect::history::trim(shared.backend.as_ref(), q).await;
+            }
+        }
+        if n.is_multiple_of(beat_every) {
             info.running = shared.inflight.running();
             info.last_beat = SystemTime::now();
             match serde_json::to_string(&info) {
@@ -78,7 +86,25 @@ pub(crate) async fn ops_loop(shared: Arc<Shared>, stop: CancellationToken) {
         }
         n += 1;
     }
+    flush_history(&shared).await;
     let _ = shared.backend.map_remove(WORKERS_MAP, &info.id).await;
+}
+
+/// Adds the attempts counted since the last flush to the queues' history.
+async fn flush_history(shared: &Shared) {
+    use std::sync::atomic::Ordering::Relaxed;
+    for ((q, _), (processed, failed)) in shared.config.queues.iter().zip(&shared.counts) {
+        let (p, f) = (processed.swap(0, Relaxed), failed.swap(0, Relaxed));
+        if p == 0 {
+            continue;
+        }
+        if let Err(e) = crate::inspect::history::add(shared.backend.as_ref(), q, p, f).await {
+            // Counted again with the next flush.
+            processed.fetch_add(p, Relaxed);
+            failed.fetch_add(f, Relaxed);
+            tracing::debug!(queue = %q, error = %e, "could not add to the queue's history");
+        }
+    }
 }
 
 /// Pauses the worker's queues an operator paused, and resumes those no longer paused.

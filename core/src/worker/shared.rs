@@ -27,6 +27,22 @@ pub(crate) struct Shared {
     pub(crate) client: crate::client::Client,
     /// What handlers are given ([`WorkerBuilder::data`](crate::WorkerBuilder::data)).
     pub(crate) data: crate::data::DataMap,
+    /// Per queue of `config.queues`: attempts ended and failed since the last flush to the
+    /// history (see `inspect::history`).
+    pub(crate) counts: Vec<(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64)>,
+}
+
+impl Shared {
+    /// Counts an attempt of a task of `queue` that ended (and failed).
+    pub(crate) fn count(&self, queue: &str, failed: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(i) = self.config.queues.iter().position(|(q, _)| q == queue) {
+            self.counts[i].0.fetch_add(1, Relaxed);
+            if failed {
+                self.counts[i].1.fetch_add(1, Relaxed);
+            }
+        }
+    }
 }
 
 /// What every task of one run shares (one `Arc` clone per task).
