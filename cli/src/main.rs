@@ -50,6 +50,9 @@ enum Cmd {
     Task(TaskCmd),
     /// The worker processes running now: host, pid, queues, concurrency, tasks running.
     Workers,
+    /// Periodic entries: list them with their next and last fire, or one's fire history.
+    #[command(subcommand)]
+    Cron(CronCmd),
     /// A queue's processed and failed tasks: per hour for the last 24 hours, per day for 90 days.
     History {
         #[arg(long)]
@@ -74,6 +77,18 @@ enum Cmd {
         /// Retries allowed after the first attempt.
         #[arg(long)]
         max_retry: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CronCmd {
+    /// Every periodic entry of the application's schedulers.
+    Ls,
+    /// The newest fires of one entry.
+    History {
+        id: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
     },
 }
 
@@ -200,6 +215,8 @@ async fn run(cmd: Cmd, ins: &Inspector, out: &Out) -> conveyor::Result<bool> {
         Cmd::Stats | Cmd::Queue(QueueCmd::Ls) => out.queues(&ins.stats().await?),
         Cmd::Workers => out.workers(&ins.workers().await?),
         Cmd::History { queue } => out.history(&ins.history(&queue).await?),
+        Cmd::Cron(CronCmd::Ls) => out.cron(&ins.cron().await?),
+        Cmd::Cron(CronCmd::History { id, limit }) => out.fires(&ins.cron_history(&id, limit).await?),
         Cmd::Queue(QueueCmd::Show { queue }) => out.queues(&[ins.queue(&queue).await?]),
         Cmd::Queue(QueueCmd::Pause { queue }) => {
             ins.pause(&queue).await?;

@@ -2,8 +2,10 @@
 
 use std::time::SystemTime;
 
+use conveyor::inspect::cron::CronEntry;
 use conveyor::inspect::history::{History, Point};
 use conveyor::inspect::{TaskDetail, TaskInfo, WorkerInfo};
+use conveyor::scheduler::FireRecord;
 use conveyor::{Error, Payload, QueueStats, TaskId, TaskState};
 use serde_json::{json, Value};
 
@@ -263,6 +265,62 @@ impl Out {
         println!();
         println!("last 90 days, by day");
         table(&["DAY", "PROCESSED", "FAILED"], &rows(&days));
+    }
+
+    pub fn cron(&self, es: &[CronEntry]) {
+        if self.json {
+            let v: Vec<Value> = es
+                .iter()
+                .map(|e| {
+                    json!({
+                        "id": e.id, "spec": e.spec, "zone": e.zone, "scheduler": e.scheduler,
+                        "next_fire": time(e.next_fire), "last_fire": time(e.last_fire.as_ref().map(|f| f.fire_time)),
+                        "last_task": e.last_fire.as_ref().map(|f| f.task_id.to_string()),
+                    })
+                })
+                .collect();
+            println!("{}", Value::Array(v));
+            return;
+        }
+        if es.is_empty() {
+            println!("no periodic entries (no scheduler has synced one lately)");
+            return;
+        }
+        let rows: Vec<Vec<String>> = es
+            .iter()
+            .map(|e| {
+                let last = e.last_fire.as_ref().map(|f| f.fire_time);
+                vec![e.id.clone(), e.spec.clone(), e.zone.clone(), text(e.next_fire), text(last)]
+            })
+            .collect();
+        table(&["ID", "SPEC", "ZONE", "NEXT", "LAST"], &rows);
+    }
+
+    pub fn fires(&self, fs: &[FireRecord]) {
+        if self.json {
+            let v: Vec<Value> = fs
+                .iter()
+                .map(|f| {
+                    json!({
+                        "entry": f.entry, "fire_time": time(Some(f.fire_time)), "task_id": f.task_id.as_str(),
+                        "enqueued_at": time(Some(f.enqueued_at)), "scheduler": f.scheduler, "catch_up": f.catch_up,
+                    })
+                })
+                .collect();
+            println!("{}", Value::Array(v));
+            return;
+        }
+        if fs.is_empty() {
+            println!("no fires recorded");
+            return;
+        }
+        let rows: Vec<Vec<String>> = fs
+            .iter()
+            .map(|f| {
+                vec![text(Some(f.fire_time)), f.task_id.to_string(), text(Some(f.enqueued_at)), f.scheduler.clone()]
+            })
+            .collect();
+        table(&["TICK", "TASK", "ENQUEUED", "SCHEDULER"], &rows);
     }
 
     pub fn action(&self, id: &str, verb: &str, err: Option<&Error>) {

@@ -231,3 +231,22 @@ pub async fn tick_enqueued_after_a_failed_publish(env: Env) {
     .await;
     w.stop().await;
 }
+
+/// `Inspector::cron` lists the entries the schedulers registered, with their next and last
+/// fire; `cron_history` their fires.
+pub async fn entries_are_listed_for_operators(env: Env) {
+    let e = entry(&env, "listed", "* * * * * *");
+    let id = e.id().to_owned();
+    let (stop, h) = start(scheduler(&env).entry(e).build().unwrap());
+    let ins = conveyor::Inspector::new(env.broker.clone(), env.backend.clone());
+    eventually(Duration::from_secs(10), "a fire recorded", || async {
+        ins.cron().await.unwrap().iter().any(|c| c.id == id && c.last_fire.is_some())
+    })
+    .await;
+    let listed = ins.cron().await.unwrap().into_iter().find(|c| c.id == id).expect("the entry is listed");
+    assert_eq!((listed.spec.as_str(), listed.zone.as_str()), ("* * * * * *", "UTC"));
+    assert!(listed.next_fire.is_some_and(|t| t > SystemTime::now()));
+    assert!(!ins.cron_history(&id, 10).await.unwrap().is_empty());
+    stop.cancel();
+    h.await.unwrap();
+}

@@ -111,6 +111,16 @@ impl Inspector {
         super::history::history(self.backend.as_ref(), queue).await
     }
 
+    /// Every periodic entry of the application's schedulers, with its next and last fire.
+    pub async fn cron(&self) -> Result<Vec<super::cron::CronEntry>> {
+        super::cron::entries(self.backend.as_ref()).await
+    }
+
+    /// The newest `limit` fires of periodic entry `id`, newest first.
+    pub async fn cron_history(&self, id: &str, limit: usize) -> Result<Vec<crate::scheduler::FireRecord>> {
+        crate::scheduler::history(self.backend.as_ref(), id, limit).await
+    }
+
     /// The worker processes running now, by start time; those that stopped beating are left
     /// out (and their entries removed).
     pub async fn workers(&self) -> Result<Vec<super::WorkerInfo>> {

@@ -30,6 +30,7 @@
 //!
 //! [`Broker::inspect`]: crate::Broker::inspect
 
+pub mod cron;
 pub mod history;
 mod inspector;
 pub mod workers;

@@ -205,6 +205,21 @@ pub struct FireRecord {
     pub catch_up: bool,
 }
 
+/// An entry's schedule rebuilt from its spec and zone (for the inspector's `cron` view): `None`
+/// if either no longer parses.
+pub(crate) fn schedule_of(spec: &str, zone: &str) -> Option<ScheduleOnly> {
+    cron::CronSchedule::parse(spec).and_then(|s| s.in_zone(zone)).ok().map(ScheduleOnly)
+}
+
+/// A schedule without an entry around it.
+pub(crate) struct ScheduleOnly(cron::CronSchedule);
+
+impl ScheduleOnly {
+    pub(crate) fn next_fire_after(&self, t: SystemTime) -> Option<SystemTime> {
+        self.0.next_after(t.into()).map(SystemTime::from)
+    }
+}
+
 /// The newest `limit` fires of `entry`, newest first (at most the scheduler's
 /// [`history_len`](SchedulerBuilder::history_len), kept 400 days after the entry's last fire).
 pub async fn history(backend: &dyn ResultBackend, entry: &str, limit: usize) -> Result<Vec<FireRecord>> {

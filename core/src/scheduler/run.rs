@@ -133,11 +133,23 @@ impl Runner {
                 }
             }
         }
+        let backend = self.client.backend().clone();
         for gone in &self.slots {
             tracing::info!(entry = %gone.entry.id, "periodic entry removed");
+            let _ = backend.map_remove(crate::inspect::cron::CRON_MAP, &gone.entry.id).await;
         }
         self.slots = slots;
         self.synced = true;
+        // Registered for the inspector (`conveyor cron ls`); a backend without operations
+        // state answers Unsupported, and the entries run all the same.
+        for slot in &self.slots {
+            let info = crate::inspect::cron::CronEntry::new(&slot.entry, &self.instance, self.config.sync_interval);
+            if let Ok(json) = serde_json::to_string(&info) {
+                if let Err(e) = backend.map_set(crate::inspect::cron::CRON_MAP, &slot.entry.id, &json).await {
+                    tracing::debug!(entry = %slot.entry.id, error = %e, "could not register the periodic entry");
+                }
+            }
+        }
     }
 
     /// Enqueues the due ticks of one entry, in order; stops at the first failure (retried).
