@@ -15,12 +15,5 @@ redis.call('HDEL', KEYS[2], id)
 redis.call('DEL', tkey)
 redis.call('HSET', tkey, 'msg', f.msg, 'reason', ARGV[3], 'archived_at', now)
 redis.call('ZADD', KEYS[1], now, id)
--- Trims at most 100 per call, so that lowering the limit never blocks Redis.
-local extra = math.min(redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4]), 100)
-if extra > 0 then
-  for _, old in ipairs(redis.call('ZRANGE', KEYS[1], 0, extra - 1)) do
-    redis.call('DEL', base .. ':t:' .. old)
-  end
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1)
-end
+trim_archive(KEYS[1], base, ARGV[4])
 return 1

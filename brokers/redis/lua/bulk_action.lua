@@ -66,7 +66,7 @@ end
 if moved > 0 and action == 'run' then
   signal(KEYS[5])
 elseif moved > 0 and action == 'archive' then
-  archive_limit(base, ARGV[5], moved + 100)
+  trim_archive(KEYS[4], base, ARGV[5], moved + 100)
 end
 if moved > 0 and nxt == -1 and state ~= 'scheduled' then
   nxt = 0

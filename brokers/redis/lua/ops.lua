@@ -1,14 +1,5 @@
 -- Shared by the operator's scripts (task_action, bulk_action): where a task taken out goes.
 -- KEYS as theirs: streams (set), delayed, ids, archived, signal.
-local function archive_limit(base, max, cap)
-  local extra = math.min(redis.call('ZCARD', KEYS[4]) - tonumber(max), cap or 100)
-  if extra > 0 then
-    for _, old in ipairs(redis.call('ZRANGE', KEYS[4], 0, extra - 1)) do
-      redis.call('DEL', base .. ':t:' .. old)
-    end
-    redis.call('ZREMRANGEBYRANK', KEYS[4], 0, extra - 1)
-  end
-end
 -- `action` ('run', 'archive', 'delete') on a task already taken out of `state`. A task that
 -- runs from the archive is live again (its id is marked in `ids`).
 local function put(base, action, state, id, msg, prio, lost, reason)

@@ -157,3 +157,14 @@ local function eid_after(a, b)
   local bm, bs = parts(b)
   return am > bm or (am == bm and as > bs)
 end
+-- Keeps at most `max` tasks in the archive sorted set `archived` (the oldest go, with their
+-- hashes); at most `cap` (default 100) per call, so that lowering the limit never blocks Redis.
+local function trim_archive(archived, base, max, cap)
+  local extra = math.min(redis.call('ZCARD', archived) - tonumber(max), cap or 100)
+  if extra > 0 then
+    for _, old in ipairs(redis.call('ZRANGE', archived, 0, extra - 1)) do
+      redis.call('DEL', base .. ':t:' .. old)
+    end
+    redis.call('ZREMRANGEBYRANK', archived, 0, extra - 1)
+  end
+end

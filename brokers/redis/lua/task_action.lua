@@ -60,6 +60,6 @@ put(base, action, state, id, msg, prio, lost, ARGV[5])
 if action == 'run' then
   signal(KEYS[5])
 elseif action == 'archive' then
-  archive_limit(base, ARGV[6])
+  trim_archive(KEYS[4], base, ARGV[6])
 end
 return { 'ok', state }

@@ -274,12 +274,7 @@ impl RedisBroker {
                 None => {}
             }
         }
-        let answer: Vec<String> = scripts::TASK_ACTION
-            .key(&k.streams)
-            .key(&k.delayed)
-            .key(&k.ids)
-            .key(&k.archived)
-            .key(&k.signal)
+        let answer: Vec<String> = operator_keys(scripts::TASK_ACTION.prepare_invoke(), &k)
             .arg(&k.base)
             .arg(id.as_str())
             .arg(action)
@@ -308,12 +303,7 @@ impl RedisBroker {
         let k = self.keys(queue);
         let (mut ids, mut offset) = (Vec::new(), 0i64);
         loop {
-            let answer: Vec<Value> = scripts::BULK_ACTION
-                .key(&k.streams)
-                .key(&k.delayed)
-                .key(&k.ids)
-                .key(&k.archived)
-                .key(&k.signal)
+            let answer: Vec<Value> = operator_keys(scripts::BULK_ACTION.prepare_invoke(), &k)
                 .arg(&k.base)
                 .arg(state.as_str())
                 .arg(action)
@@ -332,6 +322,12 @@ impl RedisBroker {
             offset = next;
         }
     }
+}
+
+/// The keys both operator scripts take: streams, delayed, ids, archived, signal.
+fn operator_keys<'a>(mut inv: redis::ScriptInvocation<'a>, k: &QueueKeys) -> redis::ScriptInvocation<'a> {
+    inv.key(&k.streams).key(&k.delayed).key(&k.ids).key(&k.archived).key(&k.signal);
+    inv
 }
 
 fn retrying(k: &QueueKeys) -> String {

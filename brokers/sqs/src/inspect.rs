@@ -40,21 +40,12 @@ impl SqsBroker {
     async fn hold_archived(&self, queue: &str, id: &TaskId) -> Result<Option<(String, Message, Payload)>> {
         let url = self.url(queue, true).await?;
         for _ in 0..SCAN_CALLS {
-            let got = self
-                .client()
-                .receive_message()
-                .queue_url(&url)
-                .max_number_of_messages(10)
-                .visibility_timeout(HOLD.as_secs() as i32)
-                .message_attribute_names("All")
-                .send()
-                .await
-                .map_err(err)?;
-            if got.messages().is_empty() {
+            let got = self.receive_held(&url).await?;
+            if got.is_empty() {
                 return Ok(None);
             }
             let mut found = None;
-            for m in got.messages() {
+            for m in &got {
                 let payload = Payload::decode(body_bytes(m));
                 let hit = matches!(&payload, Payload::Task(t) if t.id == *id);
                 if hit && found.is_none() {
@@ -69,6 +60,21 @@ impl SqsBroker {
             }
         }
         Ok(None)
+    }
+
+    /// Up to 10 archived messages, hidden from everyone else for [`HOLD`].
+    async fn receive_held(&self, url: &str) -> Result<Vec<Message>> {
+        let got = self
+            .client()
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(HOLD.as_secs() as i32)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(got.messages.unwrap_or_default())
     }
 
     async fn delete_held(&self, url: &str, m: &Message) -> Result<()> {
@@ -168,20 +174,11 @@ impl BrokerInspect for SqsBroker {
         let url = self.url(queue, true).await?;
         let mut ids = Vec::new();
         loop {
-            let got = self
-                .client()
-                .receive_message()
-                .queue_url(&url)
-                .max_number_of_messages(10)
-                .visibility_timeout(HOLD.as_secs() as i32)
-                .message_attribute_names("All")
-                .send()
-                .await
-                .map_err(err)?;
-            if got.messages().is_empty() {
+            let got = self.receive_held(&url).await?;
+            if got.is_empty() {
                 return Ok(Deleted::ids(ids));
             }
-            for m in got.messages() {
+            for m in &got {
                 if let Payload::Task(t) = Payload::decode(body_bytes(m)) {
                     ids.push(t.id.clone());
                 }
