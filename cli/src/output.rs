@@ -143,6 +143,11 @@ impl Out {
                     "state": r.state.as_str(), "retried": r.retried, "max_retry": r.max_retry,
                     "error": r.error, "result": r.result.as_ref().and_then(|v| serde_json::from_str::<Value>(v.get()).ok()),
                     "created_at": time(Some(r.created_at)), "updated_at": time(Some(r.updated_at)),
+                    "attempts": r.attempts.iter().map(|a| json!({
+                        "number": a.number, "started_at": time(Some(a.started_at)), "ended_at": time(Some(a.ended_at)),
+                        "duration_ms": a.duration().as_millis() as u64, "outcome": a.outcome.as_str(),
+                        "error": a.error, "worker": a.worker,
+                    })).collect::<Vec<_>>(),
                 })
             });
             let v = json!({
@@ -186,6 +191,24 @@ impl Out {
         }
         for (k, v) in lines {
             println!("{k:<12} {v}");
+        }
+        if let Some(r) = rec.filter(|r| !r.attempts.is_empty()) {
+            println!();
+            let rows: Vec<Vec<String>> = r
+                .attempts
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.number.to_string(),
+                        text(Some(a.started_at)),
+                        format!("{} ms", a.duration().as_millis()),
+                        a.outcome.to_string(),
+                        a.worker.clone().unwrap_or_default(),
+                        short(a.error.as_deref().unwrap_or(""), 60),
+                    ]
+                })
+                .collect();
+            table(&["ATTEMPT", "STARTED", "TOOK", "OUTCOME", "WORKER", "ERROR"], &rows);
         }
     }
 

@@ -111,6 +111,14 @@ pub async fn archived_task_runs_again_and_completes(env: Env) {
     w.stop().await;
     assert_eq!(log(&q).starts.len(), 2, "the failed attempt, then the rerun");
     assert_eq!(ins.queue(&q).await.unwrap().archived, 0);
+    // The attempt history: the archived run, then the rerun, numbered on.
+    let rec = ins.task(&id).await.unwrap().record.expect("record");
+    let ran: Vec<_> = rec.attempts.iter().map(|a| (a.number, a.outcome)).collect();
+    assert_eq!(ran, [(0, TaskState::Archived), (1, TaskState::Completed)], "{rec:?}");
+    assert!(rec.attempts[0].error.as_deref().unwrap_or("").contains("probe failure on attempt 1"), "{rec:?}");
+    assert_eq!(rec.attempts[1].error, None);
+    assert!(rec.attempts[0].ended_at <= rec.attempts[1].started_at, "{rec:?}");
+    assert!(rec.attempts.iter().all(|a| a.worker.as_deref().is_some_and(|w| w.contains(" pid "))), "{rec:?}");
 }
 
 pub async fn two_operators_running_one_archived_task_run_it_once(env: Env) {

@@ -46,6 +46,18 @@ pub async fn retry_uses_backoff_then_succeeds(env: Env) {
     let rec = h.status().await.unwrap();
     assert_eq!((rec.state, rec.retried), (TaskState::Completed, 2));
     assert_eq!(rec.error.as_deref(), Some("probe failure on attempt 2"));
+    // Each attempt in the record's history, with its own error.
+    let ran: Vec<_> = rec.attempts.iter().map(|a| (a.number, a.outcome, a.error.as_deref())).collect();
+    assert_eq!(
+        ran,
+        [
+            (0, TaskState::Retry, Some("probe failure on attempt 1")),
+            (1, TaskState::Retry, Some("probe failure on attempt 2")),
+            (2, TaskState::Completed, None)
+        ],
+        "{rec:?}"
+    );
+    assert!(rec.attempts.windows(2).all(|w| w[0].ended_at <= w[1].started_at), "{rec:?}");
     w.stop().await;
 }
 

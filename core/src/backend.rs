@@ -53,6 +53,53 @@ pub struct TaskRecord {
     /// When the record last changed.
     #[serde(with = "crate::time::millis")]
     pub updated_at: SystemTime,
+    /// The attempts that ended, oldest first: the newest [`ATTEMPTS_KEPT`] of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+}
+
+/// How many attempts a task record keeps (the newest).
+pub const ATTEMPTS_KEPT: u32 = 20;
+
+/// One run of a task that ended: when it started and ended, how, and where it ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Attempt {
+    /// Which run: 0 for the first. A run whose worker died counts too, so numbers can skip
+    /// (a dead worker writes nothing).
+    pub number: u32,
+    /// When its handler started.
+    #[serde(with = "crate::time::millis")]
+    pub started_at: SystemTime,
+    /// When its handler returned.
+    #[serde(with = "crate::time::millis")]
+    pub ended_at: SystemTime,
+    /// What followed: `completed`, `retry` (it failed and runs again) or `archived`.
+    pub outcome: TaskState,
+    /// Its error, if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The worker process that ran it (`host pid N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+}
+
+impl Attempt {
+    /// Attempt `number`, which ran from `started_at` until now and ended in `outcome`.
+    pub fn ended(number: u32, started_at: SystemTime, outcome: TaskState, error: Option<String>) -> Self {
+        Attempt { number, started_at, ended_at: SystemTime::now(), outcome, error, worker: None }
+    }
+
+    /// The same, run by `worker`.
+    pub fn on(mut self, worker: impl Into<String>) -> Self {
+        self.worker = Some(worker.into());
+        self
+    }
+
+    /// How long its handler ran.
+    pub fn duration(&self) -> Duration {
+        self.ended_at.duration_since(self.started_at).unwrap_or_default()
+    }
 }
 
 impl TaskRecord {
@@ -74,6 +121,7 @@ impl TaskRecord {
             error: None,
             created_at: task.created_at,
             updated_at: now,
+            attempts: Vec::new(),
         }
     }
 
@@ -103,6 +151,13 @@ impl TaskRecord {
         }
         if update.result.is_some() {
             self.result = update.result;
+        }
+        if let Some(a) = update.ran {
+            self.attempts.retain(|x| x.number != a.number);
+            let at = self.attempts.partition_point(|x| x.number < a.number);
+            self.attempts.insert(at, a);
+            let over = self.attempts.len().saturating_sub(ATTEMPTS_KEPT as usize);
+            self.attempts.drain(..over);
         }
         self.updated_at = SystemTime::now();
     }
@@ -135,6 +190,9 @@ pub struct StateUpdate {
     pub result: Option<Box<RawValue>>,
     /// For terminal states: how long to keep the record (zero: delete it now).
     pub retain: Option<Duration>,
+    /// The attempt that ended with this update, for the record's [attempt
+    /// history](TaskRecord::attempts).
+    pub ran: Option<Attempt>,
 }
 
 /// The attempt (0 for the first run) that writes `state` with `retried` failed attempts: a
@@ -156,7 +214,13 @@ impl StateUpdate {
 
     /// A non-terminal transition.
     pub fn to(state: TaskState, retried: u32) -> Self {
-        StateUpdate { state, retried, error: None, result: None, retain: None }
+        StateUpdate { state, retried, error: None, result: None, retain: None, ran: None }
+    }
+
+    /// The same update, written by the end of attempt `ran`.
+    pub fn after(mut self, ran: Option<Attempt>) -> Self {
+        self.ran = ran;
+        self
     }
 
     /// Retrying after `error`.
@@ -313,5 +377,26 @@ pub trait ResultBackend: Send + Sync + 'static {
     async fn map_all(&self, map: &str) -> Result<Vec<(String, String)>> {
         let _ = map;
         Err(crate::Error::Unsupported { broker: "this result backend", operation: "keep operations state" })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempt_history_keeps_the_newest_in_order() {
+        let task = TaskMessage::new("t", serde_json::value::to_raw_value(&()).unwrap());
+        let mut rec = TaskRecord::enqueued(&task);
+        let at = SystemTime::now();
+        for n in (0..ATTEMPTS_KEPT + 5).rev() {
+            let a = Attempt::ended(n, at, TaskState::Retry, Some(format!("e{n}")));
+            rec.apply(StateUpdate::retry(n + 1, format!("e{n}")).after(Some(a)));
+        }
+        // Written again (a redelivered attempt): replaced, not added.
+        rec.apply(StateUpdate::to(TaskState::Active, 7).after(Some(Attempt::ended(7, at, TaskState::Retry, None))));
+        let numbers: Vec<u32> = rec.attempts.iter().map(|a| a.number).collect();
+        assert_eq!(numbers, (5..ATTEMPTS_KEPT + 5).collect::<Vec<_>>());
+        assert_eq!(rec.attempts.iter().find(|a| a.number == 7).unwrap().error, None);
     }
 }

@@ -22,7 +22,9 @@ pub mod time;
 pub mod worker;
 pub mod workflow;
 
-pub use backend::{LockResult, ResultBackend, StateUpdate, TaskRecord, DEFAULT_RETENTION, UNCONFIRMED_TTL};
+pub use backend::{
+    Attempt, LockResult, ResultBackend, StateUpdate, TaskRecord, ATTEMPTS_KEPT, DEFAULT_RETENTION, UNCONFIRMED_TTL,
+};
 pub use broker::{
     ArchivedTask, Broker, Delivery, Payload, QueueAdmin, QueueStats, RawPublish, Receipt, ReceiveRequest,
 };

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use conveyor_core::{
-    time, Error, LockResult, Result, ResultBackend, StateUpdate, TaskId, TaskMessage, TaskRecord, TaskState,
-    UNCONFIRMED_TTL,
+    time, Attempt, Error, LockResult, Result, ResultBackend, StateUpdate, TaskId, TaskMessage, TaskRecord, TaskState,
+    ATTEMPTS_KEPT, UNCONFIRMED_TTL,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
@@ -139,6 +139,13 @@ fn parse_record(id: &TaskId, mut h: HashMap<String, String>) -> Result<TaskRecor
     });
     let mut rec: TaskRecord = serde_json::from_value(record).map_err(|_| bad("record"))?;
     rec.result = result;
+    // Fields `attempt:N`: one ended attempt each. One that does not parse is left out.
+    rec.attempts = h
+        .iter()
+        .filter(|(k, _)| k.starts_with("attempt:"))
+        .filter_map(|(_, v)| serde_json::from_str::<Attempt>(v).ok())
+        .collect();
+    rec.attempts.sort_by_key(|a| a.number);
     Ok(rec)
 }
 
@@ -188,6 +195,10 @@ impl ResultBackend for RedisBackend {
             // worst lapses during the rerun and is written again when it ends.
             _ => inv.arg(""),
         };
+        match &u.ran {
+            Some(a) if a.number >= ATTEMPTS_KEPT => inv.arg(format!("attempt:{}", a.number - ATTEMPTS_KEPT)),
+            _ => inv.arg(""),
+        };
         inv.arg("name").arg(&task.name).arg("queue").arg(&task.queue).arg("max_retry").arg(task.max_retry);
         inv.arg("state").arg(u.state.as_str()).arg("retried").arg(u.retried);
         inv.arg("updated_at").arg(time::to_millis(SystemTime::now()));
@@ -199,6 +210,10 @@ impl ResultBackend for RedisBackend {
         }
         if let Some(r) = &u.result {
             inv.arg("result").arg(r.get());
+        }
+        if let Some(a) = &u.ran {
+            let json = serde_json::to_string(a).map_err(|e| Error::backend(format!("attempt: {e}")))?;
+            inv.arg(format!("attempt:{}", a.number)).arg(json);
         }
         inv.invoke_async::<i64>(&mut self.conn()).await.map(drop).map_err(err)
     }

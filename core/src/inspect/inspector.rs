@@ -246,7 +246,10 @@ impl Inspector {
         let rerun = Rerun { retried_at_least: detail.record.as_ref().map_or(0, |r| r.retried) };
         self.cap("run a task")?.run_now(&info.queue, id, rerun).await?;
         if let Some(task) = info.task() {
-            let retried = task.retried.max(rerun.retried_at_least);
+            let retried = match info.state {
+                TaskState::Archived => super::rerun_envelope(task.as_ref().clone(), rerun).retried,
+                _ => task.retried,
+            };
             // Best effort: the broker holds the truth; a worker's writes follow at once.
             let _ = self.backend.update(task, StateUpdate::to(TaskState::Pending, retried)).await;
         }

@@ -208,13 +208,14 @@ pub struct Rerun {
 pub const RETRY_BUDGET_HEADER: &str = "conveyor-retry-budget";
 
 /// An archived task's envelope for running again: due now, with a fresh retry budget. Attempts
-/// keep counting up (the record is fenced by attempt), so the budget is raised instead:
-/// `max_retry` becomes the attempts so far plus the task's own budget (its first `max_retry`,
-/// kept in the [`RETRY_BUDGET_HEADER`] header).
+/// keep counting up (the record is fenced by attempt, and its attempt history numbers them):
+/// the archived attempt counts as failed, and the rerun is the next one. So the budget is
+/// raised instead: `max_retry` becomes the attempts so far plus the task's own budget (its
+/// first `max_retry`, kept in the [`RETRY_BUDGET_HEADER`] header).
 pub fn rerun_envelope(mut task: TaskMessage, rerun: Rerun) -> TaskMessage {
     let budget = task.headers.get(RETRY_BUDGET_HEADER).and_then(|b| b.parse().ok()).unwrap_or(task.max_retry);
     task.headers.insert(RETRY_BUDGET_HEADER.to_owned(), budget.to_string());
-    task.retried = task.retried.max(rerun.retried_at_least);
+    task.retried = task.retried.max(rerun.retried_at_least).saturating_add(1);
     task.max_retry = task.retried.saturating_add(budget);
     task.eta = None;
     task

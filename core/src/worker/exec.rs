@@ -114,16 +114,16 @@ async fn process(ctx: &Ctx, d: &Delivery, watch: &LeaseWatch, held: Held<'_>) {
     // Lost leases (workers that died running it) used up its attempts.
     if exhausted {
         let reason = task.last_error.clone().unwrap_or_else(|| "retries exhausted".into());
-        return Box::pin(archive(s, d, &task, reason)).await;
+        return Box::pin(archive(s, d, &task, reason, None)).await;
     }
     let now = SystemTime::now();
     if task.deadline.is_some_and(|dl| dl <= now) {
-        return Box::pin(archive(s, d, &task, "deadline exceeded before the task started".into())).await;
+        return Box::pin(archive(s, d, &task, "deadline exceeded before the task started".into(), None)).await;
     }
     let Some(handler) = s.handlers.get(&task.name) else {
         let reason = format!("no handler registered for task `{}`", task.name);
         return match s.config.unknown_task {
-            UnknownTask::Archive => Box::pin(archive(s, d, &task, reason)).await,
+            UnknownTask::Archive => Box::pin(archive(s, d, &task, reason, None)).await,
             UnknownTask::Requeue(delay) => {
                 tracing::warn!(task.id = %task.id, %reason, ?delay, "requeueing unknown task");
                 Box::pin(settle(|| s.broker.retry(d, &task, delay), "requeue")).await;
@@ -136,6 +136,7 @@ async fn process(ctx: &Ctx, d: &Delivery, watch: &LeaseWatch, held: Held<'_>) {
     // it takes its worker down at once, the next delivery knows it had started.
     let active_first = d.lost_leases > 0;
     s.inflight.started(watch);
+    let started = Some(SystemTime::now());
     let out = match Box::pin(run_handler(ctx, &task, handler.as_ref(), active_first, watch)).await {
         Ran::Done(r) => Some(r),
         Ran::Interrupted => None,
@@ -170,7 +171,7 @@ async fn process(ctx: &Ctx, d: &Delivery, watch: &LeaseWatch, held: Held<'_>) {
                     let msg = format!("could not launch the workflow's next step: {e}");
                     // Bad input cannot get better by retrying; a broker outage can.
                     let e = if e.is_transient() { TaskError::msg(msg) } else { TaskError::skip_retry(msg) };
-                    return Box::pin(fail(s, d, &task, e)).await;
+                    return Box::pin(fail(s, d, &task, e, started)).await;
                 }
             }
             // The heartbeat may have found the lease lost while the next steps launched.
@@ -180,12 +181,13 @@ async fn process(ctx: &Ctx, d: &Delivery, watch: &LeaseWatch, held: Held<'_>) {
             // The lock goes first: whoever sees the task completed can enqueue it again.
             release_unique(s, &task, true).await;
             let retain = task.retention.unwrap_or(s.config.retention);
-            let completed = || StateUpdate::completed(task.retried, result.clone(), retain);
+            let ran = s.ran(&task, started, TaskState::Completed, None);
+            let completed = || StateUpdate::completed(task.retried, result.clone(), retain).after(ran.clone());
             record(|| s.backend.update(&task, completed()), "record result").await;
             settle(|| s.broker.ack(d), "ack").await;
         }
         Some(Err(e)) if e.kind() == ErrorKind::Interrupted => Box::pin(hand_back(s, d, &task)).await,
-        Some(Err(e)) => Box::pin(fail(s, d, &task, e)).await,
+        Some(Err(e)) => Box::pin(fail(s, d, &task, e, started)).await,
     }
 }
 
@@ -349,14 +351,15 @@ async fn hand_back(s: &Shared, d: &Delivery, task: &TaskMessage) {
     }
 }
 
-async fn fail(s: &Shared, d: &Delivery, task: &Arc<TaskMessage>, e: TaskError) {
+/// `started`: when the failed attempt's handler started (none if it never did).
+async fn fail(s: &Shared, d: &Delivery, task: &Arc<TaskMessage>, e: TaskError, started: Option<SystemTime>) {
     if !e.is_retryable() || task.retries_exhausted() {
         let reason = if e.is_retryable() {
             format!("{} (retries exhausted: {} of {})", e.message(), task.retried, task.max_retry)
         } else {
             e.message().to_owned()
         };
-        return archive(s, d, task, reason).await;
+        return archive(s, d, task, reason, started).await;
     }
     let retry = task.retried + 1;
     let delay = match e.kind() {
@@ -367,11 +370,13 @@ async fn fail(s: &Shared, d: &Delivery, task: &Arc<TaskMessage>, e: TaskError) {
     next.retried = retry;
     next.last_error = Some(e.message().to_owned());
     tracing::debug!(task.id = %task.id, retry, ?delay, error = %e, "scheduling retry");
-    record(|| s.backend.update(&next, StateUpdate::retry(retry, e.message().to_owned())), "record retry").await;
+    let ran = s.ran(task, started, TaskState::Retry, Some(e.message()));
+    let update = || StateUpdate::retry(retry, e.message().to_owned()).after(ran.clone());
+    record(|| s.backend.update(&next, update()), "record retry").await;
     settle(|| s.broker.retry(d, &next, delay), "retry").await;
 }
 
-async fn archive(s: &Shared, d: &Delivery, task: &TaskMessage, reason: String) {
+async fn archive(s: &Shared, d: &Delivery, task: &TaskMessage, reason: String, started: Option<SystemTime>) {
     tracing::warn!(task.id = %task.id, task.name = %task.name, queue = %task.queue, %reason, "archiving task");
     if task.workflow.is_some() {
         if let Err(e) = workflow::on_archived(&s.client, task, &reason).await {
@@ -380,7 +385,8 @@ async fn archive(s: &Shared, d: &Delivery, task: &TaskMessage, reason: String) {
     }
     release_unique(s, task, false).await;
     let retain = task.retention.unwrap_or(s.config.retention).max(s.config.retention);
-    let update = || StateUpdate::archived(task.retried, reason.clone(), retain);
+    let ran = s.ran(task, started, TaskState::Archived, Some(&reason));
+    let update = || StateUpdate::archived(task.retried, reason.clone(), retain).after(ran.clone());
     record(|| s.backend.update(task, update()), "record archive").await;
     settle(|| s.broker.archive(d, &reason), "archive").await;
 }

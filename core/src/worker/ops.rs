@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::inspect::workers::{WorkerInfo, BEAT, CANCEL_MAP, PAUSED_MAP, WORKERS_MAP};
 
 /// The host name, as the kernel has it (or `HOSTNAME`).
-fn host() -> String {
+pub(crate) fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())

@@ -30,9 +30,24 @@ pub(crate) struct Shared {
     /// Per queue of `config.queues`: attempts ended and failed since the last flush to the
     /// history (see `inspect::history`).
     pub(crate) counts: Vec<(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64)>,
+    /// How the attempts this worker runs name it (`host pid N`).
+    pub(crate) label: String,
 }
 
 impl Shared {
+    /// The attempt of `task` whose handler started at `started` (if it did), ending now in
+    /// `outcome`.
+    pub(crate) fn ran(
+        &self,
+        task: &crate::task::TaskMessage,
+        started: Option<std::time::SystemTime>,
+        outcome: crate::task::TaskState,
+        error: Option<&str>,
+    ) -> Option<crate::backend::Attempt> {
+        let a = crate::backend::Attempt::ended(task.retried, started?, outcome, error.map(str::to_owned));
+        Some(a.on(self.label.as_str()))
+    }
+
     /// Counts an attempt of a task of `queue` that ended (and failed).
     pub(crate) fn count(&self, queue: &str, failed: bool) {
         use std::sync::atomic::Ordering::Relaxed;
