@@ -76,7 +76,7 @@ pub use conveyor_core::{async_trait, CancellationToken};
 pub use conveyor_core::{middleware, scheduler, workflow};
 // Enqueueing and results.
 pub use conveyor_core::{
-    Client, TaskBuilder, TaskHandle, TaskRecord, BATCH_ROUND, DEFAULT_MAX_PAYLOAD, DEFAULT_RETENTION,
+    Attempt, Client, TaskBuilder, TaskHandle, TaskRecord, BATCH_ROUND, DEFAULT_MAX_PAYLOAD, DEFAULT_RETENTION,
 };
 // Tasks and their options.
 pub use conveyor_core::{
@@ -125,7 +125,7 @@ pub mod broker {
 /// with helpers for URLs and errors. Applications need none of it.
 pub mod backend {
     pub use conveyor_core::backend::{
-        LockResult, ResultBackend, StateUpdate, TaskRecord, DEFAULT_RETENTION, UNCONFIRMED_TTL,
+        Attempt, LockResult, ResultBackend, StateUpdate, TaskRecord, ATTEMPTS_KEPT, DEFAULT_RETENTION, UNCONFIRMED_TTL,
     };
     pub use conveyor_core::{async_trait, time};
     pub use conveyor_core::{

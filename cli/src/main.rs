@@ -110,7 +110,7 @@ enum TaskCmd {
     Ls {
         #[arg(long)]
         queue: String,
-        /// pending, scheduled, retry, active or archived.
+        /// pending, scheduled, retry, active, archived or completed (from the records kept).
         #[arg(long, value_parser = parse_state)]
         state: TaskState,
         /// Only tasks of this name.
@@ -155,15 +155,21 @@ enum TaskCmd {
 struct AllArgs {
     #[arg(long)]
     queue: String,
-    #[arg(long, value_parser = parse_state)]
+    #[arg(long, value_parser = parse_held_state)]
     state: TaskState,
 }
 
 fn parse_state(s: &str) -> Result<TaskState, String> {
-    match s.parse::<TaskState>() {
-        Ok(TaskState::Completed) => Err("completed tasks are not held by the broker: use `task show ID`".into()),
-        Ok(s) => Ok(s),
-        Err(e) => Err(e.to_string()),
+    s.parse::<TaskState>().map_err(|e| e.to_string())
+}
+
+/// A state the broker holds tasks in: every one but `completed`.
+fn parse_held_state(s: &str) -> Result<TaskState, String> {
+    match parse_state(s)? {
+        TaskState::Completed => {
+            Err("completed tasks are not held by the broker: delete one with `task delete ID`".into())
+        }
+        s => Ok(s),
     }
 }
 
@@ -229,6 +235,14 @@ async fn run(cmd: Cmd, ins: &Inspector, out: &Out) -> conveyor::Result<bool> {
         Cmd::Task(TaskCmd::Ls { queue, state, name, limit, offset }) => {
             ins.queue(&queue).await?;
             let page = Page::new(offset, limit);
+            if state == TaskState::Completed {
+                let done = match name {
+                    Some(n) => ins.completed_named(&queue, &n, page).await?,
+                    None => ins.completed(&queue, page).await?,
+                };
+                out.completed(&done);
+                return Ok(true);
+            }
             let tasks = match name {
                 Some(n) => ins.tasks_named(&queue, state, &n, page).await?,
                 None => ins.tasks(&queue, state, page).await?,

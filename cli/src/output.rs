@@ -6,7 +6,7 @@ use conveyor::inspect::cron::CronEntry;
 use conveyor::inspect::history::{History, Point};
 use conveyor::inspect::{TaskDetail, TaskInfo, WorkerInfo};
 use conveyor::scheduler::FireRecord;
-use conveyor::{Error, Payload, QueueStats, TaskId, TaskState};
+use conveyor::{Error, Payload, QueueStats, TaskId, TaskRecord, TaskState};
 use serde_json::{json, Value};
 
 /// The output mode.
@@ -50,6 +50,27 @@ fn short(s: &str, n: usize) -> String {
     }
 }
 
+fn record_json(r: &TaskRecord) -> Value {
+    let attempts: Vec<Value> = r
+        .attempts
+        .iter()
+        .map(|a| {
+            json!({
+                "number": a.number, "started_at": time(Some(a.started_at)), "ended_at": time(Some(a.ended_at)),
+                "duration_ms": a.duration().as_millis() as u64, "outcome": a.outcome.as_str(),
+                "error": a.error, "worker": a.worker,
+            })
+        })
+        .collect();
+    json!({
+        "id": r.id.as_str(), "name": r.name, "queue": r.queue,
+        "state": r.state.as_str(), "retried": r.retried, "max_retry": r.max_retry,
+        "error": r.error, "result": r.result.as_ref().and_then(|v| serde_json::from_str::<Value>(v.get()).ok()),
+        "created_at": time(Some(r.created_at)), "updated_at": time(Some(r.updated_at)),
+        "attempts": attempts,
+    })
+}
+
 fn task_json(t: &TaskInfo) -> Value {
     let (args, retried, max_retry, error, created) = match t.task() {
         Some(m) => (
@@ -79,7 +100,7 @@ impl Out {
                     json!({
                         "queue": s.queue, "pending": s.pending, "scheduled": s.scheduled - s.retry.min(s.scheduled),
                         "retry": s.retry, "active": s.active, "archived": s.archived, "paused": s.paused,
-                        "latency_ms": s.latency.map(|l| l.as_millis() as u64),
+                        "latency_ms": s.latency.map(|l| l.as_millis() as u64), "completed": s.completed,
                     })
                 })
                 .collect();
@@ -100,12 +121,39 @@ impl Out {
                     s.retry.to_string(),
                     s.active.to_string(),
                     s.archived.to_string(),
+                    s.completed.map_or("-".to_owned(), |n| n.to_string()),
                     s.latency.map_or("-".to_owned(), |l| format!("{:.1}s", l.as_secs_f64())),
                     if s.paused { "paused".into() } else { "".into() },
                 ]
             })
             .collect();
-        table(&["QUEUE", "PENDING", "SCHEDULED", "RETRY", "ACTIVE", "ARCHIVED", "LATENCY", ""], &rows);
+        table(&["QUEUE", "PENDING", "SCHEDULED", "RETRY", "ACTIVE", "ARCHIVED", "COMPLETED", "LATENCY", ""], &rows);
+    }
+
+    /// Completed tasks, from their records.
+    pub fn completed(&self, rs: &[TaskRecord]) {
+        if self.json {
+            println!("{}", Value::Array(rs.iter().map(record_json).collect()));
+            return;
+        }
+        if rs.is_empty() {
+            println!("no tasks");
+            return;
+        }
+        let rows: Vec<Vec<String>> = rs
+            .iter()
+            .map(|r| {
+                let result = r.result.as_ref().map_or(String::new(), |v| v.get().to_owned());
+                vec![
+                    r.id.to_string(),
+                    r.name.clone(),
+                    r.retried.to_string(),
+                    text(Some(r.updated_at)),
+                    short(&result, 60),
+                ]
+            })
+            .collect();
+        table(&["ID", "NAME", "RETRIED", "COMPLETED AT", "RESULT"], &rows);
     }
 
     pub fn tasks(&self, ts: &[TaskInfo]) {
@@ -138,18 +186,7 @@ impl Out {
     pub fn task(&self, d: &TaskDetail) {
         let rec = d.record.as_ref();
         if self.json {
-            let record = rec.map(|r| {
-                json!({
-                    "state": r.state.as_str(), "retried": r.retried, "max_retry": r.max_retry,
-                    "error": r.error, "result": r.result.as_ref().and_then(|v| serde_json::from_str::<Value>(v.get()).ok()),
-                    "created_at": time(Some(r.created_at)), "updated_at": time(Some(r.updated_at)),
-                    "attempts": r.attempts.iter().map(|a| json!({
-                        "number": a.number, "started_at": time(Some(a.started_at)), "ended_at": time(Some(a.ended_at)),
-                        "duration_ms": a.duration().as_millis() as u64, "outcome": a.outcome.as_str(),
-                        "error": a.error, "worker": a.worker,
-                    })).collect::<Vec<_>>(),
-                })
-            });
+            let record = rec.map(record_json);
             let v = json!({
                 "id": d.id.as_str(), "queue": d.queue(), "state": d.state().as_str(),
                 "broker": d.info.as_ref().map(task_json), "record": record,

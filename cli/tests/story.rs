@@ -231,7 +231,12 @@ async fn operator_story_fail_list_run_complete(url: Urls) {
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
     assert_eq!(v["record"]["state"], "completed", "{v}");
     assert_eq!(v["record"]["result"], "sent", "{v}");
+    let outcomes: Vec<&str> =
+        v["record"]["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["archived", "completed"], "the attempt history: {v}");
     assert_eq!(runs.load(Ordering::SeqCst), 2, "the failed run, then the rerun");
+    let o = conveyor(&url, &["task", "ls", "--queue", "mail", "--state", "completed"]);
+    assert!(o.status.success() && stdout(&o).contains(&id), "{} {}", stdout(&o), stderr(&o));
 }
 
 async fn two_operators_run_an_archived_task_once(url: Urls) {

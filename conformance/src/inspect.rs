@@ -294,3 +294,35 @@ pub async fn history_counts_processed_and_failed(env: Env) {
     assert_eq!(sum(&h.minutes), (3, 1), "{h:?}");
     assert_eq!(sum(&h.days), (3, 1), "{h:?}");
 }
+
+pub async fn completed_tasks_are_listed_and_counted(env: Env) {
+    let q = env.q("done");
+    let ins = inspector(&env);
+    let client = env.client();
+    let w = Running::start(env.worker().queue(&q, 1));
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let h = client.task(probe, Probe::new(format!("{q}-{i}"))).queue(&q).await.unwrap();
+        h.get(WAIT).await.unwrap();
+        ids.push(h.id().clone());
+        // Apart by more than the backends' clock resolution (Redis: milliseconds).
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    w.stop().await;
+    assert_eq!(ins.queue(&q).await.unwrap().completed, Some(3));
+    let first = ins.completed(&q, Page::first(2)).await.unwrap();
+    let listed: Vec<&TaskId> = first.iter().map(|r| &r.id).collect();
+    assert_eq!(listed, [&ids[2], &ids[1]], "newest first");
+    assert!(first.iter().all(|r| r.state == TaskState::Completed && r.result.is_some() && r.attempts.len() == 1));
+    let rest = ins.completed(&q, Page::new(2, 2)).await.unwrap();
+    assert_eq!(rest.iter().map(|r| &r.id).collect::<Vec<_>>(), [&ids[0]]);
+    assert_eq!(ins.completed_named(&q, "conformance:probe", Page::first(10)).await.unwrap().len(), 3);
+    assert!(ins.completed_named(&q, "other", Page::first(10)).await.unwrap().is_empty());
+    // A completed task is deleted with its record, and leaves the list and the count.
+    ins.delete(&ids[1]).await.unwrap();
+    assert!(matches!(ins.task(&ids[1]).await, Err(Error::NotFound { .. })));
+    assert_eq!(ins.completed(&q, Page::first(10)).await.unwrap().len(), 2);
+    assert_eq!(ins.queue(&q).await.unwrap().completed, Some(2));
+    // Nothing else applies to it.
+    assert!(matches!(ins.run(&ids[0]).await, Err(Error::InvalidTaskState { state: TaskState::Completed, .. })));
+}

@@ -144,6 +144,7 @@ macro_rules! inspector_archive_suite {
             inspect::archived_tasks_are_deleted_one_or_all,
             inspect::running_task_is_cancelled,
             inspect::history_counts_processed_and_failed,
+            inspect::completed_tasks_are_listed_and_counted,
             periodic::entries_are_listed_for_operators,
         );
     };

@@ -351,6 +351,23 @@ pub trait ResultBackend: Send + Sync + 'static {
     /// The newest `limit` items of the list `key`, newest first (empty if there is none).
     async fn list_recent(&self, key: &str, limit: usize) -> Result<Vec<String>>;
 
+    /// The completed tasks of `queue` whose records are kept, newest first (by when their
+    /// record lapses, which is completion order for tasks of one retention): `limit` of them
+    /// after the first `offset`. Redis keeps an index per queue, written with the completed
+    /// record in the same round trip. A backend that keeps none answers
+    /// [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn completed(&self, queue: &str, offset: usize, limit: usize) -> Result<Vec<TaskRecord>> {
+        let _ = (queue, offset, limit);
+        Err(crate::Error::Unsupported { broker: "this result backend", operation: "list completed tasks" })
+    }
+
+    /// How many completed tasks of `queue` have their records kept (see
+    /// [`completed`](Self::completed)); cheap (Redis: one `ZCOUNT`).
+    async fn completed_count(&self, queue: &str) -> Result<u64> {
+        let _ = queue;
+        Err(crate::Error::Unsupported { broker: "this result backend", operation: "count completed tasks" })
+    }
+
     /// Sets `field` of the small map `map` to `value`: state every process of the application
     /// shares for operations (the worker registry, pause flags). Redis: `HSET`. A backend that
     /// keeps no such state answers [`Error::Unsupported`](crate::Error::Unsupported), and the

@@ -177,6 +177,10 @@ pub struct QueueStats {
     pub paused: bool,
     /// How long the oldest pending task has waited, where the broker can tell.
     pub latency: Option<Duration>,
+    /// Completed tasks whose records the result backend keeps (within their retention);
+    /// filled in by the [`Inspector`](crate::inspect::Inspector), `None` where the backend
+    /// keeps no index of them.
+    pub completed: Option<u64>,
 }
 
 /// An archived (dead-lettered) task, with why it was archived.

@@ -124,6 +124,14 @@ impl ResultBackend for MemoryBackend {
         Ok(self.inner.records.get(id))
     }
 
+    async fn completed(&self, queue: &str, offset: usize, limit: usize) -> Result<Vec<TaskRecord>> {
+        Ok(self.inner.records.completed(queue).into_iter().skip(offset).take(limit).collect())
+    }
+
+    async fn completed_count(&self, queue: &str) -> Result<u64> {
+        Ok(self.inner.records.completed_count(queue) as u64)
+    }
+
     async fn delete(&self, id: &TaskId) -> Result<bool> {
         Ok(self.inner.records.delete(id))
     }

@@ -8,7 +8,7 @@ use foldhash::fast::RandomState;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use conveyor_core::{Error, Result, StateUpdate, TaskId, TaskMessage, TaskRecord, UNCONFIRMED_TTL};
+use conveyor_core::{Error, Result, StateUpdate, TaskId, TaskMessage, TaskRecord, TaskState, UNCONFIRMED_TTL};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -134,6 +134,33 @@ impl Records {
 
     pub(crate) fn get(&self, id: &TaskId) -> Option<TaskRecord> {
         self.shard(id).map.get(id).map(|s| s.record.clone())
+    }
+
+    /// The completed records of `queue`, newest first. A scan of every record: this backend
+    /// serves one process, tests and development, where records are few.
+    pub(crate) fn completed(&self, queue: &str) -> Vec<TaskRecord> {
+        let now = Instant::now();
+        let mut out: Vec<TaskRecord> = Vec::new();
+        for shard in self.shards.iter() {
+            let mut g = shard.lock().unwrap_or_else(|e| e.into_inner());
+            g.purge(now);
+            let done = g.map.values().filter(|s| s.record.state == TaskState::Completed && s.record.queue == queue);
+            out.extend(done.map(|s| s.record.clone()));
+        }
+        out.sort_by_key(|r| std::cmp::Reverse(r.updated_at));
+        out
+    }
+
+    /// How many [`completed`](Self::completed) records `queue` has (a scan too).
+    pub(crate) fn completed_count(&self, queue: &str) -> usize {
+        let now = Instant::now();
+        let mut n = 0;
+        for shard in self.shards.iter() {
+            let mut g = shard.lock().unwrap_or_else(|e| e.into_inner());
+            g.purge(now);
+            n += g.map.values().filter(|s| s.record.state == TaskState::Completed && s.record.queue == queue).count();
+        }
+        n
     }
 
     pub(crate) fn delete(&self, id: &TaskId) -> bool {

@@ -112,6 +112,11 @@ impl RedisBackend {
         format!("{}:task:{id}", self.prefix)
     }
 
+    /// The index of `queue`'s completed tasks whose records are kept.
+    fn done_key(&self, queue: &str) -> String {
+        format!("{}:done:{queue}", self.prefix)
+    }
+
     fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }
@@ -215,7 +220,79 @@ impl ResultBackend for RedisBackend {
             let json = serde_json::to_string(a).map_err(|e| Error::backend(format!("attempt: {e}")))?;
             inv.arg(format!("attempt:{}", a.number)).arg(json);
         }
-        inv.invoke_async::<i64>(&mut self.conn()).await.map(drop).map_err(err)
+        let kept = match (u.state, u.retain) {
+            (TaskState::Completed, Some(d)) if !d.is_zero() => Some(d),
+            _ => None,
+        };
+        let Some(kept) = kept else {
+            return inv.invoke_async::<i64>(&mut self.conn()).await.map(drop).map_err(err);
+        };
+        // A completed task joins its queue's index (scored by when its record lapses), and
+        // the index drops what lapsed: in the same round trip as the record. (Separate
+        // commands, not one script: the index and the record are in different slots.)
+        let (done, now) = (self.done_key(&task.queue), time::to_millis(SystemTime::now()));
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&inv).ignore();
+        pipe.zadd(&done, task.id.as_str(), now.saturating_add(ms(kept))).ignore();
+        pipe.zrembyscore(&done, "-inf", now).ignore();
+        match pipe.query_async::<()>(&mut self.conn()).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // The server forgot its scripts (restarted): load it, then once more.
+                inv.load_async(&mut self.conn()).await.map_err(err)?;
+                pipe.query_async::<()>(&mut self.conn()).await.map_err(err)
+            }
+            r => r.map_err(err),
+        }
+    }
+
+    async fn completed(&self, queue: &str, offset: usize, limit: usize) -> Result<Vec<TaskRecord>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let done = self.done_key(queue);
+        let now = time::to_millis(SystemTime::now());
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&done)
+            .arg("+inf")
+            .arg(format!("({now}"))
+            .arg("BYSCORE")
+            .arg("REV")
+            .arg("LIMIT")
+            .arg(offset)
+            .arg(limit)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HGETALL").arg(self.record_key(&TaskId::from(id.as_str())));
+        }
+        let found: Vec<HashMap<String, String>> = pipe.query_async(&mut self.conn()).await.map_err(err)?;
+        let mut out = Vec::with_capacity(ids.len());
+        let mut stale = Vec::new();
+        for (id, h) in ids.into_iter().zip(found) {
+            let id = TaskId::from(id);
+            match parse_record(&id, h) {
+                Ok(r) if r.state == TaskState::Completed => out.push(r),
+                // Deleted, or run again since: no longer a completed task of this queue.
+                _ => stale.push(id.to_string()),
+            }
+        }
+        if !stale.is_empty() {
+            let _ = redis::cmd("ZREM").arg(&done).arg(&stale).query_async::<()>(&mut self.conn()).await;
+        }
+        Ok(out)
+    }
+
+    async fn completed_count(&self, queue: &str) -> Result<u64> {
+        let now = time::to_millis(SystemTime::now());
+        redis::cmd("ZCOUNT")
+            .arg(self.done_key(queue))
+            .arg(format!("({now}"))
+            .arg("+inf")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)
     }
 
     async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>> {
@@ -228,7 +305,15 @@ impl ResultBackend for RedisBackend {
     }
 
     async fn delete(&self, id: &TaskId) -> Result<bool> {
-        let n: i64 = redis::cmd("DEL").arg(self.record_key(id)).query_async(&mut self.conn()).await.map_err(err)?;
+        let key = self.record_key(id);
+        let queue: Option<String> =
+            redis::cmd("HGET").arg(&key).arg("queue").query_async(&mut self.conn()).await.map_err(err)?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(&key);
+        if let Some(q) = &queue {
+            pipe.cmd("ZREM").arg(self.done_key(q)).arg(id.as_str()).ignore();
+        }
+        let (n,): (i64,) = pipe.query_async(&mut self.conn()).await.map_err(err)?;
         Ok(n > 0)
     }
 

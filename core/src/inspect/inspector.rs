@@ -20,6 +20,31 @@ const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a record of a task an operator archived is kept.
 const ARCHIVED_RETENTION: std::time::Duration = crate::backend::DEFAULT_RETENTION;
 
+/// The `page` of the items that `fetch` lists and `keep` keeps: fetched 500 at a time.
+async fn named<T, F, Fut>(fetch: F, keep: impl Fn(&T) -> bool, page: Page) -> Result<Vec<T>>
+where
+    F: Fn(Page) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>>>,
+{
+    const SCAN: usize = 500;
+    let (mut out, mut skipped, mut offset) = (Vec::new(), 0, 0);
+    loop {
+        let batch = fetch(Page::new(offset, SCAN)).await?;
+        let n = batch.len();
+        for t in batch.into_iter().filter(|t| keep(t)) {
+            if skipped < page.offset {
+                skipped += 1;
+            } else if out.len() < page.limit {
+                out.push(t);
+            }
+        }
+        if n < SCAN || out.len() >= page.limit {
+            return Ok(out);
+        }
+        offset += n;
+    }
+}
+
 /// Everything known about one task: its record in the result backend and where its broker
 /// holds it. At least one of the two is there.
 #[derive(Debug, Clone)]
@@ -84,9 +109,12 @@ impl Inspector {
         let queues = self.queues().await?;
         let asked = futures_util::stream::iter(queues.iter().map(|q| self.broker.stats(q))).buffered(16);
         let mut all: Vec<QueueStats> = asked.collect::<Vec<_>>().await.into_iter().collect::<Result<_>>()?;
+        let done = futures_util::stream::iter(queues.iter().map(|q| self.backend.completed_count(q))).buffered(16);
+        let done: Vec<Result<u64>> = done.collect().await;
         let flags = self.pause_flags().await;
-        for s in &mut all {
+        for (s, done) in all.iter_mut().zip(done) {
             s.paused |= flags.contains(&s.queue);
+            s.completed = done.ok();
         }
         Ok(all)
     }
@@ -96,6 +124,7 @@ impl Inspector {
         self.known(queue).await?;
         let mut s = self.broker.stats(queue).await?;
         s.paused |= self.pause_flags().await.contains(queue);
+        s.completed = self.backend.completed_count(queue).await.ok();
         Ok(s)
     }
 
@@ -176,30 +205,28 @@ impl Inspector {
     pub async fn tasks(&self, queue: &str, state: TaskState, page: Page) -> Result<Vec<TaskInfo>> {
         check_queue_name(queue)?;
         if state == TaskState::Completed {
+            // Not held by the broker: see `completed`.
             return Err(Error::Unsupported { broker: self.broker.kind(), operation: "list completed tasks" });
         }
         self.cap("list tasks")?.list(queue, state, page).await
     }
 
+    /// The completed tasks of `queue` whose records are kept, newest first: their records
+    /// (name, result, attempts; a completed task's arguments are not kept). Where the backend
+    /// keeps no index of them, [`Error::Unsupported`].
+    pub async fn completed(&self, queue: &str, page: Page) -> Result<Vec<TaskRecord>> {
+        check_queue_name(queue)?;
+        self.backend.completed(queue, page.offset, page.limit).await
+    }
+
     /// Tasks of `queue` in `state` named `name`, paged among those.
     pub async fn tasks_named(&self, queue: &str, state: TaskState, name: &str, page: Page) -> Result<Vec<TaskInfo>> {
-        const SCAN: usize = 500;
-        let (mut out, mut skipped, mut offset) = (Vec::new(), 0, 0);
-        loop {
-            let batch = self.tasks(queue, state, Page::new(offset, SCAN)).await?;
-            let n = batch.len();
-            for t in batch.into_iter().filter(|t| t.name() == name) {
-                if skipped < page.offset {
-                    skipped += 1;
-                } else if out.len() < page.limit {
-                    out.push(t);
-                }
-            }
-            if n < SCAN || out.len() >= page.limit {
-                return Ok(out);
-            }
-            offset += n;
-        }
+        named(|p| self.tasks(queue, state, p), |t: &TaskInfo| t.name() == name, page).await
+    }
+
+    /// [`completed`](Self::completed) tasks named `name`, paged among those.
+    pub async fn completed_named(&self, queue: &str, name: &str, page: Page) -> Result<Vec<TaskRecord>> {
+        named(|p| self.completed(queue, p), |r: &TaskRecord| r.name == name, page).await
     }
 
     /// Everything known about task `id`; [`Error::NotFound`] if neither the backend nor the
@@ -292,7 +319,18 @@ impl Inspector {
 
     /// Deletes task `id` (any state but active), and its record.
     pub async fn delete(&self, id: &TaskId) -> Result<()> {
-        let (_, info) = self.locate(id, "delete").await?;
+        let detail = self.task(id).await?;
+        let Some(info) = detail.info else {
+            // Known only by its record: a completed task (or an archived one whose archive
+            // entry was trimmed) has nothing left on the broker. Any other is on a broker that
+            // cannot find it (RabbitMQ, SQS: a waiting task), which cannot delete it either.
+            if !detail.state().is_terminal() {
+                return Err(super::invalid_state(id, detail.state(), "delete"));
+            }
+            self.backend.delete(id).await?;
+            return Ok(());
+        };
+        check_action(id, info.state, "delete")?;
         self.cap("delete a task")?.delete(&info.queue, id).await?;
         let _ = self.backend.delete(id).await;
         Ok(())
