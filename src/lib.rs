@@ -111,7 +111,7 @@ pub mod broker {
     };
     pub use conveyor_core::inspect::{
         archived_infos, check_action, invalid_state, rerun_envelope, run_all_archived, unsupported, BrokerInspect,
-        Rerun, TaskInfo,
+        Moved, Rerun, TaskInfo,
     };
     pub use conveyor_core::task::{check_queue_name, WIRE_VERSION};
     pub use conveyor_core::{async_trait, time};

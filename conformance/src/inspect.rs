@@ -191,6 +191,10 @@ pub async fn bulk_actions_move_every_task_of_a_state(env: Env) {
     assert_eq!(ins.queue(&q).await.unwrap().pending, 3);
     assert_eq!(ins.archive_all(&q, TaskState::Pending).await.unwrap(), 3);
     assert_eq!(ins.queue(&q).await.unwrap().archived, 3);
+    for id in &ids {
+        let r = env.backend.get(id).await.unwrap().expect("record");
+        assert_eq!((r.state, r.error.as_deref()), (TaskState::Archived, Some(OPERATOR_ARCHIVED)), "{r:?}");
+    }
     assert_eq!(ins.run_all(&q, TaskState::Archived).await.unwrap(), 3);
     let s = ins.queue(&q).await.unwrap();
     assert_eq!((s.pending, s.archived), (3, 0));

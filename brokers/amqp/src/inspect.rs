@@ -13,7 +13,7 @@
 
 use async_trait::async_trait;
 use conveyor_core::inspect::{
-    archived_infos, check_action, rerun_envelope, run_all_archived, unsupported, BrokerInspect, Deleted, Page, Rerun,
+    archived_infos, check_action, rerun_envelope, run_all_archived, unsupported, BrokerInspect, Moved, Page, Rerun,
     TaskInfo,
 };
 use conveyor_core::{Broker, Error, FailureKind, Payload, QueueAdmin, Result, TaskId, TaskState};
@@ -167,11 +167,11 @@ impl BrokerInspect for AmqpBroker {
         }
     }
 
-    async fn archive_all(&self, _queue: &str, _state: TaskState, _reason: &str) -> Result<u64> {
+    async fn archive_all(&self, _queue: &str, _state: TaskState, _reason: &str) -> Result<Moved> {
         Err(unsupported("the RabbitMQ broker", "archive waiting tasks"))
     }
 
-    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<Deleted> {
+    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<Moved> {
         check_action(&TaskId::from("*"), state, "delete")?;
         if state != TaskState::Archived {
             // A purge would leave their records saying they wait, blocking their ids.
@@ -192,6 +192,6 @@ impl BrokerInspect for AmqpBroker {
             self.bounded("an ack", async { acker.ack(BasicAckOptions::default()).await.map_err(err) }).await?;
         }
         let _ = ch.close(200, "archive emptied".into()).await;
-        Ok(Deleted::ids(ids))
+        Ok(Moved::ids(ids))
     }
 }

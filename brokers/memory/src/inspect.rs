@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use conveyor_core::inspect::{check_action, rerun_envelope, BrokerInspect, Deleted, Page, Rerun, TaskInfo};
+use conveyor_core::inspect::{check_action, rerun_envelope, BrokerInspect, Moved, Page, Rerun, TaskInfo};
 use conveyor_core::{ArchivedTask, Error, Payload, Result, TaskId, TaskState};
 use tokio::time::Instant;
 
@@ -154,17 +154,21 @@ impl BrokerInspect for MemoryBroker {
         self.bulk(queue, state, |q, e, archived| to_ready(q, e, archived, Rerun::default()))
     }
 
-    async fn archive_all(&self, queue: &str, state: TaskState, reason: &str) -> Result<u64> {
+    async fn archive_all(&self, queue: &str, state: TaskState, reason: &str) -> Result<Moved> {
         check_action(&TaskId::from("*"), state, "archive")?;
-        let limit = self.inner.archive_limit;
-        self.bulk(queue, state, |q, e, _| q.archive(e.payload, reason.to_owned(), limit))
+        let (limit, mut ids) = (self.inner.archive_limit, Vec::new());
+        self.bulk(queue, state, |q, e, _| {
+            ids.extend(e.id().cloned());
+            q.archive(e.payload, reason.to_owned(), limit)
+        })?;
+        Ok(Moved::ids(ids))
     }
 
-    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<Deleted> {
+    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<Moved> {
         check_action(&TaskId::from("*"), state, "delete")?;
         let mut ids = Vec::new();
         self.bulk(queue, state, |_, e, _| ids.extend(e.id().cloned()))?;
-        Ok(Deleted::ids(ids))
+        Ok(Moved::ids(ids))
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use conveyor_core::inspect::{check_action, rerun_envelope, BrokerInspect, Deleted, Page, Rerun, TaskInfo};
+use conveyor_core::inspect::{check_action, rerun_envelope, BrokerInspect, Moved, Page, Rerun, TaskInfo};
 use conveyor_core::{time, Error, Payload, Result, TaskId, TaskState};
 use redis::Value;
 
@@ -507,12 +507,12 @@ impl BrokerInspect for RedisBroker {
         conveyor_core::inspect::run_all_archived(self, queue).await
     }
 
-    async fn archive_all(&self, queue: &str, state: TaskState, reason: &str) -> Result<u64> {
-        Ok(self.act_all(queue, state, "archive", reason).await?.len() as u64)
+    async fn archive_all(&self, queue: &str, state: TaskState, reason: &str) -> Result<Moved> {
+        Ok(Moved::ids(self.act_all(queue, state, "archive", reason).await?))
     }
 
-    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<Deleted> {
-        Ok(Deleted::ids(self.act_all(queue, state, "delete", "").await?))
+    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<Moved> {
+        Ok(Moved::ids(self.act_all(queue, state, "delete", "").await?))
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::types::Message;
 use conveyor_core::inspect::{
-    archived_infos, check_action, rerun_envelope, run_all_archived, unsupported, BrokerInspect, Deleted, Page, Rerun,
+    archived_infos, check_action, rerun_envelope, run_all_archived, unsupported, BrokerInspect, Moved, Page, Rerun,
     TaskInfo,
 };
 use conveyor_core::{Broker, Error, Payload, QueueAdmin, Result, TaskId, TaskState};
@@ -160,11 +160,11 @@ impl BrokerInspect for SqsBroker {
         }
     }
 
-    async fn archive_all(&self, _queue: &str, _state: TaskState, _reason: &str) -> Result<u64> {
+    async fn archive_all(&self, _queue: &str, _state: TaskState, _reason: &str) -> Result<Moved> {
         Err(unsupported("the SQS broker", "archive waiting tasks"))
     }
 
-    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<Deleted> {
+    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<Moved> {
         check_action(&TaskId::from("*"), state, "delete")?;
         if state != TaskState::Archived {
             // A purge of the queue would take the tasks being run as well.
@@ -176,7 +176,7 @@ impl BrokerInspect for SqsBroker {
         loop {
             let got = self.receive_held(&url).await?;
             if got.is_empty() {
-                return Ok(Deleted::ids(ids));
+                return Ok(Moved::ids(ids));
             }
             for m in &got {
                 if let Payload::Task(t) = Payload::decode(body_bytes(m)) {

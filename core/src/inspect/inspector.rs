@@ -368,9 +368,27 @@ impl Inspector {
 
     /// Archives every task of `queue` in `state`; how many.
     pub async fn archive_all(&self, queue: &str, state: TaskState) -> Result<u64> {
+        use futures_util::StreamExt;
         check_queue_name(queue)?;
         check_action(&TaskId::from("*"), state, "archive")?;
-        self.cap("archive tasks")?.archive_all(queue, state, OPERATOR_ARCHIVED).await
+        let moved = self.cap("archive tasks")?.archive_all(queue, state, OPERATOR_ARCHIVED).await?;
+        let records = futures_util::stream::iter(moved.ids.iter().map(|id| self.record_archived(id)));
+        records.buffer_unordered(64).for_each(|_| async {}).await;
+        Ok(moved.count)
+    }
+
+    /// Best effort: the record of task `id`, archived by an operator, says so (its waiters
+    /// see it failed), unless it is gone or already finished.
+    async fn record_archived(&self, id: &TaskId) {
+        let Ok(Some(r)) = self.backend.get(id).await else { return };
+        if r.state.is_terminal() {
+            return;
+        }
+        // The record carries what the update writes; the arguments are not needed.
+        let mut t = crate::task::TaskMessage::new(r.name, serde_json::value::RawValue::NULL.to_owned());
+        (t.id, t.queue, t.retried, t.max_retry, t.created_at) = (r.id, r.queue, r.retried, r.max_retry, r.created_at);
+        let update = StateUpdate::archived(t.retried, OPERATOR_ARCHIVED.to_owned(), ARCHIVED_RETENTION);
+        let _ = self.backend.update(&t, update).await;
     }
 
     /// Deletes every task of `queue` in `state`, and their records; how many. (Where the

@@ -141,34 +141,35 @@ pub trait BrokerInspect: Send + Sync {
     /// Archived tasks are renewed with `Rerun::default()`.
     async fn run_all(&self, queue: &str, state: TaskState) -> Result<u64>;
 
-    /// [`archive_now`](Self::archive_now) for every task of `queue` in `state`; how many moved.
-    async fn archive_all(&self, queue: &str, state: TaskState, reason: &str) -> Result<u64>;
+    /// [`archive_now`](Self::archive_now) for every task of `queue` in `state`: the ids of
+    /// those archived (the inspector archives their records too).
+    async fn archive_all(&self, queue: &str, state: TaskState, reason: &str) -> Result<Moved>;
 
     /// [`delete`](Self::delete) for every task of `queue` in `state`: the ids of those that
     /// went (`ids_known: false` with a count when the broker purged without seeing them).
-    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<Deleted>;
+    async fn delete_all(&self, queue: &str, state: TaskState) -> Result<Moved>;
 }
 
-/// What [`BrokerInspect::delete_all`] deleted.
+/// What [`BrokerInspect::delete_all`] deleted, or [`BrokerInspect::archive_all`] archived.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Deleted {
+pub struct Moved {
     /// How many tasks went.
     pub count: u64,
-    /// Their ids, when the broker saw them (a purge does not): the inspector deletes their
-    /// records too.
+    /// Their ids, when the broker saw them (a purge does not): the inspector writes their
+    /// records to match (deleted, or archived).
     pub ids: Vec<TaskId>,
 }
 
-impl Deleted {
-    /// Tasks deleted by id.
+impl Moved {
+    /// Tasks moved by id.
     pub fn ids(ids: Vec<TaskId>) -> Self {
-        Deleted { count: ids.len() as u64, ids }
+        Moved { count: ids.len() as u64, ids }
     }
 
     /// `count` tasks purged unseen.
     pub fn purged(count: u64) -> Self {
-        Deleted { count, ids: Vec::new() }
+        Moved { count, ids: Vec::new() }
     }
 }
 
