@@ -13,6 +13,8 @@
 //! `{"broker":…,"tasks":…,"concurrency":…,"enqueue_per_s":…,"process_per_s":…,"p50_ms":…,"p99_ms":…,"peak_rss_kb":…}`
 //! (`peak_rss_kb`: the process's peak resident memory, client and worker, on Linux; `null`
 //! elsewhere).
+//! `--no-ops` runs the worker without its operations loop (registry beat, pause flags,
+//! cancels, history), to measure what that costs.
 //! `--retention SECS` sets how long results are kept (default: Conveyor's default, 24 h);
 //! `--prefetch N` the worker's prefetch (default: a quarter of the concurrency).
 //! `--baseline` first runs the same workload without Conveyor and prints it as broker
@@ -20,6 +22,8 @@
 //! prefetch of the concurrency, ack each) or raw aws-sdk-sqs (send, receive and delete one
 //! message at a time).
 
+#[path = "common/no_ops.rs"]
+mod no_ops;
 #[path = "common/workload.rs"]
 mod workload;
 
@@ -46,6 +50,7 @@ struct Args {
     retention: Option<Duration>,
     prefetch: Option<usize>,
     baseline: bool,
+    no_ops: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -60,6 +65,7 @@ fn parse_args() -> Result<Args, String> {
         retention: None,
         prefetch: None,
         baseline: false,
+        no_ops: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -75,7 +81,8 @@ fn parse_args() -> Result<Args, String> {
             "--prefetch" => a.prefetch = Some(val()?.parse().map_err(|e| format!("--prefetch: {e}"))?),
             "--bulk" => a.bulk = true,
             "--baseline" => a.baseline = true,
-            "-h" | "--help" => return Err("usage: bench [--broker URL] [--backend URL] [--tasks N] [--concurrency C] [--bulk] [--latency-tasks M] [--rate R] [--retention SECS] [--prefetch N] [--baseline]".into()),
+            "--no-ops" => a.no_ops = true,
+            "-h" | "--help" => return Err("usage: bench [--broker URL] [--backend URL] [--tasks N] [--concurrency C] [--bulk] [--latency-tasks M] [--rate R] [--retention SECS] [--prefetch N] [--baseline] [--no-ops]".into()),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -101,7 +108,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let broker = conveyor::broker(&args.broker).await?;
-    let backend = conveyor::backend(&args.backend).await?;
+    let mut backend = conveyor::backend(&args.backend).await?;
+    if args.no_ops {
+        backend = std::sync::Arc::new(no_ops::NoOps(backend));
+    }
     let w = Workload {
         tasks: args.tasks,
         concurrency: args.concurrency,
@@ -113,8 +123,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let r = workload::run(broker.clone(), backend, &w).await?;
     println!(
-        "{{\"broker\":\"{}\",\"tasks\":{},\"concurrency\":{},\"bulk\":{},\"enqueue_per_s\":{:.0},\"process_per_s\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"peak_rss_kb\":{}}}",
+        "{{\"broker\":\"{}\",\"ops\":{},\"tasks\":{},\"concurrency\":{},\"bulk\":{},\"enqueue_per_s\":{:.0},\"process_per_s\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"peak_rss_kb\":{}}}",
         broker.kind(),
+        !args.no_ops,
         args.tasks,
         args.concurrency,
         args.bulk,

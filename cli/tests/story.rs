@@ -14,7 +14,7 @@ use conveyor::{CancellationToken, Request, TaskResult, TaskState, Worker};
 
 fn redis_url() -> String {
     let base = std::env::var("CONVEYOR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6390".into());
-    format!("{}/?prefix=cli{}", base.trim_end_matches('/'), uuid::Uuid::new_v4().simple())
+    format!("{}/?prefix=cli{}&list_completed=true", base.trim_end_matches('/'), uuid::Uuid::new_v4().simple())
 }
 
 /// The broker and backend URLs of a story on `broker` (`redis`, `amqp` or `sqs`), in a

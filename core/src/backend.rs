@@ -79,7 +79,7 @@ pub struct Attempt {
     /// Its error, if it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// The worker process that ran it (`host pid N`).
+    /// The worker process that ran it (`host:pid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
 }

@@ -11,7 +11,8 @@ pub fn url() -> String {
 
 async fn env() -> Env {
     // A key namespace per test: tests share the server without touching each other's keys.
-    let url = format!("{}/?prefix=t{}", url().trim_end_matches('/'), uuid::Uuid::new_v4().simple());
+    // Completed tasks are indexed, for the inspector's behaviours on them.
+    let url = format!("{}/?prefix=t{}&list_completed=true", url().trim_end_matches('/'), uuid::Uuid::new_v4().simple());
     let broker = conveyor::broker(&url)
         .await
         .unwrap_or_else(|e| panic!("Redis at {url} is not reachable ({e}); run scripts/redis start"));

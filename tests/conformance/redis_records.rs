@@ -47,17 +47,19 @@ async fn unconfirmed_records_lapse_and_are_replaced() {
     assert!(left > 0 && left <= 60_000, "the retention stands ({left} ms)");
 }
 
-/// A completed record joins its queue's index in the same round trip, also when the server
-/// forgot the scripts (restarted, `SCRIPT FLUSH`); what lapsed leaves the index; the newest
-/// 20 attempts are kept.
+/// With `list_completed=true`, a completed record joins its queue's index in the same round
+/// trip, also when the server forgot the scripts (restarted, `SCRIPT FLUSH`); what lapsed is
+/// neither counted nor listed; the newest 20 attempts are kept. Without it, completed tasks
+/// are neither counted nor listed, and the error says how to turn it on.
 #[tokio::test]
 async fn completed_index_and_attempts_survive_a_script_flush() {
     // A server of its own: flushing the shared one's scripts would disturb the other tests.
     let (_server, server) = crate::redis_faults::own_server(6397, "records");
     let prefix = format!("r{}", uuid::Uuid::new_v4().simple());
-    let url = format!("{server}/?prefix={prefix}");
-    let backend = conveyor::backend(&url).await.expect("Redis reachable (scripts/redis start)");
-    let client = redis::Client::open(server).unwrap();
+    let backend = conveyor::backend(&format!("{server}/?prefix={prefix}&list_completed=true"))
+        .await
+        .expect("Redis reachable (scripts/redis start)");
+    let client = redis::Client::open(server.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let done = serde_json::value::to_raw_value(&1).unwrap();
 
@@ -65,29 +67,34 @@ async fn completed_index_and_attempts_survive_a_script_flush() {
     t.queue = "q".into();
     let started = std::time::SystemTime::now();
     for n in 0..25 {
-        let a = conveyor::Attempt::ended(n, started, TaskState::Retry, Some(format!("e{n}")));
+        let a = conveyor::Attempt::ended(n, started, TaskState::Retry, Some(format!("e{n}|with a bar")));
         backend.update(&t, StateUpdate::retry(n + 1, format!("e{n}")).after(Some(a))).await.unwrap();
     }
     redis::cmd("SCRIPT").arg("FLUSH").query_async::<()>(&mut conn).await.unwrap();
-    let a = conveyor::Attempt::ended(25, started, TaskState::Completed, None);
+    let a = conveyor::Attempt::ended(25, started, TaskState::Completed, None).on("host:1");
     let update = StateUpdate::completed(25, done.clone(), Duration::from_secs(60)).after(Some(a));
     backend.update(&t, update).await.unwrap();
     let rec = backend.get(&t.id).await.unwrap().unwrap();
     let numbers: Vec<u32> = rec.attempts.iter().map(|a| a.number).collect();
     assert_eq!(numbers, (6..=25).collect::<Vec<_>>(), "the newest 20");
+    assert_eq!(rec.attempts[0].error.as_deref(), Some("e6|with a bar"));
+    assert_eq!((rec.attempts[19].outcome, rec.attempts[19].worker.as_deref()), (TaskState::Completed, Some("host:1")));
     assert_eq!(backend.completed_count("q").await.unwrap(), 1);
     assert_eq!(backend.completed("q", 0, 10).await.unwrap()[0].id, t.id);
 
-    // A record that lapsed leaves the index at the next completion.
+    // A record that lapsed is neither counted nor listed.
     let mut short = TaskMessage::with_args("x", &2).unwrap();
     short.queue = "q".into();
     backend.update(&short, StateUpdate::completed(0, done.clone(), Duration::from_millis(50))).await.unwrap();
     assert_eq!(backend.completed_count("q").await.unwrap(), 2);
     tokio::time::sleep(Duration::from_millis(120)).await;
     assert_eq!(backend.completed_count("q").await.unwrap(), 1, "lapsed: not counted");
-    let mut third = TaskMessage::with_args("x", &3).unwrap();
-    third.queue = "q".into();
-    backend.update(&third, StateUpdate::completed(0, done, Duration::from_secs(60))).await.unwrap();
-    let members: i64 = redis::cmd("ZCARD").arg(format!("{prefix}:done:q")).query_async(&mut conn).await.unwrap();
-    assert_eq!(members, 2, "the lapsed one was dropped");
+    assert_eq!(backend.completed("q", 0, 10).await.unwrap().len(), 1, "lapsed: not listed");
+
+    // Off by default.
+    let plain = conveyor::backend(&format!("{server}/?prefix={prefix}")).await.unwrap();
+    let err = plain.completed_count("q").await.unwrap_err();
+    assert!(err.to_string().contains("list_completed=true"), "{err}");
+    let bad = conveyor::backend(&format!("{server}/?list_completed=yes")).await.err().expect("refused");
+    assert!(bad.to_string().contains("true or false"), "{bad}");
 }

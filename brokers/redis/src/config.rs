@@ -61,6 +61,8 @@ impl RedisConfig {
                 }
                 // The redis crate's own.
                 "protocol" => rest.push((k.into_owned(), v.into_owned())),
+                // The result backend's, when both share one URL.
+                "list_completed" => {}
                 other => return Err(bad(format!("unknown parameter `{other}` (known: {KNOWN})"))),
             }
         }

@@ -13,6 +13,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::backend::ResultBackend;
 use crate::error::Result;
 
+/// The name under which the history of all queues together is kept (not a valid queue name,
+/// so it cannot clash with one).
+pub const ALL_QUEUES: &str = "*";
+
 /// How far back minutes are kept.
 pub const MINUTES_KEPT: u64 = 24 * 60;
 /// How far back days are kept.

@@ -140,6 +140,12 @@ impl Inspector {
         super::history::history(self.backend.as_ref(), queue).await
     }
 
+    /// The processed and failed counts of all queues together, per minute (24 h) and per day
+    /// (90 days): one read, however many queues.
+    pub async fn history_total(&self) -> Result<super::history::History> {
+        super::history::history(self.backend.as_ref(), super::history::ALL_QUEUES).await
+    }
+
     /// Every periodic entry of the application's schedulers, with its next and last fire.
     pub async fn cron(&self) -> Result<Vec<super::cron::CronEntry>> {
         super::cron::entries(self.backend.as_ref()).await

@@ -303,7 +303,7 @@ impl WorkerBuilder {
                 client: crate::client::Client::new(broker.clone(), backend.clone()),
                 data: self.data,
                 counts,
-                label: format!("{} pid {}", ops::host(), std::process::id()),
+                label: format!("{}:{}", ops::host(), std::process::id()),
             }),
         })
     }

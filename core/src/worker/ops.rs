@@ -92,17 +92,27 @@ pub(crate) async fn ops_loop(shared: Arc<Shared>, stop: CancellationToken) {
 
 /// Adds the attempts counted since the last flush to the queues' history.
 async fn flush_history(shared: &Shared) {
+    use crate::inspect::history::{add, ALL_QUEUES};
     use std::sync::atomic::Ordering::Relaxed;
+    let (mut all_p, mut all_f) = (0, 0);
     for ((q, _), (processed, failed)) in shared.config.queues.iter().zip(&shared.counts) {
         let (p, f) = (processed.swap(0, Relaxed), failed.swap(0, Relaxed));
         if p == 0 {
             continue;
         }
-        if let Err(e) = crate::inspect::history::add(shared.backend.as_ref(), q, p, f).await {
+        if let Err(e) = add(shared.backend.as_ref(), q, p, f).await {
             // Counted again with the next flush.
             processed.fetch_add(p, Relaxed);
             failed.fetch_add(f, Relaxed);
             tracing::debug!(queue = %q, error = %e, "could not add to the queue's history");
+        } else {
+            (all_p, all_f) = (all_p + p, all_f + f);
+        }
+    }
+    // The application's total, for dashboards: one more map, not one read per queue.
+    if all_p > 0 {
+        if let Err(e) = add(shared.backend.as_ref(), ALL_QUEUES, all_p, all_f).await {
+            tracing::debug!(error = %e, "could not add to the application's history");
         }
     }
 }

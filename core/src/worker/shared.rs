@@ -30,7 +30,7 @@ pub(crate) struct Shared {
     /// Per queue of `config.queues`: attempts ended and failed since the last flush to the
     /// history (see `inspect::history`).
     pub(crate) counts: Vec<(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64)>,
-    /// How the attempts this worker runs name it (`host pid N`).
+    /// How the attempts this worker runs name it (`host:pid`).
     pub(crate) label: String,
 }
 
