@@ -163,6 +163,7 @@ macro_rules! inspector_suite {
             inspect::actions_that_do_not_apply_are_refused,
             inspect::bulk_actions_move_every_task_of_a_state,
             inspect::retrying_tasks_are_told_apart_and_run_now,
+            inspect::counts_stay_exact_after_operator_actions,
         );
     };
 }

@@ -46,12 +46,16 @@ elseif state == 'pending' then
     if g and moved < 1000 then
       local prio = clamp_prio(string.sub(s, 2))
       local from = '(' .. (g['last-delivered-id'] or '0-0')
-      for _, e in ipairs(redis.call('XRANGE', skey, from, '+', 'COUNT', 1000 - moved)) do
+      local entries = redis.call('XRANGE', skey, from, '+', 'COUNT', 1000 - moved)
+      for _, e in ipairs(entries) do
         local id, msg, lost = entry_task(e[1], e[2])
         redis.call('XDEL', skey, e[1])
         put(base, action, state, id, msg, prio, lost, ARGV[4])
         moved = moved + 1
         ids[#ids + 1] = id
+      end
+      if #entries > 0 then
+        lag_changed(skey, g)
       end
     end
   end

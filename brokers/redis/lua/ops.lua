@@ -28,3 +28,11 @@ local function take_delayed(base, id)
   redis.call('DEL', tkey)
   return f[1] or '', clamp_prio(f[2]), tonumber(f[3]) or 0
 end
+
+-- After deleting entries of stream `skey` that its group had not delivered yet: Redis takes
+-- the deletion of a stream's first entries for a trim, and goes on counting them in the
+-- group's lag (the pending count). Forgetting how many entries the group read makes Redis
+-- count the lag again from the stream.
+local function lag_changed(skey, g)
+  redis.call('XGROUP', 'SETID', skey, GROUP, g['last-delivered-id'], 'ENTRIESREAD', -1)
+end

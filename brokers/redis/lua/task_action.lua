@@ -49,6 +49,7 @@ end
 -- Out of where it is, into where it goes.
 if state == 'pending' then
   redis.call('XDEL', skey, eid)
+  lag_changed(skey, group_info(skey))
 elseif state == 'archived' then
   redis.call('ZREM', KEYS[4], id)
   redis.call('DEL', tkey)

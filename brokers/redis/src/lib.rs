@@ -33,7 +33,7 @@ mod keys;
 mod scripts;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -67,10 +67,10 @@ struct Inner {
     acks: tokio::sync::mpsc::UnboundedSender<acker::AckRequest>,
 }
 
-/// The `pending` and `lag` counts of consumer group `g` in an `XINFO GROUPS` reply (the lag is
-/// unknown to Redis after some deletions).
-fn group_counts(v: &redis::Value) -> (u64, Option<u64>) {
-    let redis::Value::Array(groups) = v else { return (0, None) };
+/// Consumer group `g` in an `XINFO GROUPS` reply: its `pending` count, its `lag` (unknown to
+/// Redis after some deletions) and its `last-delivered-id`.
+fn group_counts(v: &redis::Value) -> (u64, Option<u64>, Option<String>) {
+    let redis::Value::Array(groups) = v else { return (0, None, None) };
     for g in groups {
         let redis::Value::Array(fields) = g else { continue };
         let field = |name: &str| {
@@ -83,10 +83,17 @@ fn group_counts(v: &redis::Value) -> (u64, Option<u64>) {
             continue;
         }
         let count = |name: &str| field(name).and_then(|v| redis::from_redis_value_ref::<u64>(v).ok());
-        return (count("pending").unwrap_or(0), count("lag"));
+        let last = field("last-delivered-id").and_then(|v| redis::from_redis_value_ref::<String>(v).ok());
+        return (count("pending").unwrap_or(0), count("lag"), last);
     }
-    (0, None)
+    (0, None, None)
 }
+
+/// How many entries of stream `KEYS[1]` are at or before `ARGV[1]` (the group's last delivered
+/// entry): the delivered ones still in the stream, acked or not. Few (acked entries are cut
+/// from the stream's head as they go), and counted inside Redis.
+static COUNT_DELIVERED: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new("return #redis.call('XRANGE', KEYS[1], '-', ARGV[1])"));
 
 /// What a Redis receipt holds. The delivery is the stream entry that carries it, `SUFFIX|ENTRY-ID`
 /// in the scripts (see [`RedisReceipt::token`]); kept in two parts, so that a read builds no
@@ -474,13 +481,23 @@ impl Broker for RedisBroker {
         st.archived = values.get(1).map(num).unwrap_or(0);
         st.paused = values.get(2).map(num).unwrap_or(0) > 0;
         st.retry = values.get(3).map(num).unwrap_or(0);
-        for pair in values.split_off(4.min(values.len())).chunks(2) {
+        for (pair, s) in values.split_off(4.min(values.len())).chunks(2).zip(&suffixes) {
             let len = num(&pair[0]);
-            let (pending, lag) = pair.get(1).map(group_counts).unwrap_or((0, None));
+            let (pending, lag, last) = pair.get(1).map(group_counts).unwrap_or((0, None, None));
             st.active += pending;
             // Acked entries can stay in a stream a while (see `forget` in the scripts), so its
-            // length alone overcounts; the lag is exact when Redis knows it.
-            st.pending += lag.unwrap_or(len.saturating_sub(pending));
+            // length alone overcounts; the lag is exact when Redis knows it. After a deletion
+            // among the entries not delivered yet (an operator's archive or delete), Redis
+            // does not: then the entries delivered so far are counted, and taken off.
+            st.pending += match (lag, last) {
+                (Some(lag), _) => lag,
+                (None, Some(last)) => {
+                    let delivered: u64 =
+                        COUNT_DELIVERED.key(k.stream(s)).arg(last).invoke_async(&mut conn).await.map_err(err)?;
+                    len.saturating_sub(delivered)
+                }
+                (None, None) => len.saturating_sub(pending),
+            };
         }
         if st.pending > 0 {
             st.latency = inspect::latency(self, &k).await?;
