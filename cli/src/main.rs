@@ -10,6 +10,7 @@
 //! `CONVEYOR_BACKEND` (a Redis broker is its own backend), prints tables (`--json` for
 //! scripts), and exits 0 on success, 1 when an operation failed, 2 on bad usage.
 
+mod dashboard;
 mod output;
 
 use std::process::ExitCode;
@@ -58,6 +59,8 @@ enum Cmd {
         #[arg(long)]
         queue: String,
     },
+    /// Serves the web dashboard (queues, tasks, failures, workers, scheduler).
+    Dashboard(dashboard::Args),
     /// Enqueues a task by name with JSON arguments.
     Enqueue {
         /// The task's name, as its worker registered it.
@@ -177,6 +180,17 @@ fn parse_held_state(s: &str) -> Result<TaskState, String> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = Out { json: cli.json };
+    // Bad usage is told before connecting.
+    let dashboard_auth = match &cli.cmd {
+        Cmd::Dashboard(args) => match args.auth() {
+            Ok(auth) => Some(auth),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
     let Some(broker_url) = cli.broker.clone() else {
         eprintln!("error: no broker: pass --broker URL or set CONVEYOR_BROKER");
         return ExitCode::from(2);
@@ -201,7 +215,19 @@ async fn main() -> ExitCode {
         }
     };
     let ins = Inspector::new(broker, backend);
-    match run(cli.cmd, &ins, &out).await {
+    let cmd = match (cli.cmd, dashboard_auth) {
+        (Cmd::Dashboard(args), Some(auth)) => {
+            return match dashboard::serve(args, auth, ins).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        (cmd, _) => cmd,
+    };
+    match run(cmd, &ins, &out).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -263,6 +289,8 @@ async fn run(cmd: Cmd, ins: &Inspector, out: &Out) -> conveyor::Result<bool> {
         Cmd::Task(TaskCmd::RunAll(a)) => out.count("ran", ins.run_all(&a.queue, a.state).await?),
         Cmd::Task(TaskCmd::ArchiveAll(a)) => out.count("archived", ins.archive_all(&a.queue, a.state).await?),
         Cmd::Task(TaskCmd::DeleteAll(a)) => out.count("deleted", ins.delete_all(&a.queue, a.state).await?),
+        // Served before `run` (see `main`).
+        Cmd::Dashboard(_) => return Ok(true),
         Cmd::Enqueue { name, args, queue, delay, id, max_retry } => {
             let args = serde_json::value::RawValue::from_string(args)
                 .map_err(|e| Error::InvalidOption { option: "args", reason: format!("not JSON: {e}") })?;

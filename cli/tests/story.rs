@@ -276,6 +276,16 @@ fn bad_usage_exits_2_and_failures_exit_1_naming_what() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(!stderr(&o).contains("S3cretPw") && stderr(&o).contains("127.0.0.1:1"), "{}", stderr(&o));
+    // The dashboard refuses to be reachable from other machines without authentication.
+    let o = conveyor(&url, &["dashboard", "--listen", "0.0.0.0:0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("without authentication"), "{}", stderr(&o));
+    let o = conveyor(&url, &["dashboard", "--listen", "0.0.0.0:0", "--token", "short"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("at least 16"), "{}", stderr(&o));
+    let o = conveyor(&url, &["dashboard", "--basic", "nopassword"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("USER:PASSWORD"), "{}", stderr(&o));
     let o =
         Command::new(env!("CARGO_BIN_EXE_conveyor")).args(["stats"]).env_remove("CONVEYOR_BROKER").output().unwrap();
     assert_eq!(o.status.code(), Some(2));

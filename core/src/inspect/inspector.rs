@@ -105,11 +105,20 @@ impl Inspector {
 
     /// The counts of every queue, sorted by name (16 queues asked at a time).
     pub async fn stats(&self) -> Result<Vec<QueueStats>> {
-        use futures_util::StreamExt;
         let queues = self.queues().await?;
-        let asked = futures_util::stream::iter(queues.iter().map(|q| self.broker.stats(q))).buffered(16);
+        self.stats_of(&queues).await
+    }
+
+    /// The counts of `queues` (a page of [`queues`](Self::queues), say), in their order, 16
+    /// asked at a time.
+    pub async fn stats_of(&self, queues: &[String]) -> Result<Vec<QueueStats>> {
+        use futures_util::StreamExt;
+        let asked =
+            futures_util::stream::iter(queues.iter().map(|q| self.broker.stats(q)).collect::<Vec<_>>()).buffered(16);
         let mut all: Vec<QueueStats> = asked.collect::<Vec<_>>().await.into_iter().collect::<Result<_>>()?;
-        let done = futures_util::stream::iter(queues.iter().map(|q| self.backend.completed_count(q))).buffered(16);
+        let done =
+            futures_util::stream::iter(queues.iter().map(|q| self.backend.completed_count(q)).collect::<Vec<_>>());
+        let done = done.buffered(16);
         let done: Vec<Result<u64>> = done.collect().await;
         let flags = self.pause_flags().await;
         for (s, done) in all.iter_mut().zip(done) {
@@ -378,7 +387,8 @@ impl Inspector {
         check_queue_name(queue)?;
         check_action(&TaskId::from("*"), state, "archive")?;
         let moved = self.cap("archive tasks")?.archive_all(queue, state, OPERATOR_ARCHIVED).await?;
-        let records = futures_util::stream::iter(moved.ids.iter().map(|id| self.record_archived(id)));
+        let records =
+            futures_util::stream::iter(moved.ids.iter().map(|id| self.record_archived(id)).collect::<Vec<_>>());
         records.buffer_unordered(64).for_each(|_| async {}).await;
         Ok(moved.count)
     }
@@ -405,7 +415,8 @@ impl Inspector {
         check_action(&TaskId::from("*"), state, "delete")?;
         let deleted = self.cap("delete tasks")?.delete_all(queue, state).await?;
         let records =
-            futures_util::stream::iter(deleted.ids.iter().map(|id| self.backend.delete(id))).buffer_unordered(64);
+            futures_util::stream::iter(deleted.ids.iter().map(|id| self.backend.delete(id)).collect::<Vec<_>>())
+                .buffer_unordered(64);
         records.for_each(|_| async {}).await;
         Ok(deleted.count)
     }
