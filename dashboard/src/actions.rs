@@ -40,7 +40,7 @@ where
 {
     let f = form(body);
     if let Err(denied) = ctx.check_form(&f) {
-        return denied;
+        return *denied;
     }
     match run(f).await {
         Ok(r) => r,

@@ -94,7 +94,7 @@ pub(crate) fn base(original: &str, local: &str) -> String {
     base.trim_end_matches('/').to_owned()
 }
 
-fn authenticated(app: &App, parts: &Parts) -> Result<(), Response> {
+fn authenticated(app: &App, parts: &Parts) -> Result<(), Box<Response>> {
     let given = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
     match &app.auth {
         Auth::None => Ok(()),
@@ -104,7 +104,9 @@ fn authenticated(app: &App, parts: &Parts) -> Result<(), Response> {
             if same(bearer.as_bytes(), token.as_bytes()) || same(cookie.as_bytes(), token.as_bytes()) {
                 Ok(())
             } else {
-                Err((StatusCode::UNAUTHORIZED, "a token is needed: open the dashboard with ?token=…").into_response())
+                Err(Box::new(
+                    (StatusCode::UNAUTHORIZED, "a token is needed: open the dashboard with ?token=…").into_response(),
+                ))
             }
         }
         Auth::Basic { user, password } => {
@@ -114,7 +116,7 @@ fn authenticated(app: &App, parts: &Parts) -> Result<(), Response> {
                 Ok(())
             } else {
                 let challenge = [(header::WWW_AUTHENTICATE, "Basic realm=\"conveyor\", charset=\"UTF-8\"")];
-                Err((StatusCode::UNAUTHORIZED, challenge, "authentication needed").into_response())
+                Err(Box::new((StatusCode::UNAUTHORIZED, challenge, "authentication needed").into_response()))
             }
         }
     }
@@ -160,7 +162,7 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, req: Request, next: Next)
         }
     }
     if let Err(denied) = authenticated(&app, &parts) {
-        return secured(denied);
+        return secured(*denied);
     }
     if app.authorize.as_ref().is_some_and(|check| !check(&parts)) {
         return secured((StatusCode::FORBIDDEN, "not allowed").into_response());
@@ -227,13 +229,13 @@ impl Ctx {
     }
 
     /// Checks a form's token against the cookie's.
-    pub(crate) fn check_form(&self, form: &[(String, String)]) -> Result<(), Response> {
+    pub(crate) fn check_form(&self, form: &[(String, String)]) -> Result<(), Box<Response>> {
         let given = form.iter().find(|(k, _)| k == "csrf").map_or("", |(_, v)| v.as_str());
         if same(given.as_bytes(), self.csrf.as_bytes()) {
             Ok(())
         } else {
-            Err((StatusCode::FORBIDDEN, "the form's token does not match: reload the page and try again")
-                .into_response())
+            let refused = (StatusCode::FORBIDDEN, "the form's token does not match: reload the page and try again");
+            Err(Box::new(refused.into_response()))
         }
     }
 }

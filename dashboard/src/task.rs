@@ -139,7 +139,7 @@ fn headers(d: &TaskDetail) -> Markup {
 fn workflow(json: &str) -> Markup {
     let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
     let names = |list: Option<&serde_json::Value>| -> Vec<String> {
-        list.and_then(|l| l.as_array()).map(|a| a.iter().filter_map(|c| step_name(c)).collect()).unwrap_or_default()
+        list.and_then(|l| l.as_array()).map(|a| a.iter().filter_map(step_name).collect()).unwrap_or_default()
     };
     let report = v.get("report");
     let next: Vec<String> = v
