@@ -19,6 +19,9 @@ const TOKEN = env("TOKEN");
 const QUEUE = env("QUEUE");
 const ARCHIVED = env("ARCHIVED_ID");
 const DONE = env("DONE_ID");
+const FLAKY = env("FLAKY_ID");
+const SLOW = env("SLOW_ID");
+const SHOTS = env("SHOTS");
 
 let step = "start";
 const ok = (what) => console.log(`ok ${what}`);
@@ -51,6 +54,21 @@ async function open(url) {
   return res;
 }
 
+/** A screenshot of the page as it is, under SHOTS. */
+async function shot(name) {
+  await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
+}
+
+/** Reloads `url` until its state badge says `state` (a worker acts meanwhile), for up to 15 s. */
+async function until(url, state) {
+  for (let i = 0; i < 75; i++) {
+    await open(url);
+    if ((await page.locator("h1 .badge").innerText()) === state) return true;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return false;
+}
+
 /** No payload ran on the page: no `window.__xss`, no alert, no injected element. */
 async function clean(where) {
   const xss = await page.evaluate(() => window.__xss);
@@ -72,8 +90,45 @@ try {
   check(await page.locator("figure.chart").count() === 3, "three history charts");
   check(!(await page.content()).includes("S3cret"), "no password on the page");
   await clean("the overview");
+  await shot("overview");
+
+  step = "tabs";
+  await open(`${BASE}/queues/${QUEUE}`);
+  const count = (state) => page.locator(`nav.tabs a:has-text("${state}") .count`).innerText();
+  check(await count("pending") === "3" && await count("scheduled") === "1" && await count("archived") === "1",
+    "a tab per state, with its count");
+  await shot("queue-pending");
+  await open(`${BASE}/queues/flaky?state=retry`);
+  check(await page.locator("table.tasks tbody tr").count() === 1, "the retry tab lists the task waiting for its retry");
+  check((await page.locator("table.tasks td.error").first().innerText()).includes("<i>rate limited</i>"), "with its error, as text");
+  await open(`${BASE}/queues/slow?state=active`);
+  check(await page.locator(`table.tasks a[href$="/tasks/${SLOW}"]`).count() === 1, "the active tab lists the running task");
+  await open(`${BASE}/queues/${QUEUE}?state=completed`);
+  check(await page.locator(`table.tasks a[href$="/tasks/${DONE}"]`).count() === 1, "the completed tab lists the completed task");
+  await clean("the tabs");
+
+  step = "workers";
+  await open(`${BASE}/workers`);
+  check(await page.locator("section.worker").count() === 1, "the running worker process is listed");
+  // Workers write their entry every 5 s: the running task shows from the next beat.
+  let seen = false;
+  for (let i = 0; i < 60 && !seen; i++) {
+    await open(`${BASE}/workers`);
+    seen = await page.locator(`section.worker a[href$="/tasks/${SLOW}"]`).count() === 1;
+    if (!seen) await new Promise((r) => setTimeout(r, 250));
+  }
+  check(seen, "with the task it runs (from its next heartbeat)");
+  await shot("workers");
+
+  step = "scheduler";
+  await open(`${BASE}/scheduler`);
+  check(await page.locator('a:text-is("nightly-report")').count() === 1, "the periodic entry is listed");
+  await page.click('a:text-is("nightly-report")');
+  check(await page.locator("table tbody tr").count() >= 1, "with its fire history");
+  await shot("scheduler");
 
   step = "archived tab";
+  await open(BASE);
   await page.click(`table.queues a:text-is("${QUEUE}")`);
   await page.click('nav.tabs a:has-text("archived")');
   check(await page.locator(`table.tasks a[href$="/tasks/${ARCHIVED}"]`).count() === 1, "the archived task is listed");
@@ -94,6 +149,7 @@ try {
   check(await page.locator("ol.timeline li .badge.archived").count() === 1, "the attempt ended archived");
   check(body.includes("onerror=window.__xss=5"), "the headers are shown as text");
   await clean("the archived task's page");
+  await shot("task-archived");
 
   step = "completed task";
   await open(`${BASE}/tasks/${DONE}`);
@@ -104,6 +160,20 @@ try {
   await open(`${BASE}/tasks/${ARCHIVED}`);
   await Promise.all([page.waitForLoadState("load"), page.click('button:has-text("Run again")')]);
   check((await page.locator("h1 .badge").innerText()) === "pending", "Run again: the task is pending");
+
+  step = "run again and complete";
+  await open(`${BASE}/tasks/${FLAKY}`);
+  await Promise.all([page.waitForLoadState("load"), page.click('button:has-text("Run again")')]);
+  check(await until(`${BASE}/tasks/${FLAKY}`, "completed"), "an archived task run again completes (the worker ran it)");
+  const outcomes = await page.locator("ol.timeline li .badge").allInnerTexts();
+  check(outcomes.join(",") === "archived,completed", `its attempt timeline: ${outcomes.join(", ")}`);
+  await shot("task");
+
+  step = "cancel";
+  await open(`${BASE}/tasks/${SLOW}`);
+  await Promise.all([page.waitForLoadState("load"), page.click('button:has-text("Cancel")')]);
+  check(await until(`${BASE}/tasks/${SLOW}`, "archived"), "a running task cancelled from its page ends archived");
+  check((await page.locator("main").innerText()).includes("cancelled by operator"), "as cancelled by operator");
 
   step = "search";
   await page.fill('form.search input[name="id"]', DONE);
