@@ -92,7 +92,7 @@ pub use conveyor_core::{
     shutdown_signal, ExponentialBackoff, QueuePriority, RetryPolicy, UnknownTask, Worker, WorkerBuilder, WorkerConfig,
 };
 // Workflows and periodic tasks.
-pub use conveyor_core::{chain, chord, group, Canvas, Failure, Signature, TaskExt, WorkflowHandle};
+pub use conveyor_core::{chain, chord, group, Canvas, Failure, Signature, TaskExt, WorkflowHandle, PARENT_HEADER};
 pub use conveyor_core::{EntryProvider, MissedTicks, PeriodicEntry, Scheduler};
 // Errors, and a URL safe to print (its password replaced by `***`).
 pub use conveyor_core::{redact_url, Error, FailureKind, Result};

@@ -36,13 +36,16 @@ pub fn recorded(key: &str) -> Vec<Value> {
     logs().lock().unwrap().get(key).cloned().unwrap_or_default()
 }
 
-/// Records the previous result (or failure) under `key`, and returns it.
+/// Records the previous result (or failure) under `key`, and the task that launched it (its
+/// `conveyor-parent` header) under `key:parent`; returns the previous result.
 #[conveyor::task(name = "wf:record")]
 pub async fn record(key: String, ctx: TaskContext) -> Result<Value, TaskError> {
     let prev = match ctx.previous_result::<Value>() {
         Some(r) => r.map_err(TaskError::skip_retry)?,
         None => Value::Null,
     };
+    let parent = ctx.header(conveyor::PARENT_HEADER).map_or(Value::Null, |p| Value::String(p.to_owned()));
+    logs().lock().unwrap().entry(format!("{key}:parent")).or_default().push(parent);
     logs().lock().unwrap().entry(key).or_default().push(prev.clone());
     Ok(prev)
 }

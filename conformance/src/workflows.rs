@@ -43,6 +43,9 @@ pub async fn chain_immutable_and_previous_result(env: Env) {
     let h = env.client().enqueue_workflow(flow).await.unwrap();
     assert_eq!(h.get::<Value>(WAIT).await.unwrap(), json!(20));
     assert_eq!(recorded(&format!("{q}-mutable")), [json!(3)]);
+    // Each step names the task that launched it.
+    let parent = recorded(&format!("{q}-mutable:parent"));
+    assert!(parent.len() == 1 && parent[0].is_string(), "{parent:?}");
     assert_eq!(recorded(&format!("{q}-after-imm")), [json!(20)]);
     w.stop().await;
 }

@@ -42,7 +42,7 @@ pub use task::{
     TaskId, TaskMessage, TaskState, UniqueRelease, DEFAULT_MAX_RETRY, DEFAULT_QUEUE, MAX_PRIORITY, WIRE_VERSION,
 };
 pub use worker::{shutdown_signal, QueuePriority, UnknownTask, Worker, WorkerBuilder, WorkerConfig};
-pub use workflow::{chain, chord, group, Canvas, Failure, Signature, TaskExt, WorkflowHandle};
+pub use workflow::{chain, chord, group, Canvas, Failure, Signature, TaskExt, WorkflowHandle, PARENT_HEADER};
 
 /// Re-exported for handlers and the macro.
 pub use async_trait::async_trait;

@@ -36,7 +36,7 @@ pub(crate) async fn task(ctx: Ctx, Path(id): Path<String>) -> Response {
                 }
             }
         }
-        (envelope(&d))
+        (envelope(&ctx, &d))
         (outcome(&d))
         (attempts(&d))
         (headers(&d))
@@ -44,7 +44,7 @@ pub(crate) async fn task(ctx: Ctx, Path(id): Path<String>) -> Response {
     page(&ctx, &format!("Task {}", d.id.as_str()), Nav::Queues, body)
 }
 
-fn envelope(d: &TaskDetail) -> Markup {
+fn envelope(ctx: &Ctx, d: &TaskDetail) -> Markup {
     let info = d.info.as_ref();
     let msg = info.and_then(|i| i.task());
     html! {
@@ -72,9 +72,13 @@ fn envelope(d: &TaskDetail) -> Markup {
                 Some(Payload::Undecodable { error, .. }) => { p.error { "The payload did not decode: " (error) } }
                 None => { p.muted { "The broker no longer holds this task (it completed, or was deleted); its arguments are not kept." } }
             }
-            @if let Some(wf) = msg.and_then(|m| m.workflow.as_ref()) {
+            @let parent = msg.and_then(|m| m.headers.get(conveyor::PARENT_HEADER));
+            @if parent.is_some() || msg.is_some_and(|m| m.workflow.is_some()) {
                 h3 { "Workflow" }
-                (workflow(wf.get()))
+                @if let Some(p) = parent {
+                    p { "launched by " a href=(ctx.at(&format!("/tasks/{}", encode(p)))) { code { (p) } } }
+                }
+                @if let Some(wf) = msg.and_then(|m| m.workflow.as_ref()) { (workflow(wf.get())) }
             }
         }
     }

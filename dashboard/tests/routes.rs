@@ -29,6 +29,7 @@ async fn app() -> App {
     let mut m = TaskMessage::with_args("mail:send", &serde_json::json!({ "x": XSS })).unwrap();
     m.queue = "mail".into();
     m.headers.insert("note".into(), XSS.into());
+    m.headers.insert(conveyor::PARENT_HEADER.into(), "the-parent".into());
     let pending = client.enqueue_message(m.clone()).await.unwrap().id.to_string();
     m.id = conveyor::TaskId::random();
     let archived = client.enqueue_message(m).await.unwrap().id.to_string();
@@ -96,6 +97,7 @@ async fn every_page_answers_escaped_with_security_headers() {
     }
     let (_, _, task) = send(&r, get(&format!("/ops/tasks/{}", a.archived))).await;
     assert!(task.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the payload shown, escaped");
+    assert!(task.contains("launched by <a href=\"/ops/tasks/the-parent\">"), "a link to the workflow's parent");
 }
 
 #[tokio::test]

@@ -128,7 +128,10 @@ pub(crate) async fn launch(client: &Client, canvas: &Canvas, scope: Scope, by: O
         client.check(m)?;
     }
     let backend = client.backend();
-    for m in msgs {
+    for mut m in msgs {
+        if let Some(by) = by {
+            m.headers.insert(super::PARENT_HEADER.to_owned(), by.to_string());
+        }
         let launched = format!("launched:{}", m.id);
         if let Some(by) = by {
             if backend.incr(&launched, 0, Some(WORKFLOW_TTL)).await? > 0 {

@@ -44,6 +44,11 @@ pub(crate) use advance::{on_archived, on_success};
 pub use handle::WorkflowHandle;
 pub(crate) use plan::Meta;
 
+/// The header a workflow step carries with the id of the task whose end launched it (the
+/// previous step of a chain, the member that completed a chord, the task whose callback it
+/// is): operators follow a workflow back from any step.
+pub const PARENT_HEADER: &str = "conveyor-parent";
+
 use crate::error::{Error, Result};
 use crate::handler::Task;
 use crate::task::TaskId;
