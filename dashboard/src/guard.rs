@@ -101,7 +101,10 @@ fn authenticated(app: &App, parts: &Parts) -> Result<(), Box<Response>> {
         Auth::Bearer(token) => {
             let bearer = given.strip_prefix("Bearer ").unwrap_or("");
             let cookie = cookie(&parts.headers, TOKEN_COOKIE).unwrap_or("");
-            if same(bearer.as_bytes(), token.as_bytes()) || same(cookie.as_bytes(), token.as_bytes()) {
+            // An empty token matches nothing (not even a request without any).
+            let ok = !token.is_empty()
+                && (same(bearer.as_bytes(), token.as_bytes()) || same(cookie.as_bytes(), token.as_bytes()));
+            if ok {
                 Ok(())
             } else {
                 Err(Box::new(
@@ -112,7 +115,7 @@ fn authenticated(app: &App, parts: &Parts) -> Result<(), Box<Response>> {
         Auth::Basic { user, password } => {
             let decoded = given.strip_prefix("Basic ").and_then(base64).unwrap_or_default();
             let expected = format!("{user}:{password}");
-            if same(&decoded, expected.as_bytes()) {
+            if !user.is_empty() && !password.is_empty() && same(&decoded, expected.as_bytes()) {
                 Ok(())
             } else {
                 let challenge = [(header::WWW_AUTHENTICATE, "Basic realm=\"conveyor\", charset=\"UTF-8\"")];
@@ -122,16 +125,24 @@ fn authenticated(app: &App, parts: &Parts) -> Result<(), Box<Response>> {
     }
 }
 
-/// A cross-site request: a `POST` whose `Origin` (or, without one, `Sec-Fetch-Site`) says it
-/// came from another site (or another port of this host).
+/// A cross-site request: a `POST` that `Sec-Fetch-Site` (every current browser sends it) says
+/// came from another site or origin; without it, one whose `Origin` names another host than
+/// the request's. The form token is checked as well, whatever these say.
 fn cross_site(parts: &Parts) -> bool {
-    let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-    // A browser sends `Origin: null` where a referrer policy hides it: then `Sec-Fetch-Site`.
-    if let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).filter(|o| *o != "null") {
-        let origin_host = origin.split_once("://").map_or("", |(_, h)| h);
-        return origin_host != host;
+    if let Some(site) = parts.headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return !matches!(site, "same-origin" | "none");
     }
-    matches!(parts.headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()), Some("cross-site" | "same-site"))
+    let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).filter(|o| *o != "null") else {
+        return false;
+    };
+    // The request's host: `Host` (HTTP/1.1), else the URI's authority (HTTP/2).
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or(parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    origin.split_once("://").map_or("", |(_, h)| h) != host
 }
 
 /// The token a page's forms carry: the value of the `conveyor_csrf` cookie, which a
@@ -145,6 +156,10 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, req: Request, next: Next)
     let original = parts.extensions.get::<OriginalUri>().map_or(parts.uri.path().to_owned(), |o| o.path().to_owned());
     let base = base(&original, parts.uri.path());
     let cookie_path = if base.is_empty() { "/".to_owned() } else { base.clone() };
+    // Over HTTPS (as a proxy in front says), cookies are sent over HTTPS only.
+    let https = parts.uri.scheme_str() == Some("https")
+        || parts.headers.get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let secure = if https { "; Secure" } else { "" };
 
     // `?token=…` once: kept in a cookie, and taken out of the address bar (and history).
     if let (Auth::Bearer(token), Some(query)) = (&app.auth, parts.uri.query()) {
@@ -154,7 +169,7 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, req: Request, next: Next)
                 return secured((StatusCode::UNAUTHORIZED, "wrong token").into_response());
             }
             let mut to = Redirect::to(&original).into_response();
-            let c = format!("{TOKEN_COOKIE}={given}; Path={cookie_path}; HttpOnly; SameSite=Strict");
+            let c = format!("{TOKEN_COOKIE}={given}; Path={cookie_path}; HttpOnly; SameSite=Strict{secure}");
             if let Ok(v) = HeaderValue::from_str(&c) {
                 to.headers_mut().append(header::SET_COOKIE, v);
             }
@@ -177,7 +192,7 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, req: Request, next: Next)
     parts.extensions.insert(Csrf(csrf.clone()));
     let mut res = next.run(Request::from_parts(parts, body)).await;
     if new {
-        let c = format!("{CSRF_COOKIE}={csrf}; Path={cookie_path}; HttpOnly; SameSite=Strict");
+        let c = format!("{CSRF_COOKIE}={csrf}; Path={cookie_path}; HttpOnly; SameSite=Strict{secure}");
         if let Ok(v) = HeaderValue::from_str(&c) {
             res.headers_mut().append(header::SET_COOKIE, v);
         }
@@ -209,6 +224,8 @@ pub(crate) struct Ctx {
     pub(crate) refresh: u32,
     /// The path and query of this page, for coming back to it.
     pub(crate) here: String,
+    /// A `GET` (a page that may refresh itself), not the answer to a form.
+    pub(crate) get: bool,
 }
 
 impl Ctx {
@@ -221,11 +238,15 @@ impl Ctx {
         }
     }
 
-    /// Whether `to` is a path of this dashboard: where a form may send the browser back to
-    /// (never elsewhere: no open redirect).
+    /// Whether `to` is a path (and query) of this dashboard: where a form may send the browser
+    /// back to, never elsewhere (no open redirect). Refused: anything with a control character,
+    /// a space or a backslash (browsers strip some of them from a `Location`), and `//…`.
     pub(crate) fn inside(&self, to: &str) -> bool {
-        let ours = to == self.at("/") || to.starts_with(&format!("{}/", self.base));
-        ours && !to.starts_with("//") && !to.contains('\\')
+        if to.bytes().any(|b| b.is_ascii_control() || b == b' ' || b == b'\\') || to.starts_with("//") {
+            return false;
+        }
+        let root = self.at("/");
+        to == root || to.starts_with(&format!("{root}?")) || to.starts_with(&format!("{}/", self.base))
     }
 
     /// Checks a form's token against the cookie's.
@@ -249,7 +270,8 @@ impl FromRequestParts<Arc<App>> for Ctx {
         let csrf = parts.extensions.get::<Csrf>().map(|c| c.0.clone()).unwrap_or_default();
         let refresh = cookie(&parts.headers, REFRESH_COOKIE).and_then(|v| v.parse().ok()).unwrap_or(0u32).min(3600);
         let here = original.path_and_query().map_or_else(|| original.path().to_owned(), |pq| pq.as_str().to_owned());
-        Ok(Ctx { app: app.clone(), base, csrf, refresh, here })
+        let get = parts.method == Method::GET;
+        Ok(Ctx { app: app.clone(), base, csrf, refresh, here, get })
     }
 }
 

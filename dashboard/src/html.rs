@@ -1,6 +1,5 @@
 //! The page shell and what pages are made of: times, JSON, state badges, action buttons,
-//! charts. Every value is escaped by maud unless wrapped in `PreEscaped`, which only the
-//! charts' numbers and this module's fixed markup are.
+//! charts. Every value is escaped by maud (nothing here uses `PreEscaped`).
 
 use std::time::{Duration, SystemTime};
 
@@ -44,7 +43,8 @@ pub(crate) fn page(ctx: &Ctx, title: &str, nav: Nav, body: Markup) -> Response {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                @if ctx.refresh > 0 { meta http-equiv="refresh" content=(ctx.refresh); }
+                // Never on the answer to a form (a confirmation): the refresh would post it again.
+                @if ctx.refresh > 0 && ctx.get { meta http-equiv="refresh" content=(ctx.refresh); }
                 title { (title) " · Conveyor" }
                 link rel="stylesheet" href=(ctx.at("/assets/style.css"));
                 script src=(ctx.at("/assets/app.js")) defer {}
@@ -87,9 +87,18 @@ fn refresh_picker(ctx: &Ctx) -> Markup {
     }
 }
 
-/// `s` percent-encoded for a query string or a path segment.
+/// `s` percent-encoded for a path segment or a query value: everything but ASCII letters,
+/// digits and `-_.~` (a space is `%20`, which both decode; `+` would stay a plus in a path).
 pub(crate) fn encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// An error page with `status`; the message names what went wrong (escaped).

@@ -104,7 +104,12 @@ impl Dashboard {
     /// Whether requests must authenticate (by [`auth`](Self::auth) or
     /// [`authorize`](Self::authorize)).
     pub fn authenticates(&self) -> bool {
-        !matches!(self.auth, Auth::None) || self.authorize.is_some()
+        let secret = match &self.auth {
+            Auth::None => false,
+            Auth::Bearer(token) => !token.is_empty(),
+            Auth::Basic { user, password } => !user.is_empty() && !password.is_empty(),
+        };
+        secret || self.authorize.is_some()
     }
 
     /// The router, to mount anywhere (`Router::nest("/admin/queues", …)`) or serve as is.

@@ -15,6 +15,9 @@ use crate::guard::Ctx;
 use crate::html::{button, csrf, encode, failure, page, short, time, Nav};
 use crate::PAGE;
 
+/// The deepest page a queue's tab goes to (a million tasks in pages of 20).
+const MAX_PAGE: usize = 50_000;
+
 /// The states a queue page has a tab for, in order.
 pub(crate) const TABS: [TaskState; 6] = [
     TaskState::Pending,
@@ -104,7 +107,8 @@ pub(crate) async fn queue(ctx: Ctx, Path(queue): Path<String>, Query(q): Query<Q
         Some(Ok(s)) => s,
         Some(Err(e)) => return failure(&ctx, &e),
     };
-    let page_of = Page::new(q.page * PAGE, PAGE);
+    let pg = q.page.min(MAX_PAGE);
+    let page_of = Page::new(pg * PAGE, PAGE);
     let name = q.name.trim();
     let listed: Result<Vec<Row>, Error> = match (state, name.is_empty()) {
         (TaskState::Completed, true) => {
@@ -150,13 +154,16 @@ pub(crate) async fn queue(ctx: Ctx, Path(queue): Path<String>, Query(q): Query<Q
                 p.notice { (listed.as_ref().err().map(ToString::to_string).unwrap_or_default()) ". See the capability table in docs/operations.md." }
             }
             Err(e) => p.error { (e.to_string()) }
-            Ok(rows) => { (table(&ctx, &queue, state, rows, q.page, name.is_empty())) }
+            Ok(rows) => { (table(&ctx, &queue, state, rows, pg, name.is_empty())) }
         }
         @if let Ok(rows) = &listed {
             nav.pager {
-                @if q.page > 0 { a href=(here(q.page - 1)) { "← newer" } }
-                span { "page " (q.page + 1) }
-                @if rows.len() == PAGE { a href=(here(q.page + 1)) { "older →" } }
+                @if pg > 0 { a href=(here(pg - 1)) { "← newer" } }
+                span { "page " (pg + 1) }
+                @if rows.len() == PAGE && pg < MAX_PAGE { a href=(here(pg + 1)) { "older →" } }
+            }
+            @if !name.is_empty() {
+                p.muted { "The name filter looks at the first " (conveyor::inspect::NAMED_SCAN) " " (state.as_str()) " tasks." }
             }
         }
     };

@@ -216,3 +216,57 @@ async fn authentication_is_asked_and_checked() {
     assert!(conveyor_dashboard::check_exposure(exposed, true).is_ok());
     assert!(conveyor_dashboard::check_exposure("127.0.0.1:8080".parse().unwrap(), false).is_ok());
 }
+
+#[tokio::test]
+async fn review_edges_redirects_secrets_ids_and_refresh() {
+    let a = app().await;
+    // Mounted at the root: a `back` with a tab (which browsers strip from a Location) is refused.
+    let root = Dashboard::new(a.ins.clone()).router();
+    let (_, h, _) = send(&root, get("/refresh?every=5&back=/%09/evil.example")).await;
+    assert_eq!(h.get(header::LOCATION).unwrap(), "/");
+    // Nested: back to the overview's page and filter.
+    let r = mounted(Dashboard::new(a.ins.clone()));
+    let (_, h, _) = send(&r, get("/ops/refresh?every=0&back=/ops%3Fpage%3D3")).await;
+    assert_eq!(h.get(header::LOCATION).unwrap(), "/ops?page=3");
+    // An empty secret authenticates nothing, and does not count as authentication.
+    let empty = Dashboard::new(a.ins.clone()).auth(Auth::Bearer(String::new()));
+    assert!(!empty.authenticates());
+    assert_eq!(send(&mounted(empty), get("/ops")).await.0, StatusCode::UNAUTHORIZED);
+    let basic = Dashboard::new(a.ins.clone()).auth(Auth::Basic { user: "ops".into(), password: String::new() });
+    assert!(!basic.authenticates());
+    // Sec-Fetch-Site decides for browsers, whatever the Host says (HTTP/2, proxies).
+    let (_, h, _) = send(&r, get("/ops")).await;
+    let cookie = h.get(header::SET_COOKIE).unwrap().to_str().unwrap().split(';').next().unwrap().to_owned();
+    let token = cookie.split_once('=').unwrap().1.to_owned();
+    let pause = |site: &'static str| {
+        Request::post("/ops/queues/mail/pause")
+            .header(header::COOKIE, &cookie)
+            .header("sec-fetch-site", site)
+            .header(header::ORIGIN, "https://dashboard.example")
+            .body(Body::from(format!("csrf={token}")))
+            .unwrap()
+    };
+    assert_eq!(send(&r, pause("cross-site")).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(send(&r, pause("same-origin")).await.0, StatusCode::SEE_OTHER);
+    a.ins.resume("mail").await.unwrap();
+    // A task id with a space: its link works.
+    let client = Client::new(a.ins.broker().clone(), a.ins.backend().clone());
+    let mut m = TaskMessage::with_args("mail:send", &()).unwrap();
+    (m.queue, m.id) = ("mail".into(), "has space".into());
+    client.enqueue_message(m).await.unwrap();
+    let (_, _, list) = send(&r, get("/ops/queues/mail")).await;
+    assert!(list.contains("href=\"/ops/tasks/has%20space\""), "the id encoded for a path");
+    assert_eq!(send(&r, get("/ops/tasks/has%20space")).await.0, StatusCode::OK);
+    // Live refresh never on the answer to a form (it would post it again).
+    let req = Request::post("/ops/queues/mail/all")
+        .header(header::COOKIE, format!("{cookie}; conveyor_refresh=2"))
+        .body(Body::from(format!("csrf={token}&action=archive&state=pending")))
+        .unwrap();
+    let (status, _, body) = send(&r, req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Are you sure") && !body.contains("http-equiv=\"refresh\""), "{body}");
+    let req = Request::get("/ops").header(header::COOKIE, "conveyor_refresh=2").body(Body::empty()).unwrap();
+    assert!(send(&r, req).await.2.contains("http-equiv=\"refresh\" content=\"2\""));
+    // A page number past any backlog is the last page there can be, not an overflow.
+    assert_eq!(send(&r, get(&format!("/ops/queues/mail?page={}", usize::MAX))).await.0, StatusCode::OK);
+}

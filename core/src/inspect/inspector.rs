@@ -20,7 +20,13 @@ const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a record of a task an operator archived is kept.
 const ARCHIVED_RETENTION: std::time::Duration = crate::backend::DEFAULT_RETENTION;
 
-/// The `page` of the items that `fetch` lists and `keep` keeps: fetched 500 at a time.
+/// How many tasks of a state a name filter ([`Inspector::tasks_named`],
+/// [`Inspector::completed_named`]) looks at, at most: a filter that matches few tasks of a
+/// backlog of millions answers in bounded time, from the first of them.
+pub const NAMED_SCAN: usize = 50_000;
+
+/// The `page` of the items that `fetch` lists and `keep` keeps: fetched 500 at a time, among
+/// the first [`NAMED_SCAN`].
 async fn named<T, F, Fut>(fetch: F, keep: impl Fn(&T) -> bool, page: Page) -> Result<Vec<T>>
 where
     F: Fn(Page) -> Fut,
@@ -28,7 +34,7 @@ where
 {
     const SCAN: usize = 500;
     let (mut out, mut skipped, mut offset) = (Vec::new(), 0, 0);
-    loop {
+    while offset < NAMED_SCAN {
         let batch = fetch(Page::new(offset, SCAN)).await?;
         let n = batch.len();
         for t in batch.into_iter().filter(|t| keep(t)) {
@@ -43,6 +49,7 @@ where
         }
         offset += n;
     }
+    Ok(out)
 }
 
 /// Everything known about one task: its record in the result backend and where its broker
@@ -234,7 +241,8 @@ impl Inspector {
         self.backend.completed(queue, page.offset, page.limit).await
     }
 
-    /// Tasks of `queue` in `state` named `name`, paged among those.
+    /// Tasks of `queue` in `state` named `name`, paged among those; among the first
+    /// [`NAMED_SCAN`] tasks of the state.
     pub async fn tasks_named(&self, queue: &str, state: TaskState, name: &str, page: Page) -> Result<Vec<TaskInfo>> {
         named(|p| self.tasks(queue, state, p), |t: &TaskInfo| t.name() == name, page).await
     }
@@ -258,11 +266,15 @@ impl Inspector {
         Ok(TaskDetail { id: id.clone(), record, info })
     }
 
-    /// Looks for `id` in every queue (a task with no record).
+    /// Looks for `id` in every queue (a task with no record), 16 queues at a time.
     async fn search(&self, id: &TaskId) -> Result<Option<TaskInfo>> {
+        use futures_util::StreamExt;
         let cap = self.cap("find a task")?;
-        for q in cap.queues().await? {
-            if let Some(found) = cap.find(&q, id).await? {
+        let queues = cap.queues().await?;
+        let finds = futures_util::stream::iter(queues.iter().map(|q| cap.find(q, id)).collect::<Vec<_>>()).buffered(16);
+        futures_util::pin_mut!(finds);
+        while let Some(found) = finds.next().await {
+            if let Some(found) = found? {
                 return Ok(Some(found));
             }
         }

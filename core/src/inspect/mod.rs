@@ -44,7 +44,7 @@ use crate::broker::Payload;
 use crate::error::{Error, Result};
 use crate::task::{TaskId, TaskMessage, TaskState};
 
-pub use inspector::{Inspector, TaskDetail, OPERATOR_ARCHIVED, OPERATOR_CANCELLED};
+pub use inspector::{Inspector, TaskDetail, NAMED_SCAN, OPERATOR_ARCHIVED, OPERATOR_CANCELLED};
 pub use workers::WorkerInfo;
 
 /// Which tasks of a list: `limit` tasks after the first `offset`.
