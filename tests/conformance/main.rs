@@ -20,6 +20,8 @@ mod faults;
 mod file_broker;
 mod handlers;
 mod memory;
+#[cfg(all(feature = "redis", feature = "amqp", feature = "sqs"))]
+mod pairings;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]

@@ -135,11 +135,13 @@ try {
   const errorCell = await page.locator("table.tasks td.error").first().innerText();
   check(errorCell.includes("<script>"), "the error is shown as text, escaped");
   await clean("the archived tab");
+  await shot("queue-archived");
 
   step = "failures";
   await page.click('a:has-text("Failures by reason")');
   check(await page.locator("table.groups tbody tr").count() >= 1, "failures are grouped by reason");
   await clean("the failures page");
+  await shot("failures");
 
   step = "task page";
   await open(`${BASE}/tasks/${ARCHIVED}`);
