@@ -13,6 +13,8 @@ use conveyor_conformance as suite;
 mod amqp;
 #[cfg(feature = "amqp")]
 mod amqp_faults;
+#[cfg(any(feature = "redis", feature = "amqp"))]
+mod auth;
 mod client;
 mod connect;
 #[cfg(any(feature = "redis", feature = "amqp", feature = "sqs"))]
