@@ -19,6 +19,7 @@ pub mod retry;
 pub mod scheduler;
 pub mod task;
 pub mod time;
+pub mod tls;
 pub mod worker;
 pub mod workflow;
 

@@ -32,6 +32,8 @@ mod redis_faults;
 mod redis_records;
 #[cfg(feature = "redis")]
 mod redis_streams;
+#[cfg(feature = "redis-tls")]
+mod redis_tls;
 mod secrets;
 mod signal;
 #[cfg(feature = "sqs")]

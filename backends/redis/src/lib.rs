@@ -45,6 +45,27 @@ pub struct RedisBackend {
     list_completed: bool,
 }
 
+/// A redis client for `url`, with `tls`'s CA and client certificate when it has them (the
+/// broker crate's `config::client`, which this crate may not depend on).
+fn tls_client(url: &str, tls: &conveyor_core::tls::TlsFiles) -> redis::RedisResult<redis::Client> {
+    #[cfg(feature = "tls")]
+    {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if tls.ca.is_some() || tls.cert.is_some() {
+            let client_tls = match (&tls.cert, &tls.key) {
+                (Some(cert), Some(key)) => {
+                    Some(redis::ClientTlsConfig { client_cert: cert.clone(), client_key: key.clone() })
+                }
+                _ => None,
+            };
+            let certs = redis::TlsCertificates { client_tls, root_cert: tls.ca.clone() };
+            return redis::Client::build_with_tls(url, certs);
+        }
+    }
+    let _ = tls;
+    redis::Client::open(url)
+}
+
 fn err(e: redis::RedisError) -> Error {
     Error::backend_failure(failure_kind(&e), e)
 }
@@ -84,6 +105,8 @@ impl RedisBackend {
         let mut parsed = conveyor_core::parse_url(url)?;
         let mut prefix = "conveyor".to_owned();
         let mut list_completed = None;
+        let mut tls = conveyor_core::tls::TlsFiles::default();
+        let mut tls_error = None;
         let rest: Vec<(String, String)> = parsed
             .query_pairs()
             .filter_map(|(k, v)| match &*k {
@@ -97,7 +120,14 @@ impl RedisBackend {
                 }
                 // The broker's settings, when both share one URL.
                 "archive_limit" | "connections" => None,
-                _ => Some((k.into_owned(), v.into_owned())),
+                other => match tls.take(url, other, &v) {
+                    Ok(true) => None,
+                    Ok(false) => Some((k.into_owned(), v.into_owned())),
+                    Err(e) => {
+                        tls_error = Some(e);
+                        None
+                    }
+                },
             })
             .collect();
         let bad = |reason: String| Error::invalid_url(url, reason);
@@ -107,12 +137,22 @@ impl RedisBackend {
             Some("true") => true,
             Some(v) => return Err(bad(format!("list_completed `{v}` must be true or false"))),
         };
+        if let Some(e) = tls_error {
+            return Err(e);
+        }
+        tls.check(url, parsed.scheme() == "rediss", cfg!(feature = "tls"), "redis-tls")?;
         if let Some((k, _)) = rest.iter().find(|(k, _)| k != "protocol") {
-            let known = "prefix, list_completed, archive_limit, connections, protocol";
+            let known = format!(
+                "prefix, list_completed, archive_limit, connections, protocol, {}",
+                conveyor_core::tls::TLS_PARAMS
+            );
             return Err(bad(format!("unknown parameter `{k}` (known: {known})")));
         }
         conveyor_core::replace_query(&mut parsed, &rest);
-        let client = redis::Client::open(parsed.as_str()).map_err(|e| Error::invalid_url(url, e.to_string()))?;
+        if tls.insecure_skip_verify {
+            parsed.set_fragment(Some("insecure"));
+        }
+        let client = tls_client(parsed.as_str(), &tls).map_err(|e| Error::invalid_url(url, e.to_string()))?;
         let cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(10)))

@@ -4,7 +4,8 @@ use conveyor_core::{Error, Result};
 
 /// The parameters a `redis://` URL may carry (the broker's and the result backend's are the
 /// same, so that both can share one URL).
-pub const KNOWN: &str = "prefix, archive_limit, connections, protocol";
+pub const KNOWN: &str =
+    "prefix, archive_limit, connections, protocol, tls_ca, tls_cert, tls_key, tls_insecure_skip_verify";
 
 /// Settings of a Redis broker.
 #[derive(Clone)]
@@ -18,6 +19,8 @@ pub struct RedisConfig {
     pub archive_limit: usize,
     /// Multiplexed connections used in turn (default 4), besides one per blocked receiver.
     pub connections: usize,
+    /// TLS settings (`rediss://` with `tls_ca`, …; see [`conveyor_core::tls`]).
+    pub tls: conveyor_core::tls::TlsFiles,
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -27,6 +30,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("prefix", &self.prefix)
             .field("archive_limit", &self.archive_limit)
             .field("connections", &self.connections)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -40,8 +44,13 @@ impl RedisConfig {
         if !matches!(parsed.scheme(), "redis" | "rediss") {
             return Err(bad(format!("expected redis:// or rediss://, got {}://", parsed.scheme())));
         }
-        let mut cfg =
-            RedisConfig { url: String::new(), prefix: "conveyor".into(), archive_limit: 10_000, connections: 4 };
+        let mut cfg = RedisConfig {
+            url: String::new(),
+            prefix: "conveyor".into(),
+            archive_limit: 10_000,
+            connections: 4,
+            tls: Default::default(),
+        };
         let mut rest = Vec::new();
         for (k, v) in parsed.query_pairs() {
             match &*k {
@@ -63,10 +72,15 @@ impl RedisConfig {
                 "protocol" => rest.push((k.into_owned(), v.into_owned())),
                 // The result backend's, when both share one URL.
                 "list_completed" => {}
+                other if cfg.tls.take(url, other, &v)? => {}
                 other => return Err(bad(format!("unknown parameter `{other}` (known: {KNOWN})"))),
             }
         }
+        cfg.tls.check(url, parsed.scheme() == "rediss", cfg!(feature = "tls"), "redis-tls")?;
         conveyor_core::replace_query(&mut parsed, &rest);
+        if cfg.tls.insecure_skip_verify {
+            parsed.set_fragment(Some("insecure"));
+        }
         cfg.url = parsed.to_string();
         Ok(cfg)
     }
@@ -82,6 +96,28 @@ pub fn eviction_warning(policy: &str) -> Option<String> {
              and enqueues fail visibly)"
         )
     })
+}
+
+/// A redis client for `url`, with `tls`'s CA and client certificate when it has them.
+pub(crate) fn client(url: &str, tls: &conveyor_core::tls::TlsFiles) -> redis::RedisResult<redis::Client> {
+    #[cfg(feature = "tls")]
+    {
+        // One crypto provider for rustls, whatever else the application links (an AWS SDK
+        // brings another): set once, first come.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if tls.ca.is_some() || tls.cert.is_some() {
+            let client_tls = match (&tls.cert, &tls.key) {
+                (Some(cert), Some(key)) => {
+                    Some(redis::ClientTlsConfig { client_cert: cert.clone(), client_key: key.clone() })
+                }
+                _ => None,
+            };
+            let certs = redis::TlsCertificates { client_tls, root_cert: tls.ca.clone() };
+            return redis::Client::build_with_tls(url, certs);
+        }
+    }
+    let _ = tls;
+    redis::Client::open(url)
 }
 
 #[cfg(test)]
@@ -106,5 +142,18 @@ mod tests {
         let e = RedisConfig::from_url("redis://h?prefx=shop").unwrap_err().to_string();
         assert!(e.contains("unknown parameter `prefx`") && e.contains("known: prefix,"), "{e}");
         assert!(RedisConfig::from_url("redis://h?protocol=resp3&connections=2").is_ok());
+    }
+
+    #[test]
+    fn tls_urls_need_the_feature() {
+        let tls = RedisConfig::from_url("rediss://h:6380/?prefix=app");
+        if cfg!(feature = "tls") {
+            assert!(tls.is_ok());
+            let c = RedisConfig::from_url("rediss://h/?tls_insecure_skip_verify=true").unwrap();
+            assert!(c.url.ends_with("#insecure") && c.tls.insecure_skip_verify, "{}", c.url);
+        } else {
+            let e = tls.err().unwrap().to_string();
+            assert!(e.contains("`redis-tls` feature"), "{e}");
+        }
     }
 }

@@ -148,7 +148,7 @@ impl RedisBroker {
 
     /// Connects with explicit settings.
     pub async fn with_config(cfg: RedisConfig) -> Result<Self> {
-        let client = redis::Client::open(cfg.url.as_str()).map_err(|e| Error::invalid_url(&cfg.url, e.to_string()))?;
+        let client = config::client(&cfg.url, &cfg.tls).map_err(|e| Error::invalid_url(&cfg.url, e.to_string()))?;
         let target = conveyor_core::url_target(&cfg.url);
         let mcfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
