@@ -78,7 +78,7 @@ fn envelope(ctx: &Ctx, d: &TaskDetail) -> Markup {
                 @if let Some(p) = parent {
                     p { "launched by " a href=(ctx.at(&format!("/tasks/{}", encode(p)))) { code { (p) } } }
                 }
-                @if let Some(wf) = msg.and_then(|m| m.workflow.as_ref()) { (workflow(wf.get())) }
+                @if let Some(wf) = msg.and_then(|m| m.workflow.as_ref()) { (workflow(ctx, wf.get())) }
             }
         }
     }
@@ -139,44 +139,53 @@ fn headers(d: &TaskDetail) -> Markup {
 }
 
 /// What a workflow envelope says, read from its JSON: the group this task is a member of, the
-/// steps that follow, the chord body and error callbacks; then the whole, for the rest.
-fn workflow(json: &str) -> Markup {
+/// steps that follow and its callbacks (each a link to its task, by the id every step gets when
+/// the workflow is built: a step not launched yet has no page), the chord body; then the whole.
+fn workflow(ctx: &Ctx, json: &str) -> Markup {
     let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
-    let names = |list: Option<&serde_json::Value>| -> Vec<String> {
-        list.and_then(|l| l.as_array()).map(|a| a.iter().filter_map(step_name).collect()).unwrap_or_default()
+    let list = |l: Option<&serde_json::Value>| -> Vec<(String, Option<String>)> {
+        l.and_then(|l| l.as_array()).map(|a| a.iter().flat_map(steps).collect()).unwrap_or_default()
     };
     let report = v.get("report");
-    let next: Vec<String> = v
-        .get("frames")
-        .and_then(|f| f.as_array())
-        .and_then(|f| f.last())
-        .map(|f| names(f.get("steps")))
-        .unwrap_or_default();
+    let next = list(v.get("frames").and_then(|f| f.as_array()).and_then(|f| f.last()).and_then(|f| f.get("steps")));
+    let callbacks = list(v.get("callbacks"));
+    let body: Vec<(String, Option<String>)> =
+        report.and_then(|r| r.get("after")).and_then(|a| a.get("body")).map(steps).unwrap_or_default();
     html! {
         dl {
             @if let Some(r) = report {
                 dt { "member" } dd { (r.get("index").and_then(|i| i.as_u64()).map_or(0, |i| i + 1)) " of " (r.get("size").and_then(|s| s.as_u64()).unwrap_or(0)) " of group " code { (r.get("group").and_then(|g| g.as_str()).unwrap_or("")) } }
-                @if let Some(body) = r.get("after").and_then(|a| a.get("body")).and_then(step_name) { dt { "chord body" } dd { (body) } }
             }
-            @if !next.is_empty() { dt { "next steps" } dd { (next.join(" → ")) } }
-            @let callbacks = names(v.get("callbacks"));
-            @if !callbacks.is_empty() { dt { "on success" } dd { (callbacks.join(", ")) } }
+            @if !body.is_empty() { dt { "chord body" } dd { (links(ctx, &body, ", ")) } }
+            @if !next.is_empty() { dt { "next steps" } dd { (links(ctx, &next, " → ")) } }
+            @if !callbacks.is_empty() { dt { "on success" } dd { (links(ctx, &callbacks, ", ")) } }
         }
         details { summary { "the whole workflow envelope" } pre.json { (pretty(json)) } }
     }
 }
 
-/// The task name of a canvas (a signature, or the first step of a chain or group), if it has one.
-fn step_name(c: &serde_json::Value) -> Option<String> {
-    if let Some(n) = c.get("name").and_then(|n| n.as_str()) {
-        return Some(n.to_owned());
-    }
-    let inner = c.as_object()?.values().next()?;
-    match inner {
-        serde_json::Value::Array(a) => {
-            let parts: Vec<String> = a.iter().filter_map(step_name).collect();
-            (!parts.is_empty()).then(|| format!("[{}]", parts.join(", ")))
+/// Steps as links to their tasks (names alone where there is no id), joined by `sep`.
+fn links(ctx: &Ctx, steps: &[(String, Option<String>)], sep: &str) -> Markup {
+    html! {
+        @for (i, (name, id)) in steps.iter().enumerate() {
+            @if i > 0 { (sep) }
+            @match id {
+                Some(id) => a href=(ctx.at(&format!("/tasks/{}", encode(id)))) { (name) },
+                None => span { (name) },
+            }
         }
-        other => step_name(other),
+    }
+}
+
+/// The tasks of a canvas, in order: a signature (`name` and `id`), or the tasks of a chain,
+/// group or chord, flattened.
+fn steps(c: &serde_json::Value) -> Vec<(String, Option<String>)> {
+    if let Some(n) = c.get("name").and_then(|n| n.as_str()) {
+        return vec![(n.to_owned(), c.get("id").and_then(|i| i.as_str()).map(str::to_owned))];
+    }
+    match c {
+        serde_json::Value::Array(a) => a.iter().flat_map(steps).collect(),
+        serde_json::Value::Object(o) => o.values().flat_map(steps).collect(),
+        _ => Vec::new(),
     }
 }

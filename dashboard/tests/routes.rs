@@ -257,6 +257,17 @@ async fn review_edges_redirects_secrets_ids_and_refresh() {
     let (_, _, list) = send(&r, get("/ops/queues/mail")).await;
     assert!(list.contains("href=\"/ops/tasks/has%20space\""), "the id encoded for a path");
     assert_eq!(send(&r, get("/ops/tasks/has%20space")).await.0, StatusCode::OK);
+    // A workflow step: links back to its parent, forward to its next steps and chord body.
+    let mut m = TaskMessage::with_args("wf:step", &()).unwrap();
+    m.queue = "mail".into();
+    let wf = r#"{"frames":[{"steps":[{"task":{"id":"next-1","name":"wf:next"}}]}],
+        "report":{"group":"g1","index":0,"size":3,"after":{"body":{"task":{"id":"body-1","name":"wf:body"}}}}}"#;
+    m.workflow = Some(serde_json::value::RawValue::from_string(wf.into()).unwrap());
+    let step = client.enqueue_message(m).await.unwrap().id;
+    let (_, _, page) = send(&r, get(&format!("/ops/tasks/{step}"))).await;
+    assert!(page.contains("href=\"/ops/tasks/next-1\">wf:next</a>"), "next steps linked");
+    assert!(page.contains("href=\"/ops/tasks/body-1\">wf:body</a>"), "the chord body linked");
+    assert!(page.contains("1 of 3 of group"), "membership");
     // Live refresh never on the answer to a form (it would post it again).
     let req = Request::post("/ops/queues/mail/all")
         .header(header::COOKIE, format!("{cookie}; conveyor_refresh=2"))
