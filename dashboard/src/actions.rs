@@ -152,13 +152,7 @@ pub(crate) async fn all(ctx: Ctx, Path(queue): Path<String>, body: Bytes) -> Res
         let tab = ctx.at(&format!("/queues/{}?state={}", encode(&queue), state.as_str()));
         if field(&f, "confirm") != "yes" {
             let stats = ctx.app.ins.queue(&queue).await?;
-            let n = match state {
-                TaskState::Pending => stats.pending,
-                TaskState::Scheduled => stats.scheduled - stats.retry.min(stats.scheduled),
-                TaskState::Retry => stats.retry,
-                TaskState::Archived => stats.archived,
-                _ => 0,
-            };
+            let n = crate::queue::count(&stats, state).unwrap_or(0);
             let q = format!("{label}: all {n} {state} tasks of queue `{queue}`?");
             return Ok(confirm(ctx, &format!("/queues/{}/all", encode(&queue)), &q, &f, &tab));
         }

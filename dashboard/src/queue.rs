@@ -39,7 +39,9 @@ pub(crate) fn actions_for(state: TaskState) -> &'static [(&'static str, &'static
     }
 }
 
-fn count(s: &QueueStats, state: TaskState) -> Option<u64> {
+/// How many tasks of a queue are in `state`, by its counts (`None`: completed tasks the
+/// backend does not index).
+pub(crate) fn count(s: &QueueStats, state: TaskState) -> Option<u64> {
     Some(match state {
         TaskState::Pending => s.pending,
         TaskState::Scheduled => s.scheduled - s.retry.min(s.scheduled),
